@@ -1,0 +1,73 @@
+//! The total order on records of one key: which record wins.
+//!
+//! Every node applies the same order, so all nodes converge to the same
+//! record whatever order the network delivers writes in:
+//!
+//! 1. the greater `time` wins;
+//! 2. on equal time, `Del` beats `Mut` (a delete is never lost to a tie);
+//! 3. then the greater signature bytes win (deterministic, and not
+//!    choosable by an author without grinding signatures).
+
+use std::cmp::Ordering;
+
+use crate::record::{Op, Record};
+
+/// Compares two records of the same key by precedence: `Greater` means `a`
+/// wins over `b`. `Equal` only for records with the same time, op and
+/// signature, which are the same write.
+pub fn precedence(a: &Record, b: &Record) -> Ordering {
+    a.time()
+        .cmp(&b.time())
+        .then_with(|| op_rank(a.op()).cmp(&op_rank(b.op())))
+        .then_with(|| a.signature().as_bytes().cmp(b.signature().as_bytes()))
+}
+
+/// Whether `candidate` should replace `stored`.
+pub fn supersedes(candidate: &Record, stored: &Record) -> bool {
+    precedence(candidate, stored) == Ordering::Greater
+}
+
+fn op_rank(op: Op) -> u8 {
+    match op {
+        Op::Mut => 0,
+        Op::Del => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn rec(op: Op, value: &str, time: i64, seed: u8) -> Record {
+        Record::sign("k", op, value, time, &SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    #[test]
+    fn later_time_wins() {
+        assert!(supersedes(&rec(Op::Mut, "b", 2, 1), &rec(Op::Mut, "a", 1, 1)));
+        assert!(!supersedes(&rec(Op::Mut, "a", 1, 1), &rec(Op::Mut, "b", 2, 1)));
+    }
+
+    #[test]
+    fn delete_beats_mut_at_equal_time() {
+        let del = rec(Op::Del, "", 5, 1);
+        let mutation = rec(Op::Mut, "a", 5, 2);
+        assert!(supersedes(&del, &mutation));
+        assert!(!supersedes(&mutation, &del));
+    }
+
+    #[test]
+    fn signature_breaks_remaining_ties_one_way() {
+        let a = rec(Op::Mut, "a", 5, 1);
+        let b = rec(Op::Mut, "b", 5, 2);
+        assert_ne!(supersedes(&a, &b), supersedes(&b, &a));
+    }
+
+    #[test]
+    fn a_record_does_not_supersede_itself() {
+        let a = rec(Op::Mut, "a", 5, 1);
+        assert_eq!(precedence(&a, &a.clone()), Ordering::Equal);
+        assert!(!supersedes(&a, &a));
+    }
+}

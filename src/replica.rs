@@ -1,0 +1,275 @@
+//! One node's copy of the key space: a store, a validator and the limits,
+//! with no I/O and no clock (time is passed in). `Pointer` drives it from
+//! the network; tests and simulations drive it directly.
+
+use std::borrow::Cow;
+
+use ed25519_dalek::SigningKey;
+
+use crate::accept::{check_sizes, judge, Limits, RejectReason, Verdict};
+use crate::record::{Author, Op, Record};
+use crate::store::{self, RecordStore};
+use crate::validator::Validator;
+use crate::wire;
+
+/// Why a received record was not stored. Nothing changed in the store.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// The same record is already stored.
+    Same,
+    /// The stored record wins over this one.
+    Older,
+    /// The record breaks a rule; the sender is to blame.
+    Invalid(RejectReason),
+    /// The store refused it (full, or a backend error).
+    Store(store::Error),
+}
+
+/// Why a local write failed. Nothing changed in the store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The key or value breaks a size limit, or the local identity may not
+    /// write this key (see [`Validator`]).
+    #[error(transparent)]
+    Invalid(#[from] RejectReason),
+    /// The encoded record would exceed the message size limit.
+    #[error("encoded record of {len} bytes exceeds the message limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Size of the encoded record.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The store refused the record.
+    #[error("store refused the record: {0}")]
+    Store(#[from] store::Error),
+}
+
+/// A store with the rules that decide what goes into it.
+pub struct Replica<S> {
+    store: S,
+    validator: Box<dyn Validator>,
+    limits: Limits,
+    max_message_bytes: usize,
+}
+
+impl<S: RecordStore> Replica<S> {
+    /// A replica over `store` that admits what `validator` allows.
+    pub fn new(
+        store: S,
+        validator: Box<dyn Validator>,
+        limits: Limits,
+        max_message_bytes: usize,
+    ) -> Self {
+        Replica {
+            store,
+            validator,
+            limits,
+            max_message_bytes,
+        }
+    }
+
+    /// The record held for `key`, tombstone or value.
+    pub fn get(&self, key: &str) -> Option<Cow<'_, Record>> {
+        self.store.get(key)
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The underlying store, mutably. Writes through it bypass every check.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Judges a record from the network and stores it if it wins.
+    pub fn receive(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
+        let verdict = {
+            let stored = self.store.get(record.key());
+            judge(
+                &record,
+                stored.as_deref(),
+                now_ms,
+                &self.limits,
+                self.validator.as_ref(),
+            )
+        };
+        match verdict {
+            Verdict::Newer => self.store.put(record).map_err(Refusal::Store),
+            Verdict::Same => Err(Refusal::Same),
+            Verdict::Older => Err(Refusal::Older),
+            Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
+        }
+    }
+
+    /// Signs and stores a local write. Its time is `max(now, stored + 1)`,
+    /// so a node's later write always wins over its earlier one even if the
+    /// clock stepped back.
+    pub fn write(
+        &mut self,
+        key: &str,
+        op: Op,
+        value: &str,
+        now_ms: i64,
+        signer: &SigningKey,
+    ) -> Result<Record, WriteError> {
+        check_sizes(key, value, &self.limits)?;
+        if !self.validator.may_write(key, &Author::from(signer)) {
+            return Err(RejectReason::Unauthorized.into());
+        }
+        let time = match self.store.get(key) {
+            Some(stored) => now_ms.max(stored.time().saturating_add(1)),
+            None => now_ms,
+        };
+        let record = Record::sign(key, op, value, time, signer);
+        let len = wire::encode_operate(&record).len();
+        if len > self.max_message_bytes {
+            return Err(WriteError::MessageTooLarge {
+                len,
+                limit: self.max_message_bytes,
+            });
+        }
+        self.store.put(record.clone())?;
+        Ok(record)
+    }
+
+    /// Removes tombstones older than `ttl_ms` and returns their keys.
+    pub fn collect_tombstones(&mut self, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, store::Error> {
+        let horizon = now_ms.saturating_sub(ttl_ms);
+        let expired: Vec<String> = self
+            .store
+            .records()
+            .filter(|r| r.is_tombstone() && r.time() < horizon)
+            .map(|r| r.key().to_owned())
+            .collect();
+        for key in &expired {
+            self.store.remove(key)?;
+        }
+        Ok(expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, MemoryStoreConfig};
+    use crate::validator::{Open, OwnedKeys};
+    use proptest::prelude::*;
+
+    const LIMITS: Limits = Limits {
+        max_key_bytes: 64,
+        max_value_bytes: 64,
+        max_clock_skew_ms: 300_000,
+    };
+
+    fn replica() -> Replica<MemoryStore> {
+        Replica::new(MemoryStore::new(), Box::new(Open), LIMITS, 1024)
+    }
+
+    fn signer(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn local_write_after_a_clock_step_back_still_wins() {
+        let mut r = replica();
+        let first = r.write("k", Op::Mut, "a", 1_000, &signer(1)).expect("write");
+        let second = r.write("k", Op::Mut, "b", 500, &signer(1)).expect("write");
+        assert_eq!(second.time(), first.time() + 1);
+        assert_eq!(r.get("k").map(|x| x.value().to_owned()), Some("b".into()));
+    }
+
+    #[test]
+    fn tombstone_rejects_an_older_mut_replayed_later() {
+        let mut r = replica();
+        let old = Record::sign("k", Op::Mut, "v", 10, &signer(1));
+        r.receive(old.clone(), 100).expect("first");
+        r.write("k", Op::Del, "", 20, &signer(1)).expect("delete");
+        assert!(matches!(r.receive(old, 100), Err(Refusal::Older)));
+        assert!(r.get("k").expect("tombstone").is_tombstone());
+    }
+
+    #[test]
+    fn write_checks_limits_and_authorization_and_stores_nothing() {
+        let mut r = Replica::new(MemoryStore::new(), Box::new(OwnedKeys), LIMITS, 1024);
+        let err = r.write("not-mine", Op::Mut, "v", 1, &signer(1)).unwrap_err();
+        assert!(matches!(err, WriteError::Invalid(RejectReason::Unauthorized)));
+        let mut r = replica();
+        let err = r.write("k", Op::Mut, &"x".repeat(65), 1, &signer(1)).unwrap_err();
+        assert!(matches!(err, WriteError::Invalid(RejectReason::ValueTooLarge { .. })));
+        assert!(r.get("k").is_none());
+    }
+
+    #[test]
+    fn write_over_the_message_limit_is_refused() {
+        let mut r = Replica::new(MemoryStore::new(), Box::new(Open), LIMITS, 100);
+        let err = r.write("k", Op::Mut, &"x".repeat(60), 1, &signer(1)).unwrap_err();
+        assert!(matches!(err, WriteError::MessageTooLarge { limit: 100, .. }), "{err:?}");
+        assert!(r.get("k").is_none());
+    }
+
+    #[test]
+    fn full_store_is_a_typed_refusal() {
+        let store = MemoryStore::with_config(MemoryStoreConfig { max_records: 1, max_value_bytes: 64 });
+        let mut r = Replica::new(store, Box::new(Open), LIMITS, 1024);
+        r.receive(Record::sign("a", Op::Mut, "v", 1, &signer(1)), 10).expect("room");
+        let refused = r.receive(Record::sign("b", Op::Mut, "v", 1, &signer(1)), 10);
+        assert!(matches!(refused, Err(Refusal::Store(store::Error::MaxRecords { .. }))));
+    }
+
+    #[test]
+    fn old_tombstones_are_collected_and_young_ones_kept() {
+        let mut r = replica();
+        r.write("old", Op::Del, "", 1_000, &signer(1)).expect("del");
+        r.write("young", Op::Del, "", 9_000, &signer(1)).expect("del");
+        r.write("value", Op::Mut, "v", 1_000, &signer(1)).expect("mut");
+        let collected = r.collect_tombstones(10_000, 5_000).expect("gc");
+        assert_eq!(collected, ["old"]);
+        assert!(r.get("old").is_none());
+        assert!(r.get("young").is_some());
+        assert!(r.get("value").is_some());
+    }
+
+    fn arb_record() -> impl Strategy<Value = Record> {
+        // Few keys, authors, times and values, so collisions and ties happen.
+        (0..3u8, 1..4u8, 0..4i64, any::<bool>(), 0..3u8).prop_map(|(k, a, t, del, v)| {
+            let (op, value) = if del { (Op::Del, String::new()) } else { (Op::Mut, format!("v{v}")) };
+            Record::sign(&format!("k{k}"), op, &value, t, &signer(a))
+        })
+    }
+
+    fn final_state(records: &[Record]) -> Vec<Record> {
+        let mut r = replica();
+        for rec in records {
+            let _ = r.receive(rec.clone(), 1_000);
+        }
+        let mut all: Vec<Record> = r.store().records().map(Cow::into_owned).collect();
+        all.sort_by(|a, b| a.key().cmp(b.key()));
+        all
+    }
+
+    proptest! {
+        /// Any delivery order, with duplicates, converges to the same state.
+        #[test]
+        fn any_delivery_order_converges(
+            records in prop::collection::vec(arb_record(), 1..24),
+            seed in any::<u64>(),
+        ) {
+            let mut shuffled = records.clone();
+            shuffled.extend(records.iter().take(seed as usize % (records.len() + 1)).cloned());
+            let mut state = seed;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            prop_assert_eq!(final_state(&records), final_state(&shuffled));
+        }
+    }
+}

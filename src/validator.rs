@@ -1,0 +1,132 @@
+//! Who may write a key.
+//!
+//! A [`Validator`] is asked, after the signature checked out, whether the
+//! record's author may write the record's key. Three policies ship ready:
+//! [`OwnedKeys`] (the default), [`AllowList`] and [`Open`]. Any
+//! `Fn(&str, &Author) -> bool + Send + 'static` is a validator too.
+
+use std::collections::HashSet;
+
+use libp2p::PeerId;
+
+use crate::record::Author;
+
+/// Decides whether `author` may write `key`.
+pub trait Validator: Send + 'static {
+    /// `true` if a record for `key` signed by `author` may be stored.
+    fn may_write(&self, key: &str, author: &Author) -> bool;
+}
+
+impl<F> Validator for F
+where
+    F: Fn(&str, &Author) -> bool + Send + 'static,
+{
+    fn may_write(&self, key: &str, author: &Author) -> bool {
+        self(key, author)
+    }
+}
+
+/// Single-writer keys, IPNS style: a key `"<PeerId>/<name>"` may be written
+/// only by the Ed25519 key of that `PeerId`. Keys of any other shape are
+/// refused. This is the default policy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnedKeys;
+
+impl OwnedKeys {
+    /// The key `"<owner>/<name>"`, which only `owner` may write.
+    pub fn key(owner: &PeerId, name: &str) -> String {
+        format!("{owner}/{name}")
+    }
+
+    /// The owner named by a key, if the key has the owned shape.
+    pub fn owner(key: &str) -> Option<PeerId> {
+        let (owner, _) = key.split_once('/')?;
+        owner.parse().ok()
+    }
+}
+
+impl Validator for OwnedKeys {
+    fn may_write(&self, key: &str, author: &Author) -> bool {
+        match (Self::owner(key), author.peer_id()) {
+            (Some(owner), Some(author)) => owner == author,
+            _ => false,
+        }
+    }
+}
+
+/// A fixed set of authors may write any key: a team's cluster.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    authors: HashSet<PeerId>,
+}
+
+impl AllowList {
+    /// Allows exactly these peers (their Ed25519 identities) to write.
+    pub fn new(peers: impl IntoIterator<Item = PeerId>) -> Self {
+        AllowList {
+            authors: peers.into_iter().collect(),
+        }
+    }
+}
+
+impl Validator for AllowList {
+    fn may_write(&self, _key: &str, author: &Author) -> bool {
+        author
+            .peer_id()
+            .is_some_and(|peer| self.authors.contains(&peer))
+    }
+}
+
+/// Any valid signature may write any key; the newest record wins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Open;
+
+impl Validator for Open {
+    fn may_write(&self, _key: &str, _author: &Author) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::signing_key;
+    use libp2p::identity::Keypair;
+
+    fn author_of(kp: &Keypair) -> Author {
+        Author::from(&signing_key(kp).expect("ed25519"))
+    }
+
+    #[test]
+    fn owned_keys_admit_only_the_owner() {
+        let (alice, bob) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let key = OwnedKeys::key(&alice.public().to_peer_id(), "profile");
+        assert!(OwnedKeys.may_write(&key, &author_of(&alice)));
+        assert!(!OwnedKeys.may_write(&key, &author_of(&bob)));
+    }
+
+    #[test]
+    fn owned_keys_refuse_keys_without_an_owner() {
+        let alice = Keypair::generate_ed25519();
+        for key in ["plain", "not-a-peer/name", "", "/name"] {
+            assert!(!OwnedKeys.may_write(key, &author_of(&alice)), "{key}");
+        }
+    }
+
+    #[test]
+    fn allow_list_admits_listed_authors_on_any_key() {
+        let (alice, bob) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let list = AllowList::new([alice.public().to_peer_id()]);
+        assert!(list.may_write("anything", &author_of(&alice)));
+        assert!(!list.may_write("anything", &author_of(&bob)));
+    }
+
+    #[test]
+    fn open_and_closures_are_validators() {
+        let alice = author_of(&Keypair::generate_ed25519());
+        assert!(Open.may_write("k", &alice));
+        let only_public = |key: &str, _: &Author| key.starts_with("public/");
+        assert!(only_public.may_write("public/x", &alice));
+        assert!(!only_public.may_write("private/x", &alice));
+    }
+}

@@ -1,0 +1,217 @@
+//! Conversion between [`Record`]s and their protobuf messages.
+//!
+//! The gossip payload and the fetch answer carry an `Operate`; stores keep a
+//! `StoreValue`. Neither message carries the key: gossip takes it from the
+//! topic, a fetch answer from the `Ask`, a store from its own index. Decoding
+//! checks shapes only (lengths, base64, op/value agreement); the signature,
+//! time and authorization are checked by the accept path.
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use quick_protobuf::{BytesReader, MessageRead, MessageWrite, Writer};
+
+use crate::proto::pointer as pb;
+use crate::record::{Author, Op, Record, Signature};
+
+/// Why bytes could not be turned into a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes are not a valid protobuf message of the expected type.
+    #[error("not a valid protobuf message: {0}")]
+    Protobuf(String),
+    /// The message is larger than the configured limit.
+    #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the message in bytes.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `author` is not 32 bytes.
+    #[error("author must be a 32-byte Ed25519 public key, got {0} bytes")]
+    AuthorLength(usize),
+    /// `sign` is not padded standard base64 of 64 bytes.
+    #[error("signature must be standard base64 of 64 bytes")]
+    SignatureEncoding,
+    /// A `Del` carried a value.
+    #[error("a Del record must not carry a value")]
+    DelWithValue,
+}
+
+/// The `Operate` message of a record.
+pub fn to_operate(record: &Record) -> pb::Operate {
+    pb::Operate {
+        op: to_pb_op(record.op()),
+        value: record.value().to_owned(),
+        sign: STANDARD.encode(record.signature().as_bytes()),
+        time: record.time(),
+        author: record.author().as_bytes().to_vec(),
+    }
+}
+
+/// A record from an `Operate` message and the key it was sent for.
+pub fn from_operate(key: &str, msg: pb::Operate) -> Result<Record, DecodeError> {
+    record_from_fields(key, msg.op, msg.value, &msg.sign, msg.time, &msg.author)
+}
+
+/// The protobuf encoding of a record's `Operate`: the gossip payload.
+pub fn encode_operate(record: &Record) -> Vec<u8> {
+    encode(&to_operate(record))
+}
+
+/// Decodes a gossip payload for `key`, refusing anything over `limit` bytes
+/// before parsing it.
+pub fn decode_operate(key: &str, bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
+    let msg: pb::Operate = decode(bytes, limit)?;
+    from_operate(key, msg)
+}
+
+/// The protobuf encoding of a record's `StoreValue`: what a store keeps.
+pub fn encode_store_value(record: &Record) -> Vec<u8> {
+    encode(&pb::StoreValue {
+        value: record.value().to_owned(),
+        sign: STANDARD.encode(record.signature().as_bytes()),
+        time: record.time(),
+        author: record.author().as_bytes().to_vec(),
+        op: to_pb_op(record.op()),
+    })
+}
+
+/// Decodes a `StoreValue` kept under `key`.
+pub fn decode_store_value(key: &str, bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
+    let msg: pb::StoreValue = decode(bytes, limit)?;
+    record_from_fields(key, msg.op, msg.value, &msg.sign, msg.time, &msg.author)
+}
+
+fn record_from_fields(
+    key: &str,
+    op: pb::Operations,
+    value: String,
+    sign: &str,
+    time: i64,
+    author: &[u8],
+) -> Result<Record, DecodeError> {
+    let op = from_pb_op(op);
+    // proto3 cannot tell an absent string from an empty one, so a Del's
+    // "absent" value is the empty string; anything else is malformed.
+    if op == Op::Del && !value.is_empty() {
+        return Err(DecodeError::DelWithValue);
+    }
+    let author: [u8; 32] = author
+        .try_into()
+        .map_err(|_| DecodeError::AuthorLength(author.len()))?;
+    let signature = decode_signature(sign)?;
+    Ok(Record::from_parts(
+        key.to_owned(),
+        op,
+        value,
+        time,
+        Author::from_bytes(author),
+        signature,
+    ))
+}
+
+fn decode_signature(sign: &str) -> Result<Signature, DecodeError> {
+    // 64 bytes are 88 base64 characters; refuse longer input before decoding.
+    if sign.len() != 88 {
+        return Err(DecodeError::SignatureEncoding);
+    }
+    let bytes = STANDARD
+        .decode(sign)
+        .map_err(|_| DecodeError::SignatureEncoding)?;
+    let bytes: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| DecodeError::SignatureEncoding)?;
+    Ok(Signature::from_bytes(bytes))
+}
+
+pub(crate) fn to_pb_op(op: Op) -> pb::Operations {
+    match op {
+        Op::Mut => pb::Operations::Mut,
+        Op::Del => pb::Operations::Del,
+    }
+}
+
+fn from_pb_op(op: pb::Operations) -> Op {
+    match op {
+        pb::Operations::Mut => Op::Mut,
+        pb::Operations::Del => Op::Del,
+    }
+}
+
+fn encode<M: MessageWrite>(msg: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.get_size());
+    let mut writer = Writer::new(&mut out);
+    // Writing into a Vec cannot fail: it grows as needed.
+    if msg.write_message(&mut writer).is_err() {
+        out.clear();
+    }
+    out
+}
+
+fn decode<'a, M: MessageRead<'a>>(bytes: &'a [u8], limit: usize) -> Result<M, DecodeError> {
+    if bytes.len() > limit {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
+    }
+    let mut reader = BytesReader::from_bytes(bytes);
+    M::from_reader(&mut reader, bytes).map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn record(op: Op, value: &str) -> Record {
+        Record::sign("k", op, value, 42, &SigningKey::from_bytes(&[7; 32]))
+    }
+
+    #[test]
+    fn operate_round_trips() {
+        for r in [record(Op::Mut, "hello"), record(Op::Del, "")] {
+            let bytes = encode_operate(&r);
+            assert_eq!(decode_operate("k", &bytes, 1024), Ok(r.clone()));
+        }
+    }
+
+    #[test]
+    fn store_value_round_trips_tombstones_too() {
+        for r in [record(Op::Mut, "hello"), record(Op::Del, "")] {
+            let bytes = encode_store_value(&r);
+            assert_eq!(decode_store_value("k", &bytes, 1024), Ok(r.clone()));
+        }
+    }
+
+    #[test]
+    fn oversize_input_is_refused_before_parsing() {
+        let bytes = encode_operate(&record(Op::Mut, "hello"));
+        let err = decode_operate("k", &bytes, bytes.len() - 1).unwrap_err();
+        assert!(matches!(err, DecodeError::TooLarge { .. }));
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        let err = decode_operate("k", &[0xff, 0xff, 0xff, 0xff], 1024).unwrap_err();
+        assert!(matches!(err, DecodeError::Protobuf(_)));
+    }
+
+    #[test]
+    fn bad_fields_are_typed_errors() {
+        let good = to_operate(&record(Op::Mut, "v"));
+        let short_author = pb::Operate { author: vec![1; 31], ..good.clone() };
+        assert_eq!(from_operate("k", short_author), Err(DecodeError::AuthorLength(31)));
+        let bad_sign = pb::Operate { sign: "!".repeat(88), ..good.clone() };
+        assert_eq!(from_operate("k", bad_sign), Err(DecodeError::SignatureEncoding));
+        let del_value = pb::Operate { op: pb::Operations::Del, ..good };
+        assert_eq!(from_operate("k", del_value), Err(DecodeError::DelWithValue));
+    }
+
+    #[test]
+    fn signature_is_padded_standard_base64() {
+        let op = to_operate(&record(Op::Mut, "v"));
+        assert_eq!(op.sign.len(), 88);
+        assert!(op.sign.ends_with("=="));
+    }
+}
