@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn time_beyond_the_skew_is_refused_and_within_it_accepted() {
-        assert_eq!(judge_open(&rec("k", "v", NOW + 1_000), None), Verdict::Newer);
+        assert_eq!(
+            judge_open(&rec("k", "v", NOW + 1_000), None),
+            Verdict::Newer
+        );
         assert!(matches!(
             judge_open(&rec("k", "v", NOW + 1_001), None),
             Verdict::Invalid(RejectReason::FromTheFuture { .. })
@@ -225,7 +228,10 @@ mod tests {
 
     #[test]
     fn size_limits_are_enforced_at_the_boundary() {
-        assert_eq!(judge_open(&rec(&"k".repeat(16), "12345678", NOW), None), Verdict::Newer);
+        assert_eq!(
+            judge_open(&rec(&"k".repeat(16), "12345678", NOW), None),
+            Verdict::Newer
+        );
         assert_eq!(
             judge_open(&rec(&"k".repeat(17), "v", NOW), None),
             Verdict::Invalid(RejectReason::KeyTooLong { len: 17, limit: 16 })

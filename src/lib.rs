@@ -1,7 +1,80 @@
-#![doc = "pointer"]
+//! A decentralized, eventually consistent key-value store that lives inside
+//! any libp2p swarm.
+//!
+//! [`Pointer`] is a [`NetworkBehaviour`](libp2p::swarm::NetworkBehaviour).
+//! Every key has its own gossipsub topic (`/pointer/record/<key>`); a write is
+//! a signed (Ed25519) [`Record`] published on it; every node keeps the newest
+//! valid record per key, republishes it now and then, and answers peers that
+//! ask for it over `/pointer/fetch/0.0.1`. A value outlives its publisher:
+//! any node that holds it serves it.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+//! use libp2p::{identify, noise, tcp, yamux};
+//! use pointer::{MemoryStore, Pointer, PointerEvent};
+//!
+//! // Pointer composes with other behaviours like any libp2p behaviour.
+//! #[derive(NetworkBehaviour)]
+//! struct App {
+//!     pointer: Pointer<MemoryStore>,
+//!     identify: identify::Behaviour,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+//!     .with_tokio()
+//!     .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
+//!     .with_behaviour(|key| {
+//!         Ok(App {
+//!             pointer: Pointer::new(key, MemoryStore::new(), Default::default())?,
+//!             identify: identify::Behaviour::new(identify::Config::new(
+//!                 "/app/1.0.0".into(),
+//!                 key.public(),
+//!             )),
+//!         })
+//!     })?
+//!     .build();
+//! swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+//!
+//! // Under the default validator, a node writes keys "<its PeerId>/<name>".
+//! let key = swarm.behaviour().pointer.owned_key("greeting");
+//! swarm.behaviour_mut().pointer.put(&key, "hello")?;
+//!
+//! while let Some(event) = swarm.next().await {
+//!     if let SwarmEvent::Behaviour(AppEvent::Pointer(PointerEvent::RecordUpdated {
+//!         record,
+//!         source,
+//!     })) = event
+//!     {
+//!         println!("{} = {:?} (from {source:?})", record.key(), record.value());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! The pure core has no I/O and no clock: [`record`] (signing),
+//! [`order`] (which record wins), [`accept`] (the checks, cheapest first),
+//! [`validator`] (who may write), [`store`] (pluggable storage),
+//! [`replica`] (the three joined) and [`trickle`] (when to republish). The
+//! libp2p shell ([`Pointer`], the fetch [`protocol`] and its connection
+//! handler) only moves bytes and timers. The wire format is in
+//! `docs/spec.md`.
+
+#![warn(missing_docs)]
 
 pub mod accept;
+mod behaviour;
+pub mod config;
+pub mod event;
+mod handler;
 pub mod order;
+pub mod protocol;
+mod query;
 pub mod record;
 pub mod replica;
 pub mod store;
@@ -10,10 +83,25 @@ pub mod validator;
 pub mod wire;
 
 /// Rust types generated from `proto/pointer.proto` by pb-rs at build time.
-#[allow(non_camel_case_types, non_snake_case, dead_code, unused_imports, missing_docs, clippy::all)]
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    unused_imports,
+    missing_docs,
+    clippy::all
+)]
 pub mod proto {
     /// The `pointer` protobuf package.
     pub mod pointer {
         include!(concat!(env!("OUT_DIR"), "/proto/pointer.rs"));
     }
 }
+
+pub use behaviour::{topic, BuildError, Pointer, TOPIC_PREFIX};
+pub use config::{Config, ConfigBuilder};
+pub use event::{GetOutcome, PointerEvent, QueryId, Source};
+pub use record::{Author, Op, Record};
+pub use replica::{Refusal, WriteError};
+pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};
+pub use validator::{AllowList, Open, OwnedKeys, Validator};

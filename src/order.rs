@@ -45,8 +45,14 @@ mod tests {
 
     #[test]
     fn later_time_wins() {
-        assert!(supersedes(&rec(Op::Mut, "b", 2, 1), &rec(Op::Mut, "a", 1, 1)));
-        assert!(!supersedes(&rec(Op::Mut, "a", 1, 1), &rec(Op::Mut, "b", 2, 1)));
+        assert!(supersedes(
+            &rec(Op::Mut, "b", 2, 1),
+            &rec(Op::Mut, "a", 1, 1)
+        ));
+        assert!(!supersedes(
+            &rec(Op::Mut, "a", 1, 1),
+            &rec(Op::Mut, "b", 2, 1)
+        ));
     }
 
     #[test]

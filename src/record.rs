@@ -267,11 +267,26 @@ mod tests {
         let r = Record::sign("k", Op::Mut, "v", 1, &key(1));
         let other = key(2);
         let variants = [
-            Record { key: "k2".into(), ..r.clone() },
-            Record { op: Op::Del, ..r.clone() },
-            Record { value: "w".into(), ..r.clone() },
-            Record { time: 2, ..r.clone() },
-            Record { author: Author::from(&other), ..r.clone() },
+            Record {
+                key: "k2".into(),
+                ..r.clone()
+            },
+            Record {
+                op: Op::Del,
+                ..r.clone()
+            },
+            Record {
+                value: "w".into(),
+                ..r.clone()
+            },
+            Record {
+                time: 2,
+                ..r.clone()
+            },
+            Record {
+                author: Author::from(&other),
+                ..r.clone()
+            },
         ];
         for v in variants {
             assert!(!v.verify(), "{v:?} must not verify");
@@ -289,7 +304,10 @@ mod tests {
     #[test]
     fn garbage_author_does_not_verify_or_panic() {
         let r = Record::sign("k", Op::Mut, "v", 1, &key(1));
-        let bad = Record { author: Author([0xff; 32]), ..r };
+        let bad = Record {
+            author: Author([0xff; 32]),
+            ..r
+        };
         assert!(!bad.verify());
     }
 

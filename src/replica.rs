@@ -13,15 +13,19 @@ use crate::validator::Validator;
 use crate::wire;
 
 /// Why a received record was not stored. Nothing changed in the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Refusal {
     /// The same record is already stored.
+    #[error("the same record is already stored")]
     Same,
     /// The stored record wins over this one.
+    #[error("a newer record is already stored")]
     Older,
     /// The record breaks a rule; the sender is to blame.
+    #[error("invalid record: {0}")]
     Invalid(RejectReason),
     /// The store refused it (full, or a backend error).
+    #[error("store refused the record: {0}")]
     Store(store::Error),
 }
 
@@ -141,7 +145,11 @@ impl<S: RecordStore> Replica<S> {
     }
 
     /// Removes tombstones older than `ttl_ms` and returns their keys.
-    pub fn collect_tombstones(&mut self, now_ms: i64, ttl_ms: i64) -> Result<Vec<String>, store::Error> {
+    pub fn collect_tombstones(
+        &mut self,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Vec<String>, store::Error> {
         let horizon = now_ms.saturating_sub(ttl_ms);
         let expired: Vec<String> = self
             .store
@@ -180,7 +188,9 @@ mod tests {
     #[test]
     fn local_write_after_a_clock_step_back_still_wins() {
         let mut r = replica();
-        let first = r.write("k", Op::Mut, "a", 1_000, &signer(1)).expect("write");
+        let first = r
+            .write("k", Op::Mut, "a", 1_000, &signer(1))
+            .expect("write");
         let second = r.write("k", Op::Mut, "b", 500, &signer(1)).expect("write");
         assert_eq!(second.time(), first.time() + 1);
         assert_eq!(r.get("k").map(|x| x.value().to_owned()), Some("b".into()));
@@ -199,37 +209,61 @@ mod tests {
     #[test]
     fn write_checks_limits_and_authorization_and_stores_nothing() {
         let mut r = Replica::new(MemoryStore::new(), Box::new(OwnedKeys), LIMITS, 1024);
-        let err = r.write("not-mine", Op::Mut, "v", 1, &signer(1)).unwrap_err();
-        assert!(matches!(err, WriteError::Invalid(RejectReason::Unauthorized)));
+        let err = r
+            .write("not-mine", Op::Mut, "v", 1, &signer(1))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            WriteError::Invalid(RejectReason::Unauthorized)
+        ));
         let mut r = replica();
-        let err = r.write("k", Op::Mut, &"x".repeat(65), 1, &signer(1)).unwrap_err();
-        assert!(matches!(err, WriteError::Invalid(RejectReason::ValueTooLarge { .. })));
+        let err = r
+            .write("k", Op::Mut, &"x".repeat(65), 1, &signer(1))
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            WriteError::Invalid(RejectReason::ValueTooLarge { .. })
+        ));
         assert!(r.get("k").is_none());
     }
 
     #[test]
     fn write_over_the_message_limit_is_refused() {
         let mut r = Replica::new(MemoryStore::new(), Box::new(Open), LIMITS, 100);
-        let err = r.write("k", Op::Mut, &"x".repeat(60), 1, &signer(1)).unwrap_err();
-        assert!(matches!(err, WriteError::MessageTooLarge { limit: 100, .. }), "{err:?}");
+        let err = r
+            .write("k", Op::Mut, &"x".repeat(60), 1, &signer(1))
+            .unwrap_err();
+        assert!(
+            matches!(err, WriteError::MessageTooLarge { limit: 100, .. }),
+            "{err:?}"
+        );
         assert!(r.get("k").is_none());
     }
 
     #[test]
     fn full_store_is_a_typed_refusal() {
-        let store = MemoryStore::with_config(MemoryStoreConfig { max_records: 1, max_value_bytes: 64 });
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_records: 1,
+            max_value_bytes: 64,
+        });
         let mut r = Replica::new(store, Box::new(Open), LIMITS, 1024);
-        r.receive(Record::sign("a", Op::Mut, "v", 1, &signer(1)), 10).expect("room");
+        r.receive(Record::sign("a", Op::Mut, "v", 1, &signer(1)), 10)
+            .expect("room");
         let refused = r.receive(Record::sign("b", Op::Mut, "v", 1, &signer(1)), 10);
-        assert!(matches!(refused, Err(Refusal::Store(store::Error::MaxRecords { .. }))));
+        assert!(matches!(
+            refused,
+            Err(Refusal::Store(store::Error::MaxRecords { .. }))
+        ));
     }
 
     #[test]
     fn old_tombstones_are_collected_and_young_ones_kept() {
         let mut r = replica();
         r.write("old", Op::Del, "", 1_000, &signer(1)).expect("del");
-        r.write("young", Op::Del, "", 9_000, &signer(1)).expect("del");
-        r.write("value", Op::Mut, "v", 1_000, &signer(1)).expect("mut");
+        r.write("young", Op::Del, "", 9_000, &signer(1))
+            .expect("del");
+        r.write("value", Op::Mut, "v", 1_000, &signer(1))
+            .expect("mut");
         let collected = r.collect_tombstones(10_000, 5_000).expect("gc");
         assert_eq!(collected, ["old"]);
         assert!(r.get("old").is_none());
@@ -240,7 +274,11 @@ mod tests {
     fn arb_record() -> impl Strategy<Value = Record> {
         // Few keys, authors, times and values, so collisions and ties happen.
         (0..3u8, 1..4u8, 0..4i64, any::<bool>(), 0..3u8).prop_map(|(k, a, t, del, v)| {
-            let (op, value) = if del { (Op::Del, String::new()) } else { (Op::Mut, format!("v{v}")) };
+            let (op, value) = if del {
+                (Op::Del, String::new())
+            } else {
+                (Op::Mut, format!("v{v}"))
+            };
             Record::sign(&format!("k{k}"), op, &value, t, &signer(a))
         })
     }

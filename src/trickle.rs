@@ -98,7 +98,9 @@ mod tests {
         assert!(second > i && second < i + i / 2 + i / 2, "{second:?}");
         // Over many intervals the average period is I.
         let mut t = Trickle::new(i);
-        let total: Duration = (0..100).map(|n| t.next_delay(f64::from(n % 10) / 10.0)).sum();
+        let total: Duration = (0..100)
+            .map(|n| t.next_delay(f64::from(n % 10) / 10.0))
+            .sum();
         let avg = total / 100;
         assert!(avg > i * 9 / 10 && avg < i * 11 / 10, "{avg:?}");
     }

@@ -200,11 +200,26 @@ mod tests {
     #[test]
     fn bad_fields_are_typed_errors() {
         let good = to_operate(&record(Op::Mut, "v"));
-        let short_author = pb::Operate { author: vec![1; 31], ..good.clone() };
-        assert_eq!(from_operate("k", short_author), Err(DecodeError::AuthorLength(31)));
-        let bad_sign = pb::Operate { sign: "!".repeat(88), ..good.clone() };
-        assert_eq!(from_operate("k", bad_sign), Err(DecodeError::SignatureEncoding));
-        let del_value = pb::Operate { op: pb::Operations::Del, ..good };
+        let short_author = pb::Operate {
+            author: vec![1; 31],
+            ..good.clone()
+        };
+        assert_eq!(
+            from_operate("k", short_author),
+            Err(DecodeError::AuthorLength(31))
+        );
+        let bad_sign = pb::Operate {
+            sign: "!".repeat(88),
+            ..good.clone()
+        };
+        assert_eq!(
+            from_operate("k", bad_sign),
+            Err(DecodeError::SignatureEncoding)
+        );
+        let del_value = pb::Operate {
+            op: pb::Operations::Del,
+            ..good
+        };
         assert_eq!(from_operate("k", del_value), Err(DecodeError::DelWithValue));
     }
 

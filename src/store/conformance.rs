@@ -63,7 +63,9 @@ fn remove_forgets_the_key<S: RecordStore>(store: &mut S) {
     store.put(rec("a", Op::Mut, "1", 1)).expect("put");
     store.remove("a").expect("remove");
     assert_eq!(get(store, "a"), None);
-    store.remove("never-there").expect("removing a missing key is fine");
+    store
+        .remove("never-there")
+        .expect("removing a missing key is fine");
 }
 
 fn records_lists_everything<S: RecordStore>(store: &mut S) {
@@ -90,6 +92,9 @@ fn oversize_value_is_refused_and_changes_nothing<S: RecordStore>(store: &mut S) 
     let old = rec("a", Op::Mut, "small", 1);
     store.put(old.clone()).expect("put");
     let err = store.put(rec("a", Op::Mut, "123456789", 2)).unwrap_err();
-    assert!(matches!(err, Error::ValueTooLarge { len: 9, limit: 8 }), "{err:?}");
+    assert!(
+        matches!(err, Error::ValueTooLarge { len: 9, limit: 8 }),
+        "{err:?}"
+    );
     assert_eq!(get(store, "a"), Some(old));
 }

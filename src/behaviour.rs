@@ -1,0 +1,765 @@
+//! [`Pointer`]: the `NetworkBehaviour` that joins gossipsub, the fetch
+//! protocol and a [`Replica`]. It only moves bytes and timers; every
+//! decision is made by the pure core.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use either::Either;
+use futures::FutureExt;
+use futures_timer::Delay;
+use libp2p::core::transport::PortUse;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::gossipsub::{
+    self, AllowAllSubscriptionFilter, IdentTopic, IdentityTransform, MessageAcceptance,
+    MessageAuthenticity, MessageId, PublishError, TopicHash, ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::swarm::{
+    behaviour::ConnectionEstablished, ConnectionClosed, ConnectionDenied, ConnectionHandler,
+    ConnectionHandlerSelect, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::PeerId;
+use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
+
+use crate::accept::RejectReason;
+use crate::config::Config;
+use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
+use crate::proto::pointer as pb;
+use crate::protocol::FetchError;
+use crate::query::Queries;
+use crate::record::{signing_key, Op, Record};
+use crate::replica::{Refusal, Replica, WriteError};
+use crate::store::{MemoryStore, RecordStore};
+use crate::trickle::Trickle;
+use crate::validator::OwnedKeys;
+use crate::wire;
+
+/// Prefix of every record topic: the topic of key `k` is `/pointer/record/k`.
+pub const TOPIC_PREFIX: &str = "/pointer/record/";
+
+type Gossip = gossipsub::Behaviour<IdentityTransform, AllowAllSubscriptionFilter>;
+
+/// What the joined per-connection handler takes from the behaviour; named
+/// without `Self` so the event queue does not tie `S` to `'static`.
+type HandlerInEvent = Either<THandlerInEvent<Gossip>, HandlerIn>;
+
+/// Why a [`Pointer`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Records are signed with Ed25519; the swarm's identity is another kind.
+    #[error("the identity keypair must be Ed25519")]
+    NotEd25519,
+    /// The internal gossipsub refused its configuration.
+    #[error("invalid gossipsub configuration: {0}")]
+    Gossipsub(String),
+}
+
+/// The topic that carries the records of `key`.
+pub fn topic(key: &str) -> IdentTopic {
+    IdentTopic::new(format!("{TOPIC_PREFIX}{key}"))
+}
+
+/// The key a record topic carries, if it is one.
+fn topic_key(topic: &TopicHash) -> Option<&str> {
+    topic.as_str().strip_prefix(TOPIC_PREFIX)
+}
+
+/// One `Ask` in flight.
+#[derive(Debug)]
+struct Fetch {
+    peer: PeerId,
+    connection: ConnectionId,
+    key: String,
+    query: Option<QueryId>,
+}
+
+/// A decentralized key-value store inside a libp2p swarm.
+///
+/// See the [crate documentation](crate) for an example.
+pub struct Pointer<S: RecordStore = MemoryStore> {
+    config: Config,
+    signer: SigningKey,
+    local_peer: PeerId,
+    gossipsub: Gossip,
+    replica: Replica<S>,
+    subscribed: HashSet<String>,
+    connections: HashMap<PeerId, SmallVec<[ConnectionId; 2]>>,
+    fetches: HashMap<u64, Fetch>,
+    catching_up: HashSet<(PeerId, String)>,
+    queries: Queries,
+    trickle: Trickle,
+    republish_timer: Delay,
+    events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent>>,
+    next_id: u64,
+}
+
+impl<S: RecordStore> Pointer<S> {
+    /// A `Pointer` that signs with the swarm's Ed25519 `keypair` and keeps
+    /// records in `store`.
+    pub fn new(keypair: &Keypair, store: S, mut config: Config) -> Result<Self, BuildError> {
+        let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
+        let gossipsub = build_gossipsub(&config)?;
+        let validator = std::mem::replace(&mut config.validator, Box::new(OwnedKeys));
+        let replica = Replica::new(store, validator, config.limits, config.max_message_bytes);
+        let mut trickle = Trickle::new(config.republish_interval);
+        let first = trickle.next_delay(rand::random());
+        Ok(Pointer {
+            signer,
+            local_peer: keypair.public().to_peer_id(),
+            gossipsub,
+            replica,
+            subscribed: HashSet::new(),
+            connections: HashMap::new(),
+            fetches: HashMap::new(),
+            catching_up: HashSet::new(),
+            queries: Queries::default(),
+            trickle,
+            republish_timer: Delay::new(first),
+            events: VecDeque::new(),
+            next_id: 0,
+            config,
+        })
+    }
+
+    /// The peer id records are signed as.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer
+    }
+
+    /// The key `"<local peer id>/<name>"`, which only this node may write
+    /// under the default [`OwnedKeys`] validator.
+    pub fn owned_key(&self, name: &str) -> String {
+        OwnedKeys::key(&self.local_peer, name)
+    }
+
+    /// Sets `key` to `value` network-wide: signs, stores, subscribes to the
+    /// key's topic and publishes. Returns the stored record.
+    pub fn put(&mut self, key: &str, value: &str) -> Result<Record, WriteError> {
+        self.write(key, Op::Mut, value)
+    }
+
+    /// Deletes `key` network-wide: stores and publishes a tombstone, then
+    /// leaves the key's topic. Returns the tombstone.
+    pub fn delete(&mut self, key: &str) -> Result<Record, WriteError> {
+        self.write(key, Op::Del, "")
+    }
+
+    /// Stores a record signed elsewhere (another key of yours, a relay)
+    /// through the same accept path as the network's records, then follows
+    /// and publishes it. Refused records change nothing.
+    pub fn insert(&mut self, record: Record) -> Result<(), Refusal> {
+        self.replica.receive(record.clone(), now_ms())?;
+        if record.op() == Op::Mut {
+            self.join(record.key());
+        }
+        if let Err(error) = self.publish(&record) {
+            self.push_event(PointerEvent::PublishFailed {
+                key: record.key().to_owned(),
+                error,
+            });
+        }
+        self.applied(record, Source::Local);
+        Ok(())
+    }
+
+    /// Connected peers known to follow `key` (gossipsub told us).
+    pub fn peers_following(&self, key: &str) -> Vec<PeerId> {
+        let hash = topic(key).hash();
+        self.gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&hash))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
+    /// Finds the value of `key`. Answers from the store when subscribed and
+    /// holding a value; otherwise subscribes and asks up to `fetch_fanout`
+    /// peers. The answer comes as [`PointerEvent::GetFinished`].
+    pub fn get(&mut self, key: &str) -> QueryId {
+        let id = QueryId(self.next_id());
+        let local = self.value_record(key);
+        if let (true, Some(record)) = (self.subscribed.contains(key), local) {
+            self.finish_get(id, key.to_owned(), GetOutcome::Found(record));
+            return id;
+        }
+        self.join(key);
+        let asked = self.ask_peers(key, Some(id));
+        if asked == 0 {
+            // Nobody to ask: what we hold is all there is.
+            let outcome = self.local_outcome(key, true);
+            self.finish_get(id, key.to_owned(), outcome);
+        } else {
+            self.queries.start(id, key.to_owned(), asked);
+        }
+        id
+    }
+
+    /// Follows `key`: joins its topic and catches up from peers. Returns
+    /// `false` if it was already followed.
+    pub fn subscribe(&mut self, key: &str) -> Result<bool, RejectReason> {
+        crate::accept::check_sizes(key, "", &self.config.limits)?;
+        if self.subscribed.contains(key) {
+            return Ok(false);
+        }
+        self.join(key);
+        self.ask_peers(key, None);
+        Ok(true)
+    }
+
+    /// Stops following `key`. Its record stays in the store and is still
+    /// served to peers that ask. Returns `false` if it was not followed.
+    pub fn unsubscribe(&mut self, key: &str) -> bool {
+        if !self.subscribed.remove(key) {
+            return false;
+        }
+        self.gossipsub.unsubscribe(&topic(key));
+        true
+    }
+
+    /// Whether `key` is followed.
+    pub fn is_subscribed(&self, key: &str) -> bool {
+        self.subscribed.contains(key)
+    }
+
+    /// The followed keys.
+    pub fn subscribed(&self) -> impl Iterator<Item = &str> {
+        self.subscribed.iter().map(String::as_str)
+    }
+
+    /// The record stored for `key`: a value or a tombstone.
+    pub fn record(&self, key: &str) -> Option<Cow<'_, Record>> {
+        self.replica.get(key)
+    }
+
+    /// The value of `key`, if it has one (not deleted).
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.value_record(key).map(|r| r.value().to_owned())
+    }
+
+    /// All stored records, tombstones included.
+    pub fn records(&self) -> S::RecordsIter<'_> {
+        self.replica.store().records()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        self.replica.store()
+    }
+
+    /// The store, mutably. Records written through it skip every check and
+    /// are not published.
+    pub fn store_mut(&mut self) -> &mut S {
+        self.replica.store_mut()
+    }
+
+    /// The configuration in force (its validator moved into the replica).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn write(&mut self, key: &str, op: Op, value: &str) -> Result<Record, WriteError> {
+        let record = self.replica.write(key, op, value, now_ms(), &self.signer)?;
+        match op {
+            Op::Mut => self.join(key),
+            Op::Del => {}
+        }
+        if let Err(error) = self.publish(&record) {
+            self.push_event(PointerEvent::PublishFailed {
+                key: key.to_owned(),
+                error,
+            });
+        }
+        self.applied(record.clone(), Source::Local);
+        Ok(record)
+    }
+
+    fn value_record(&self, key: &str) -> Option<Record> {
+        self.replica
+            .get(key)
+            .filter(|r| !r.is_tombstone())
+            .map(Cow::into_owned)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn push_event(&mut self, event: PointerEvent) {
+        self.events.push_back(ToSwarm::GenerateEvent(event));
+    }
+
+    /// Joins the key's topic (no catch-up).
+    fn join(&mut self, key: &str) {
+        if !self.subscribed.insert(key.to_owned()) {
+            return;
+        }
+        if let Err(e) = self.gossipsub.subscribe(&topic(key)) {
+            tracing::warn!(%key, "gossipsub refused the subscription: {e}");
+        }
+    }
+
+    /// Publishes a record on its topic. `Duplicate` means the network
+    /// already has these exact bytes, so it is success.
+    fn publish(&mut self, record: &Record) -> Result<(), PublishError> {
+        let bytes = wire::encode_operate(record);
+        match self.gossipsub.publish(topic(record.key()), bytes) {
+            Ok(_) | Err(PublishError::Duplicate) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A record was stored: follow up and tell the user.
+    fn applied(&mut self, record: Record, source: Source) {
+        if record.is_tombstone() {
+            self.unsubscribe(record.key());
+            self.push_event(PointerEvent::RecordDeleted { record, source });
+        } else {
+            self.push_event(PointerEvent::RecordUpdated { record, source });
+        }
+    }
+
+    /// Runs a record from the network through the accept path.
+    fn absorb(&mut self, record: Record, peer: PeerId, source: Source) -> MessageAcceptance {
+        let key = record.key().to_owned();
+        match self.replica.receive(record.clone(), now_ms()) {
+            Ok(()) => {
+                // Our neighbours got it with us; no need to republish it
+                // this interval.
+                self.trickle.heard_same(&key);
+                self.applied(record, source);
+                MessageAcceptance::Accept
+            }
+            Err(Refusal::Same) => {
+                self.trickle.heard_same(&key);
+                MessageAcceptance::Ignore
+            }
+            Err(Refusal::Older) => {
+                self.trickle.heard_older(&key);
+                MessageAcceptance::Ignore
+            }
+            Err(Refusal::Invalid(reason)) => {
+                self.push_event(PointerEvent::RecordRejected { peer, key, reason });
+                MessageAcceptance::Reject
+            }
+            Err(Refusal::Store(error)) => {
+                self.push_event(PointerEvent::StoreFailed { key, error });
+                MessageAcceptance::Ignore
+            }
+        }
+    }
+
+    fn on_gossip_message(&mut self, peer: PeerId, id: MessageId, message: gossipsub::Message) {
+        let acceptance = match topic_key(&message.topic).map(str::to_owned) {
+            None => self.reject(peer, String::new(), RejectReason::ForeignTopic),
+            Some(key) => {
+                match wire::decode_operate(&key, &message.data, self.config.max_message_bytes) {
+                    Ok(record) => self.absorb(record, peer, Source::Gossip { peer }),
+                    Err(e) => self.reject(peer, key, e.into()),
+                }
+            }
+        };
+        self.gossipsub
+            .report_message_validation_result(&id, &peer, acceptance);
+    }
+
+    fn reject(&mut self, peer: PeerId, key: String, reason: RejectReason) -> MessageAcceptance {
+        self.push_event(PointerEvent::RecordRejected { peer, key, reason });
+        MessageAcceptance::Reject
+    }
+
+    fn on_gossip_event(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => self.on_gossip_message(propagation_source, message_id, message),
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                if let Some(key) = topic_key(&topic) {
+                    let key = key.to_owned();
+                    self.on_peer_subscribed(peer_id, &key);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer follows `key`. If we follow it too, catch up from that peer
+    /// (this is how a new connection that shares topics is asked). If we
+    /// deleted it, push the tombstone so the peer stops serving the value.
+    fn on_peer_subscribed(&mut self, peer: PeerId, key: &str) {
+        if self.subscribed.contains(key) {
+            self.ask(peer, key, None);
+            return;
+        }
+        let tombstone = self.replica.get(key).filter(|r| r.is_tombstone());
+        if let Some(tombstone) = tombstone.map(Cow::into_owned) {
+            if let Err(e) = self.publish(&tombstone) {
+                tracing::debug!(%key, "could not push tombstone: {e}");
+            }
+        }
+    }
+
+    /// Asks up to `fetch_fanout` peers for `key`: peers known to follow it,
+    /// or any connected peer when none is known. Returns how many were asked.
+    fn ask_peers(&mut self, key: &str, query: Option<QueryId>) -> usize {
+        let targets = self.ask_targets(key);
+        let mut asked = 0;
+        for peer in targets {
+            if self.ask(peer, key, query) {
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    fn ask_targets(&self, key: &str) -> Vec<PeerId> {
+        let fanout = self.config.fetch_fanout;
+        let followers: Vec<PeerId> = self
+            .peers_following(key)
+            .into_iter()
+            .filter(|peer| self.connections.contains_key(peer))
+            .take(fanout)
+            .collect();
+        if !followers.is_empty() {
+            return followers;
+        }
+        self.connections.keys().copied().take(fanout).collect()
+    }
+
+    /// Sends one `Ask`. Catch-up asks (no query) are not repeated while one
+    /// to the same peer for the same key is in flight.
+    fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
+        let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
+            return false;
+        };
+        if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
+            return false;
+        }
+        let id = self.next_id();
+        let fetch = Fetch {
+            peer,
+            connection,
+            key: key.to_owned(),
+            query,
+        };
+        self.fetches.insert(id, fetch);
+        self.events.push_back(ToSwarm::NotifyHandler {
+            peer_id: peer,
+            handler: NotifyHandler::One(connection),
+            event: Either::Right(HandlerIn::Ask {
+                id,
+                key: key.to_owned(),
+            }),
+        });
+        true
+    }
+
+    fn on_answer(&mut self, id: u64, result: Result<pb::Answer, FetchError>) {
+        let Some(fetch) = self.fetches.remove(&id) else {
+            return;
+        };
+        if fetch.query.is_none() {
+            self.catching_up.remove(&(fetch.peer, fetch.key.clone()));
+        }
+        let answered = match result {
+            Ok(answer) => {
+                self.on_answer_ok(&fetch, answer);
+                true
+            }
+            Err(error) => {
+                self.push_event(PointerEvent::FetchFailed {
+                    peer: fetch.peer,
+                    key: fetch.key.clone(),
+                    error,
+                });
+                false
+            }
+        };
+        if let Some(query) = fetch.query {
+            self.on_query_reply(query, answered);
+        }
+    }
+
+    fn on_answer_ok(&mut self, fetch: &Fetch, answer: pb::Answer) {
+        let peer = fetch.peer;
+        match (answer.status, answer.op) {
+            (pb::Status::NotExist, _) => {}
+            (pb::Status::Ok_pb, Some(op)) => match wire::from_operate(&fetch.key, op) {
+                Ok(record) => {
+                    self.absorb(record, peer, Source::Fetch { peer });
+                }
+                Err(e) => {
+                    self.reject(peer, fetch.key.clone(), e.into());
+                }
+            },
+            (pb::Status::Ok_pb, None) => {
+                let reason =
+                    crate::wire::DecodeError::Protobuf("Ok answer without a record".into());
+                self.reject(peer, fetch.key.clone(), reason.into());
+            }
+        }
+    }
+
+    fn on_query_reply(&mut self, id: QueryId, answered: bool) {
+        if let Some(done) = self.queries.reply(id, answered) {
+            let outcome = self.local_outcome(&done.key, done.answered);
+            self.finish_get(id, done.key, outcome);
+        }
+    }
+
+    fn local_outcome(&self, key: &str, answered: bool) -> GetOutcome {
+        match self.value_record(key) {
+            Some(record) => GetOutcome::Found(record),
+            None if answered || self.replica.get(key).is_some() => GetOutcome::NotFound,
+            None => GetOutcome::TimedOut,
+        }
+    }
+
+    fn finish_get(&mut self, id: QueryId, key: String, outcome: GetOutcome) {
+        self.push_event(PointerEvent::GetFinished { id, key, outcome });
+    }
+
+    fn on_inbound_ask(&mut self, key: &str, reply: futures::channel::oneshot::Sender<pb::Answer>) {
+        let answer = match self.replica.get(key) {
+            Some(record) => pb::Answer {
+                status: pb::Status::Ok_pb,
+                op: Some(wire::to_operate(&record)),
+            },
+            None => pb::Answer {
+                status: pb::Status::NotExist,
+                op: None,
+            },
+        };
+        // The stream may have been closed meanwhile; nothing to do then.
+        let _ = reply.send(answer);
+    }
+
+    /// Republishes what Trickle says is due, then collects old tombstones.
+    fn on_republish_timer(&mut self) {
+        let candidates: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|k| self.value_record(k).is_some())
+            .cloned()
+            .collect();
+        for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
+            if let Some(record) = self.value_record(&key) {
+                if let Err(e) = self.publish(&record) {
+                    tracing::debug!(%key, "republish not sent: {e}");
+                }
+            }
+        }
+        let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = self.replica.collect_tombstones(now_ms(), ttl) {
+            tracing::warn!("tombstone collection failed: {e}");
+        }
+        let delay = self.trickle.next_delay(rand::random());
+        self.republish_timer.reset(delay);
+    }
+
+    fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
+        self.connections.entry(peer).or_default().push(connection);
+    }
+
+    fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        if let Some(list) = self.connections.get_mut(&peer) {
+            list.retain(|c| *c != connection);
+            if list.is_empty() {
+                self.connections.remove(&peer);
+            }
+        }
+        let lost: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.connection == connection)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.on_answer(id, Err(FetchError::ConnectionClosed));
+        }
+    }
+
+    fn new_handler(&self) -> Handler {
+        Handler::new(FetchLimits {
+            max_message_size: self.config.max_message_bytes,
+            timeout: self.config.fetch_timeout,
+            max_inbound_streams: self.config.max_inbound_fetch_streams,
+            max_outbound_streams: self.config.max_outbound_fetch_streams,
+        })
+    }
+}
+
+fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
+    let mut builder = gossipsub::ConfigBuilder::default();
+    builder
+        .validation_mode(ValidationMode::Anonymous)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::new(&Sha256::digest(&m.data)))
+        // Room for the record plus the topic and RPC framing.
+        .max_transmit_size(config.max_message_bytes + config.limits.max_key_bytes + 1024)
+        .heartbeat_interval(config.heartbeat_interval)
+        // Identical republishes must not be refused as duplicates when the
+        // next interval comes round.
+        .duplicate_cache_time(duplicate_window(config.republish_interval));
+    if let Some(prefix) = &config.gossipsub_protocol_prefix {
+        builder.protocol_id_prefix(prefix.clone());
+    }
+    let gossip_config = builder
+        .build()
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    Gossip::new_with_subscription_filter(
+        MessageAuthenticity::Anonymous,
+        gossip_config,
+        AllowAllSubscriptionFilter {},
+    )
+    .map_err(|e| BuildError::Gossipsub(e.to_string()))
+}
+
+/// Republishes come at least half an interval apart; the duplicate cache
+/// must forget a message before then.
+fn duplicate_window(republish: Duration) -> Duration {
+    (republish / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
+    type ConnectionHandler = ConnectionHandlerSelect<THandler<Gossip>, Handler>;
+    type ToSwarm = PointerEvent;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.gossipsub
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let gossip = self.gossipsub.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        )?;
+        Ok(gossip.select(self.new_handler()))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.gossipsub.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let gossip = self.gossipsub.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        )?;
+        Ok(gossip.select(self.new_handler()))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.gossipsub.on_swarm_event(event);
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            }) => self.on_connection_established(peer_id, connection_id),
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            }) => self.on_connection_closed(peer_id, connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            Either::Left(gossip) => self
+                .gossipsub
+                .on_connection_handler_event(peer, connection, gossip),
+            Either::Right(HandlerOut::InboundAsk { key, reply }) => {
+                self.on_inbound_ask(&key, reply)
+            }
+            Either::Right(HandlerOut::Answered { id, result }) => self.on_answer(id, result),
+            Either::Right(HandlerOut::InboundFailed { error }) => {
+                self.push_event(PointerEvent::InboundFetchFailed { peer, error })
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(event);
+            }
+            if self.republish_timer.poll_unpin(cx).is_ready() {
+                self.on_republish_timer();
+                continue;
+            }
+            match self.gossipsub.poll(cx) {
+                Poll::Ready(ToSwarm::GenerateEvent(event)) => self.on_gossip_event(event),
+                Poll::Ready(action) => {
+                    return Poll::Ready(
+                        action
+                            .map_in(Either::Left)
+                            .map_out(|_| unreachable!("gossipsub events are handled above")),
+                    )
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

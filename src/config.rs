@@ -1,0 +1,241 @@
+//! Configuration of [`Pointer`](crate::Pointer), with documented defaults.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::accept::Limits;
+use crate::validator::{OwnedKeys, Validator};
+
+/// Settings of a [`Pointer`](crate::Pointer). Build one with
+/// [`Config::builder`]; [`Config::default`] gives the defaults listed on
+/// each builder method.
+pub struct Config {
+    pub(crate) limits: Limits,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) tombstone_ttl: Duration,
+    pub(crate) republish_interval: Duration,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) fetch_fanout: usize,
+    pub(crate) max_inbound_fetch_streams: usize,
+    pub(crate) max_outbound_fetch_streams: usize,
+    pub(crate) gossipsub_protocol_prefix: Option<String>,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) validator: Box<dyn Validator>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limits: Limits {
+                max_key_bytes: 512,
+                max_value_bytes: 60 * 1024,
+                max_clock_skew_ms: 5 * 60 * 1000,
+            },
+            max_message_bytes: 64 * 1024,
+            tombstone_ttl: Duration::from_secs(24 * 60 * 60),
+            republish_interval: Duration::from_secs(60),
+            fetch_timeout: Duration::from_secs(10),
+            fetch_fanout: 3,
+            max_inbound_fetch_streams: 32,
+            max_outbound_fetch_streams: 32,
+            gossipsub_protocol_prefix: None,
+            heartbeat_interval: Duration::from_secs(1),
+            validator: Box::new(OwnedKeys),
+        }
+    }
+}
+
+impl Config {
+    /// A builder that starts from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder(Config::default())
+    }
+
+    /// Key, value and clock-skew limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Largest encoded record on the wire (gossip payload or fetch frame).
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// How long tombstones are kept.
+    pub fn tombstone_ttl(&self) -> Duration {
+        self.tombstone_ttl
+    }
+
+    /// Mean time between republishes of a key.
+    pub fn republish_interval(&self) -> Duration {
+        self.republish_interval
+    }
+
+    /// How long one `Ask` may take.
+    pub fn fetch_timeout(&self) -> Duration {
+        self.fetch_timeout
+    }
+
+    /// How many peers a catch-up or `get` asks.
+    pub fn fetch_fanout(&self) -> usize {
+        self.fetch_fanout
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("limits", &self.limits)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("tombstone_ttl", &self.tombstone_ttl)
+            .field("republish_interval", &self.republish_interval)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .field("fetch_fanout", &self.fetch_fanout)
+            .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
+            .field(
+                "max_outbound_fetch_streams",
+                &self.max_outbound_fetch_streams,
+            )
+            .field("gossipsub_protocol_prefix", &self.gossipsub_protocol_prefix)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of a [`Config`].
+#[derive(Debug)]
+pub struct ConfigBuilder(Config);
+
+impl ConfigBuilder {
+    /// Longest key in bytes. Default: 512.
+    pub fn max_key_bytes(mut self, bytes: usize) -> Self {
+        self.0.limits.max_key_bytes = bytes;
+        self
+    }
+
+    /// Longest value in bytes. Default: 61,440 (60 KiB).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.0.limits.max_value_bytes = bytes;
+        self
+    }
+
+    /// Largest encoded record on the wire, for gossip and for each fetch
+    /// frame. Default: 65,536 (64 KiB). Pointer's gossipsub accepts RPCs of
+    /// this size plus room for the topic and framing.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_message_bytes = bytes;
+        self
+    }
+
+    /// How far ahead of the local clock a record's time may be. Default:
+    /// 5 minutes.
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.0.limits.max_clock_skew_ms = duration_ms(skew);
+        self
+    }
+
+    /// How long a tombstone is kept before it is collected. Default: 24 h.
+    /// After that, a node that was offline longer can bring an old value
+    /// back; choose it longer than your nodes stay offline.
+    pub fn tombstone_ttl(mut self, ttl: Duration) -> Self {
+        self.0.tombstone_ttl = ttl;
+        self
+    }
+
+    /// Mean time between republishes of each subscribed key (each firing
+    /// falls at a random point of the second half of its interval).
+    /// Default: 60 s.
+    pub fn republish_interval(mut self, interval: Duration) -> Self {
+        self.0.republish_interval = interval;
+        self
+    }
+
+    /// Time allowed for one `Ask`/`Answer` exchange, stream negotiation
+    /// included. Default: 10 s.
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.0.fetch_timeout = timeout;
+        self
+    }
+
+    /// How many peers a catch-up or a `get` asks at most. Default: 3.
+    pub fn fetch_fanout(mut self, peers: usize) -> Self {
+        self.0.fetch_fanout = peers.max(1);
+        self
+    }
+
+    /// Concurrent inbound fetch streams per connection; further streams are
+    /// closed at once. Default: 32.
+    pub fn max_inbound_fetch_streams(mut self, streams: usize) -> Self {
+        self.0.max_inbound_fetch_streams = streams;
+        self
+    }
+
+    /// Concurrent outbound fetches per connection; further asks fail at
+    /// once. Default: 32.
+    pub fn max_outbound_fetch_streams(mut self, streams: usize) -> Self {
+        self.0.max_outbound_fetch_streams = streams;
+        self
+    }
+
+    /// Speak gossipsub under `"<prefix>/1.1.0"` and `"<prefix>/1.0.0"`
+    /// instead of the standard `/meshsub/…` ids. Set it when the swarm also
+    /// runs a gossipsub of its own, so the two never share a stream. Default:
+    /// the standard ids (interoperable with any gossipsub).
+    pub fn gossipsub_protocol_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.0.gossipsub_protocol_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Gossipsub heartbeat. Default: 1 s (gossipsub's own default).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.0.heartbeat_interval = interval;
+        self
+    }
+
+    /// Who may write which key. Default: [`OwnedKeys`].
+    pub fn validator(mut self, validator: impl Validator) -> Self {
+        self.0.validator = Box::new(validator);
+        self
+    }
+
+    /// The finished configuration.
+    pub fn build(self) -> Config {
+        self.0
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_sets_every_limit() {
+        let c = Config::builder()
+            .max_key_bytes(10)
+            .max_value_bytes(20)
+            .max_message_bytes(30)
+            .max_clock_skew(Duration::from_secs(1))
+            .tombstone_ttl(Duration::from_secs(2))
+            .republish_interval(Duration::from_secs(3))
+            .fetch_timeout(Duration::from_secs(4))
+            .fetch_fanout(5)
+            .build();
+        assert_eq!(
+            c.limits(),
+            &Limits {
+                max_key_bytes: 10,
+                max_value_bytes: 20,
+                max_clock_skew_ms: 1000
+            }
+        );
+        assert_eq!(c.max_message_bytes(), 30);
+        assert_eq!(c.tombstone_ttl(), Duration::from_secs(2));
+        assert_eq!(c.republish_interval(), Duration::from_secs(3));
+        assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
+        assert_eq!(c.fetch_fanout(), 5);
+    }
+}

@@ -1,0 +1,387 @@
+//! The per-connection handler of `/pointer/fetch/0.0.1`.
+//!
+//! One `Ask` and one `Answer` per stream. Both directions run as futures in
+//! bounded sets with a timeout (`futures_bounded`, as identify and
+//! request-response do), so a peer can neither pile up streams nor hold one
+//! open forever. Inbound asks are passed to the behaviour, which answers
+//! synchronously from its store through a oneshot channel.
+
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    future::Future,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use futures::{
+    channel::{mpsc, oneshot},
+    future::{self, Either},
+    SinkExt as _, StreamExt as _,
+};
+use futures_bounded::{FuturesMap, FuturesSet, PushError};
+use libp2p::{
+    core::upgrade::ReadyUpgrade,
+    swarm::{
+        handler::{
+            ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+        },
+        ConnectionHandler, ConnectionHandlerEvent, StreamUpgradeError, SubstreamProtocol,
+    },
+    Stream, StreamProtocol,
+};
+
+use crate::{
+    proto::pointer::Answer,
+    protocol::{self, FetchError, InboundError, PROTOCOL},
+};
+
+/// Limits of the fetch protocol on one connection.
+#[derive(Debug, Clone)]
+pub struct FetchLimits {
+    /// Largest encoded `Ask` or `Answer`, in bytes (the length prefix excluded).
+    pub max_message_size: usize,
+    /// Time for a whole exchange, stream negotiation included.
+    pub timeout: Duration,
+    /// Concurrent inbound fetch streams; extra streams are dropped unread.
+    pub max_inbound_streams: usize,
+    /// Concurrent outbound asks; extra asks fail with
+    /// [`FetchError::TooManyRequests`] instead of queueing.
+    pub max_outbound_streams: usize,
+}
+
+/// A command from the behaviour.
+#[derive(Debug)]
+pub enum HandlerIn {
+    /// Ask the remote for `key`. The result comes back as
+    /// [`HandlerOut::Answered`] with the same `id`, which must be unique
+    /// among this connection's asks in flight.
+    Ask { id: u64, key: String },
+}
+
+/// An event for the behaviour.
+#[derive(Debug)]
+pub enum HandlerOut {
+    /// The remote asked for `key`. Send the answer on `reply`; dropping
+    /// `reply` closes the stream without an answer.
+    InboundAsk {
+        key: String,
+        reply: oneshot::Sender<Answer>,
+    },
+    /// The outcome of [`HandlerIn::Ask`] `id`.
+    Answered {
+        id: u64,
+        result: Result<Answer, FetchError>,
+    },
+    /// Serving an inbound stream failed; the stream is closed.
+    InboundFailed { error: InboundError },
+}
+
+/// An ask that still needs a negotiated stream.
+#[derive(Debug)]
+pub struct OutboundAsk {
+    id: u64,
+    key: String,
+    /// The whole exchange must end by then, negotiation included.
+    deadline: Instant,
+}
+
+/// A decoded inbound `Ask` travelling from its stream future to `poll`.
+type InboundAsk = (String, oneshot::Sender<Answer>);
+
+/// The fetch [`ConnectionHandler`]: bounded, timed ask/answer streams.
+pub struct Handler {
+    limits: FetchLimits,
+    /// Asks from the behaviour not yet turned into stream requests.
+    pending: VecDeque<OutboundAsk>,
+    /// Outbound streams requested from the swarm and not yet negotiated.
+    negotiating: usize,
+    /// Outbound exchanges by ask id.
+    outbound: FuturesMap<u64, Result<Answer, FetchError>>,
+    /// Inbound exchanges; the cap is `max_inbound_streams`.
+    inbound: FuturesSet<Result<(), InboundError>>,
+    /// Inbound futures cannot emit events, so they hand decoded asks to
+    /// `poll` here. Each future sends once on its own clone of the sender,
+    /// and every sender has a guaranteed slot, so a send never waits.
+    asks_tx: mpsc::Sender<InboundAsk>,
+    asks_rx: mpsc::Receiver<InboundAsk>,
+    /// Events ready for the behaviour.
+    events: VecDeque<HandlerOut>,
+}
+
+impl Handler {
+    /// A handler for one connection, enforcing `limits`.
+    pub(crate) fn new(limits: FetchLimits) -> Self {
+        let timeout = limits.timeout;
+        let delay = move || futures_bounded::Delay::futures_timer(timeout);
+        let (asks_tx, asks_rx) = mpsc::channel(0);
+        Self {
+            pending: VecDeque::new(),
+            negotiating: 0,
+            outbound: FuturesMap::new(delay, limits.max_outbound_streams),
+            inbound: FuturesSet::new(delay, limits.max_inbound_streams),
+            asks_tx,
+            asks_rx,
+            events: VecDeque::new(),
+            limits,
+        }
+    }
+
+    /// Asks queued, negotiating or running.
+    fn outbound_in_flight(&self) -> usize {
+        self.pending.len() + self.negotiating + self.outbound.len()
+    }
+
+    fn on_ask(&mut self, id: u64, key: String) {
+        let limit = self.limits.max_outbound_streams;
+        if self.outbound_in_flight() >= limit {
+            let result = Err(FetchError::TooManyRequests { limit });
+            self.events.push_back(HandlerOut::Answered { id, result });
+            return;
+        }
+        let deadline = Instant::now() + self.limits.timeout;
+        self.pending.push_back(OutboundAsk { id, key, deadline });
+    }
+
+    fn on_inbound_stream(&mut self, stream: Stream) {
+        let exchange = serve(stream, self.limits.max_message_size, self.asks_tx.clone());
+        if self.inbound.try_push(exchange).is_err() {
+            // The rejected future owns the stream and is dropped here, which
+            // resets the stream: the only refusal a stream protocol has.
+            let limit = self.limits.max_inbound_streams;
+            let error = InboundError::TooManyStreams { limit };
+            self.events.push_back(HandlerOut::InboundFailed { error });
+        }
+    }
+
+    fn on_outbound_stream(&mut self, stream: Stream, ask: OutboundAsk) {
+        self.negotiating = self.negotiating.saturating_sub(1);
+        let exchange = protocol::ask(stream, ask.key, self.limits.max_message_size);
+        match self
+            .outbound
+            .try_push(ask.id, within(ask.deadline, exchange))
+        {
+            Ok(()) => {}
+            // Unreachable while `on_ask` counts negotiating streams, but a
+            // lost ask would leave the behaviour waiting, so report it.
+            Err(PushError::BeyondCapacity(_)) => {
+                let limit = self.limits.max_outbound_streams;
+                let result = Err(FetchError::TooManyRequests { limit });
+                self.events
+                    .push_back(HandlerOut::Answered { id: ask.id, result });
+            }
+            Err(PushError::Replaced(_)) => {
+                tracing::warn!(id = ask.id, "duplicate fetch ask id; older ask dropped");
+            }
+        }
+    }
+
+    fn on_dial_upgrade_error(&mut self, ask: OutboundAsk, error: StreamUpgradeError<Infallible>) {
+        self.negotiating = self.negotiating.saturating_sub(1);
+        let error = match error {
+            StreamUpgradeError::Timeout => FetchError::Timeout,
+            StreamUpgradeError::NegotiationFailed => FetchError::Unsupported,
+            StreamUpgradeError::Io(e) => FetchError::Io(Arc::new(e)),
+            StreamUpgradeError::Apply(e) => libp2p::core::util::unreachable(e),
+        };
+        let result = Err(error);
+        self.events
+            .push_back(HandlerOut::Answered { id: ask.id, result });
+    }
+
+    fn stream_request(
+        &self,
+        ask: OutboundAsk,
+    ) -> SubstreamProtocol<ReadyUpgrade<StreamProtocol>, OutboundAsk> {
+        let timeout = ask.deadline.saturating_duration_since(Instant::now());
+        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ask).with_timeout(timeout)
+    }
+
+    /// The next failed inbound exchange; successful ones need no event.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<InboundError> {
+        loop {
+            match self.inbound.poll_unpin(cx) {
+                Poll::Ready(Ok(Ok(()))) => continue,
+                Poll::Ready(Ok(Err(error))) => return Poll::Ready(error),
+                Poll::Ready(Err(_)) => return Poll::Ready(InboundError::Timeout),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Serves one inbound stream: read the ask, let the behaviour answer, write.
+async fn serve(
+    stream: Stream,
+    max_message_size: usize,
+    mut asks: mpsc::Sender<InboundAsk>,
+) -> Result<(), InboundError> {
+    let (key, responder) = protocol::read_ask(stream, max_message_size).await?;
+    let (reply, answer) = oneshot::channel();
+    if asks.send((key, reply)).await.is_err() {
+        // Only the handler holds the receiver: it is gone, and so is the
+        // connection this stream belongs to.
+        return Ok(());
+    }
+    match answer.await {
+        Ok(answer) => protocol::write_answer(responder, answer).await,
+        Err(oneshot::Canceled) => protocol::decline(responder).await,
+    }
+}
+
+/// Fails `exchange` with [`FetchError::Timeout`] at `deadline`, so negotiation
+/// and exchange share one budget. The outbound set's own timeout (the full
+/// budget, started later) is only a backstop.
+async fn within<T>(
+    deadline: Instant,
+    exchange: impl Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    let timer = futures_timer::Delay::new(deadline.saturating_duration_since(Instant::now()));
+    match future::select(pin!(exchange), timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(((), _)) => Err(FetchError::Timeout),
+    }
+}
+
+impl ConnectionHandler for Handler {
+    type FromBehaviour = HandlerIn;
+    type ToBehaviour = HandlerOut;
+    type InboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type OutboundProtocol = ReadyUpgrade<StreamProtocol>;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = OutboundAsk;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
+        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL), ()).with_timeout(self.limits.timeout)
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.outbound_in_flight() > 0 || !self.inbound.is_empty()
+    }
+
+    fn on_behaviour_event(&mut self, event: HandlerIn) {
+        match event {
+            HandlerIn::Ask { id, key } => self.on_ask(id, key),
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ConnectionHandlerEvent<Self::OutboundProtocol, OutboundAsk, HandlerOut>> {
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        if let Some(ask) = self.pending.pop_front() {
+            self.negotiating += 1;
+            let protocol = self.stream_request(ask);
+            return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { protocol });
+        }
+        if let Poll::Ready(Some((key, reply))) = self.asks_rx.poll_next_unpin(cx) {
+            let event = HandlerOut::InboundAsk { key, reply };
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        if let Poll::Ready((id, result)) = self.outbound.poll_unpin(cx) {
+            let result = result.unwrap_or(Err(FetchError::Timeout));
+            let event = HandlerOut::Answered { id, result };
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        if let Poll::Ready(error) = self.poll_inbound(cx) {
+            let event = HandlerOut::InboundFailed { error };
+            return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
+        }
+        Poll::Pending
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<Self::InboundProtocol, Self::OutboundProtocol, (), OutboundAsk>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: stream,
+                ..
+            }) => self.on_inbound_stream(stream),
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: stream,
+                info,
+            }) => self.on_outbound_stream(stream, info),
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { info, error }) => {
+                self.on_dial_upgrade_error(info, error)
+            }
+            // `ListenUpgradeError` carries `Infallible`; the rest is not ours.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::task::noop_waker_ref;
+
+    use super::*;
+
+    fn limits(max_outbound_streams: usize) -> FetchLimits {
+        FetchLimits {
+            max_message_size: 1024,
+            timeout: Duration::from_secs(5),
+            max_inbound_streams: 4,
+            max_outbound_streams,
+        }
+    }
+
+    fn poll(
+        handler: &mut Handler,
+    ) -> Poll<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, OutboundAsk, HandlerOut>> {
+        handler.poll(&mut Context::from_waker(noop_waker_ref()))
+    }
+
+    #[test]
+    fn keep_alive_follows_asks_in_flight() {
+        let mut handler = Handler::new(limits(4));
+        assert!(!handler.connection_keep_alive());
+        handler.on_behaviour_event(HandlerIn::Ask {
+            id: 1,
+            key: "k".into(),
+        });
+        assert!(handler.connection_keep_alive(), "queued ask");
+        let requested = poll(&mut handler);
+        assert!(matches!(
+            requested,
+            Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })
+        ));
+        assert!(handler.connection_keep_alive(), "negotiating ask");
+        assert!(poll(&mut handler).is_pending());
+    }
+
+    #[test]
+    fn ask_beyond_the_cap_fails_without_a_stream_request() {
+        let mut handler = Handler::new(limits(1));
+        handler.on_behaviour_event(HandlerIn::Ask {
+            id: 1,
+            key: "a".into(),
+        });
+        handler.on_behaviour_event(HandlerIn::Ask {
+            id: 2,
+            key: "b".into(),
+        });
+        let refused = poll(&mut handler);
+        assert!(matches!(
+            refused,
+            Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
+                HandlerOut::Answered {
+                    id: 2,
+                    result: Err(FetchError::TooManyRequests { limit: 1 }),
+                }
+            ))
+        ));
+        let requested = poll(&mut handler);
+        assert!(matches!(
+            requested,
+            Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { .. })
+        ));
+        assert!(poll(&mut handler).is_pending());
+    }
+}

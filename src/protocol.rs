@@ -1,0 +1,334 @@
+//! The `/pointer/fetch/0.0.1` wire protocol, without any behaviour logic.
+//!
+//! One exchange per stream: the asker writes one `Ask` and closes its write
+//! side; the answerer writes one `Answer` (or nothing, if it declines) and
+//! closes. Every message is an unsigned-varint length prefix followed by the
+//! protobuf bytes, as in every libp2p protocol.
+
+use std::{io, sync::Arc};
+
+use asynchronous_codec::Framed;
+use futures::{SinkExt as _, StreamExt as _};
+use libp2p::{Stream, StreamProtocol};
+use quick_protobuf::{BytesReader, MessageRead, MessageWrite};
+use quick_protobuf_codec::Codec;
+
+use crate::proto::pointer::{Answer, Ask, Operate};
+
+/// Protocol id of the fetch protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1");
+
+/// Why an `Ask` we sent to a peer got no usable `Answer`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No answer within the fetch timeout (stream negotiation included).
+    #[error("the peer did not answer in time")]
+    Timeout,
+    /// The peer does not speak `/pointer/fetch/0.0.1`.
+    #[error("the peer does not support /pointer/fetch/0.0.1")]
+    Unsupported,
+    /// The stream or the connection closed before an answer arrived. A peer
+    /// that declines to answer closes the stream, so this is also "no answer".
+    #[error("the stream closed before an answer arrived")]
+    ConnectionClosed,
+    /// The answer was not a well-formed protobuf `Answer`.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The ask or the answer is larger than the message size limit.
+    #[error("message exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured maximum message size, in bytes.
+        limit: usize,
+    },
+    /// This connection already has the maximum number of asks in flight; the
+    /// ask was not sent (asks are never queued beyond the limit).
+    #[error("more than {limit} asks in flight on this connection")]
+    TooManyRequests {
+        /// The configured maximum of outbound asks per connection.
+        limit: usize,
+    },
+    /// An I/O error on the stream.
+    #[error("i/o error on the fetch stream: {0}")]
+    Io(Arc<io::Error>),
+}
+
+/// Why serving a peer's `Ask` failed. The stream is closed in every case.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum InboundError {
+    /// The exchange did not finish within the fetch timeout.
+    #[error("the exchange did not finish in time")]
+    Timeout,
+    /// The peer closed the stream before sending a whole `Ask`.
+    #[error("the stream closed before an ask arrived")]
+    ConnectionClosed,
+    /// The peer sent bytes that are not a well-formed `Ask` frame, or ended
+    /// the stream in the middle of a frame.
+    #[error("malformed ask: {0}")]
+    Malformed(String),
+    /// The peer announced a message (or we would have sent an answer) larger
+    /// than the message size limit.
+    #[error("message exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The configured maximum message size, in bytes.
+        limit: usize,
+    },
+    /// The peer opened more concurrent fetch streams than allowed on one
+    /// connection; the extra stream was dropped unread.
+    #[error("more than {limit} concurrent inbound fetch streams")]
+    TooManyStreams {
+        /// The configured maximum of inbound streams per connection.
+        limit: usize,
+    },
+    /// An I/O error on the stream.
+    #[error("i/o error on the fetch stream: {0}")]
+    Io(Arc<io::Error>),
+}
+
+/// The stream of an `Ask` we read, waiting for our answer.
+pub(crate) struct Responder {
+    framed: Framed<Stream, Codec<Answer, Ask>>,
+    max_message_size: usize,
+}
+
+/// Sends one `Ask` for `key` on a fresh outbound stream and reads the `Answer`.
+pub(crate) async fn ask(
+    stream: Stream,
+    key: String,
+    max_message_size: usize,
+) -> Result<Answer, FetchError> {
+    let fail = |e| FetchError::from_failure(e, max_message_size);
+    let ask = Ask { key };
+    check_size(&ask, max_message_size).map_err(fail)?;
+    let mut framed = Framed::new(stream, Codec::<Ask, SafeAnswer>::new(max_message_size));
+    framed.send(ask).await.map_err(|e| fail(e.into()))?;
+    // Closing our write side tells the peer that no second ask follows.
+    framed.close().await.map_err(|e| fail(e.into()))?;
+    match framed.next().await {
+        Some(Ok(SafeAnswer(answer))) => Ok(answer),
+        Some(Err(e)) => Err(fail(e.into())),
+        None => Err(FetchError::ConnectionClosed),
+    }
+}
+
+/// Reads the one `Ask` of an inbound stream; answer it through the [`Responder`].
+pub(crate) async fn read_ask(
+    stream: Stream,
+    max_message_size: usize,
+) -> Result<(String, Responder), InboundError> {
+    let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(max_message_size));
+    match framed.next().await {
+        Some(Ok(Ask { key })) => Ok((
+            key,
+            Responder {
+                framed,
+                max_message_size,
+            },
+        )),
+        Some(Err(e)) => Err(InboundError::from_failure(e.into(), max_message_size)),
+        None => Err(InboundError::ConnectionClosed),
+    }
+}
+
+/// Writes the `Answer` and closes the stream.
+pub(crate) async fn write_answer(
+    mut responder: Responder,
+    answer: Answer,
+) -> Result<(), InboundError> {
+    let limit = responder.max_message_size;
+    let fail = |e| InboundError::from_failure(e, limit);
+    check_size(&answer, limit).map_err(fail)?;
+    responder
+        .framed
+        .send(answer)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    responder.framed.close().await.map_err(|e| fail(e.into()))
+}
+
+/// Closes the stream without an answer; the asker sees the stream end.
+pub(crate) async fn decline(mut responder: Responder) -> Result<(), InboundError> {
+    let limit = responder.max_message_size;
+    let closed = responder.framed.close().await;
+    closed.map_err(|e| InboundError::from_failure(e.into(), limit))
+}
+
+/// Refuses to send what the peer would refuse to read.
+fn check_size(message: &impl MessageWrite, limit: usize) -> Result<(), Failure> {
+    if message.get_size() > limit {
+        return Err(Failure::TooLarge);
+    }
+    Ok(())
+}
+
+/// A read or write failure, before it is named for the side that saw it.
+#[derive(Debug)]
+enum Failure {
+    Closed,
+    Malformed(String),
+    TooLarge,
+    Io(io::Error),
+}
+
+impl From<quick_protobuf_codec::Error> for Failure {
+    fn from(error: quick_protobuf_codec::Error) -> Self {
+        // The codec wraps both its own errors and the stream's in one
+        // `io::Error`; only the kind tells them apart.
+        let error = io::Error::from(error);
+        match error.kind() {
+            // quick-protobuf-codec 0.3.1 rejects a length prefix above the
+            // limit as soon as the prefix is read, without reading the body.
+            io::ErrorKind::PermissionDenied => Failure::TooLarge,
+            // A bad varint prefix or bytes that do not decode as the message.
+            io::ErrorKind::InvalidData => Failure::Malformed(error.to_string()),
+            // asynchronous-codec: the stream ended with a partial frame buffered.
+            io::ErrorKind::UnexpectedEof => {
+                Failure::Malformed("stream ended inside a frame".to_owned())
+            }
+            // yamux reports writes to a reset or closed stream as `WriteZero`.
+            io::ErrorKind::WriteZero
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => Failure::Closed,
+            _ => Failure::Io(error),
+        }
+    }
+}
+
+impl FetchError {
+    fn from_failure(failure: Failure, limit: usize) -> Self {
+        match failure {
+            Failure::Closed => Self::ConnectionClosed,
+            Failure::Malformed(reason) => Self::Malformed(reason),
+            Failure::TooLarge => Self::TooLarge { limit },
+            Failure::Io(e) => Self::Io(Arc::new(e)),
+        }
+    }
+}
+
+impl InboundError {
+    fn from_failure(failure: Failure, limit: usize) -> Self {
+        match failure {
+            Failure::Closed => Self::ConnectionClosed,
+            Failure::Malformed(reason) => Self::Malformed(reason),
+            Failure::TooLarge => Self::TooLarge { limit },
+            Failure::Io(e) => Self::Io(Arc::new(e)),
+        }
+    }
+}
+
+/// An `Answer` decoded without trusting the nested `Operate`'s length.
+///
+/// quick-protobuf 0.8.1 reads a nested message against the whole frame, not
+/// its own length: a crafted `Operate` can read past its end, after which
+/// `BytesReader::read_unknown` computes `end - start` with `start > end` and
+/// panics on overflow (debug builds) or reads garbage. Here the nested bytes
+/// are cut out first and decoded as a top-level message, which quick-protobuf
+/// bounds correctly. The wire format is unchanged.
+struct SafeAnswer(Answer);
+
+impl<'a> MessageRead<'a> for SafeAnswer {
+    fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
+        let mut answer = Answer::default();
+        while !r.is_eof() {
+            match r.next_tag(bytes)? {
+                8 => answer.status = r.read_enum(bytes)?,
+                18 => answer.op = Some(decode_operate(r.read_bytes(bytes)?)?),
+                tag => r.read_unknown(bytes, tag)?,
+            }
+        }
+        Ok(Self(answer))
+    }
+}
+
+fn decode_operate(bytes: &[u8]) -> quick_protobuf::Result<Operate> {
+    Operate::from_reader(&mut BytesReader::from_bytes(bytes), bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use asynchronous_codec::{Decoder as _, Encoder as _};
+    use libp2p::bytes::BytesMut;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proto::pointer::{Operations, Status};
+
+    fn decode_answer(frame: &[u8], limit: usize) -> Result<Option<Answer>, Failure> {
+        let mut codec = Codec::<Ask, SafeAnswer>::new(limit);
+        let decoded = codec.decode(&mut BytesMut::from(frame))?;
+        Ok(decoded.map(|SafeAnswer(answer)| answer))
+    }
+
+    #[test]
+    fn answer_round_trips_through_safe_reader() {
+        let answer = Answer {
+            status: Status::Ok_pb,
+            op: Some(Operate {
+                op: Operations::Mut,
+                value: "v".into(),
+                sign: "s".into(),
+                time: 7,
+                author: vec![1; 32],
+            }),
+        };
+        let mut frame = BytesMut::new();
+        Codec::<Answer, Ask>::new(1024)
+            .encode(answer.clone(), &mut frame)
+            .expect("encodes");
+        assert_eq!(decode_answer(&frame, 1024).expect("decodes"), Some(answer));
+    }
+
+    #[test]
+    fn nested_overrun_is_malformed_not_a_panic() {
+        // Answer.op claims 1 byte; inside, a string tag whose length byte lies
+        // past the nested end, then an unknown fixed64 field.
+        let body = [0x12, 0x01, 0x12, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut frame = vec![body.len() as u8];
+        frame.extend_from_slice(&body);
+        assert!(matches!(
+            decode_answer(&frame, 64),
+            Err(Failure::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn length_prefix_above_limit_is_too_large_before_the_body() {
+        // 65 announced, no body sent: the codec must not wait for it.
+        assert!(matches!(decode_answer(&[65], 64), Err(Failure::TooLarge)));
+    }
+
+    #[test]
+    fn overflowing_varint_prefix_is_malformed() {
+        assert!(matches!(
+            decode_answer(&[0xff; 11], 64),
+            Err(Failure::Malformed(_))
+        ));
+    }
+
+    /// Documents why [`SafeAnswer`] exists: the generated reader panics
+    /// (integer overflow) on the same bytes when overflow checks are on.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn generated_answer_reader_panics_on_nested_overrun() {
+        let body = [0x12, 0x01, 0x12, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+        let read = std::panic::catch_unwind(|| {
+            let _ = Answer::from_reader(&mut BytesReader::from_bytes(&body), &body);
+        });
+        assert!(read.is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(
+            head in prop::sample::select(vec![vec![], vec![0x12, 0x01], vec![0x12, 0x03]]),
+            tail in prop::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let body = [head, tail].concat();
+            let frame = [vec![body.len() as u8], body].concat();
+            let _ = decode_answer(&frame, 127);
+            let _ = Codec::<Answer, Ask>::new(127).decode(&mut BytesMut::from(&frame[..]));
+        }
+    }
+}

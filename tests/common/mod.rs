@@ -1,0 +1,131 @@
+//! Shared harness for the integration tests: real swarms on the memory
+//! transport (libp2p-swarm-test), driven together until a condition holds.
+
+#![allow(dead_code)]
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::Swarm;
+use libp2p_swarm_test::SwarmExt;
+use pointer::{Config, MemoryStore, Open, Pointer, PointerEvent};
+
+pub type Node = Swarm<Pointer<MemoryStore>>;
+
+/// How long any one wait may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Settings for tests: the `Open` validator (any author, any key), a
+/// republish interval long enough that tests never rely on it unless they
+/// set it themselves, and short fetch timeouts.
+pub fn test_config() -> pointer::ConfigBuilder {
+    Config::builder()
+        .validator(Open)
+        .republish_interval(Duration::from_secs(3600))
+        .fetch_timeout(Duration::from_secs(5))
+}
+
+/// A node with `config`, listening on a memory address.
+pub async fn node_with(config: impl FnOnce() -> Config + Send) -> Node {
+    let mut swarm = Swarm::new_ephemeral_tokio(|key| {
+        Pointer::new(&key, MemoryStore::new(), config()).expect("valid config")
+    });
+    swarm.listen().with_memory_addr_external().await;
+    swarm
+}
+
+/// A node with [`test_config`].
+pub async fn node() -> Node {
+    node_with(|| test_config().build()).await
+}
+
+/// `n` nodes, every pair connected.
+pub async fn full_mesh(n: usize) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(node().await);
+    }
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let (left, right) = nodes.split_at_mut(j);
+            left[i].connect(&mut right[0]).await;
+        }
+    }
+    nodes
+}
+
+/// The next event of any of `nodes`, with the index of its node.
+pub async fn next_event(nodes: &mut [Node]) -> (usize, SwarmEvent<PointerEvent>) {
+    poll_fn(|cx| {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            if let Poll::Ready(Some(event)) = node.poll_next_unpin(cx) {
+                return Poll::Ready((i, event));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Drives all `nodes` until `done` holds of them. The condition is checked
+/// after every event, and every few milliseconds too, because some state
+/// (a peer's subscription, a stale record ignored) changes without an event.
+/// Fails the test after [`PATIENCE`].
+pub async fn until(nodes: &mut [Node], what: &str, mut done: impl FnMut(&[Node]) -> bool) {
+    let wait = async {
+        let mut recheck = tokio::time::interval(Duration::from_millis(10));
+        while !done(nodes) {
+            tokio::select! {
+                _ = next_event(nodes) => {}
+                _ = recheck.tick() => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// Drives all `nodes` until one emits a behaviour event that `pick` maps to
+/// `Some`, and returns it with the node's index.
+pub async fn wait_for<T>(
+    nodes: &mut [Node],
+    what: &str,
+    mut pick: impl FnMut(usize, &PointerEvent) -> Option<T>,
+) -> (usize, T) {
+    let wait = async {
+        loop {
+            if let (i, SwarmEvent::Behaviour(event)) = next_event(nodes).await {
+                if let Some(found) = pick(i, &event) {
+                    return (i, found);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Drives `nodes` until every node in `who` sees every other node in `who`
+/// following `key` (their gossipsub subscriptions have arrived).
+pub async fn until_following(nodes: &mut [Node], who: &[usize], key: &str) {
+    let ids: Vec<_> = nodes.iter().map(|n| *n.local_peer_id()).collect();
+    until(nodes, "subscriptions are known", |nodes| {
+        who.iter().all(|&i| {
+            let following = nodes[i].behaviour().peers_following(key);
+            who.iter()
+                .filter(|&&j| j != i)
+                .all(|&j| following.contains(&ids[j]))
+        })
+    })
+    .await;
+}
+
+/// The value every node holds for `key`.
+pub fn values(nodes: &[Node], key: &str) -> Vec<Option<String>> {
+    nodes.iter().map(|n| n.behaviour().value(key)).collect()
+}
