@@ -558,12 +558,31 @@ impl<S: RecordStore> Pointer<S> {
                 }
             }
         }
+        self.recheck_orphans();
         let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
         if let Err(e) = self.replica.collect_tombstones(now_ms(), ttl) {
             tracing::warn!("tombstone collection failed: {e}");
         }
         let delay = self.trickle.next_delay(rand::random());
         self.republish_timer.reset(delay);
+    }
+
+    /// Keys we follow that no connected peer follows get no gossip, so we
+    /// would never hear of their updates or deletes: ask peers about them
+    /// once an interval (a peer that deleted the key answers the tombstone).
+    fn recheck_orphans(&mut self) {
+        if self.connections.is_empty() {
+            return;
+        }
+        let orphans: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|key| self.peers_following(key).is_empty())
+            .cloned()
+            .collect();
+        for key in orphans {
+            self.ask_peers(&key, None);
+        }
     }
 
     fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {

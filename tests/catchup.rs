@@ -1,0 +1,155 @@
+//! Issue test 3: a node that joins after the put gets the value through
+//! `Ask`/`Answer` without waiting for a republish; `get` of a key nobody
+//! has finishes with not-found; a value outlives its publisher.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::{AsyncReadExt, StreamExt};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Swarm};
+use libp2p_swarm_test::SwarmExt;
+use pointer::{protocol::PROTOCOL, GetOutcome, PointerEvent, Source};
+
+/// Waits for the `GetFinished` of the query issued on node `i`.
+async fn get(nodes: &mut [Node], i: usize, key: &str) -> GetOutcome {
+    let id = nodes[i].behaviour_mut().get(key);
+    wait_for(nodes, "the get to finish", |j, e| match e {
+        PointerEvent::GetFinished {
+            id: got, outcome, ..
+        } if j == i && *got == id => Some(outcome.clone()),
+        _ => None,
+    })
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn late_joiner_gets_the_value_by_asking() {
+    let mut nodes = vec![node().await, node().await];
+    // Written before anyone else exists: only Ask can deliver it (the
+    // republish interval is an hour).
+    let written = nodes[0].behaviour_mut().put("k", "v").expect("put");
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+
+    assert_eq!(
+        get(&mut nodes, 1, "k").await,
+        GetOutcome::Found(written.clone())
+    );
+    assert_eq!(nodes[1].behaviour().record("k").as_deref(), Some(&written));
+}
+
+#[tokio::test]
+async fn subscribing_before_connecting_catches_up_on_connect() {
+    let mut nodes = vec![node().await, node().await];
+    let written = nodes[0].behaviour_mut().put("k", "v").expect("put");
+    nodes[1].behaviour_mut().subscribe("k").expect("valid key");
+    let peer0 = *nodes[0].local_peer_id();
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+
+    let (_, record) = wait_for(&mut nodes, "the catch-up", |i, e| match e {
+        PointerEvent::RecordUpdated {
+            record,
+            source: Source::Fetch { peer },
+        } if i == 1 && *peer == peer0 => Some(record.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(record, written);
+}
+
+#[tokio::test]
+async fn get_of_a_key_nobody_has_is_not_found() {
+    let mut nodes = full_mesh(3).await;
+    assert_eq!(
+        get(&mut nodes, 0, "nobody-wrote-this").await,
+        GetOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn get_without_peers_is_not_found_at_once() {
+    let mut nodes = vec![node().await];
+    assert_eq!(get(&mut nodes, 0, "k").await, GetOutcome::NotFound);
+}
+
+#[tokio::test]
+async fn value_outlives_its_publisher() {
+    let mut nodes = full_mesh(2).await;
+    nodes[0].behaviour_mut().put("k", "survives").expect("put");
+    assert!(matches!(
+        get(&mut nodes, 1, "k").await,
+        GetOutcome::Found(_)
+    ));
+
+    // The publisher leaves for good; a newcomer asks the node that stayed.
+    drop(nodes.remove(0));
+    nodes.push(node().await);
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+    match get(&mut nodes, 1, "k").await {
+        GetOutcome::Found(record) => assert_eq!(record.value(), "survives"),
+        other => panic!("expected the value, got {other:?}"),
+    }
+}
+
+/// A peer that accepts fetch streams and never answers them.
+fn silent_peer() -> Swarm<libp2p_stream::Behaviour> {
+    Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new())
+}
+
+#[tokio::test]
+async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
+    let timeout = Duration::from_millis(500);
+    let mut asker = Swarm::new_ephemeral_tokio(|key| {
+        pointer::Pointer::new(
+            &key,
+            pointer::MemoryStore::new(),
+            test_config().fetch_timeout(timeout).build(),
+        )
+        .expect("config")
+    });
+    let mut silent = silent_peer();
+    let mut incoming = silent
+        .behaviour()
+        .new_control()
+        .accept(PROTOCOL)
+        .expect("first registration");
+    silent.listen().with_memory_addr_external().await;
+    asker.connect(&mut silent).await;
+    // Hold every stream open without answering.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some((_, mut stream)) = incoming.next().await {
+            let mut buf = [0u8; 64];
+            let _ = stream.read(&mut buf).await;
+            held.push(stream);
+        }
+    });
+    tokio::spawn(silent.loop_on_next());
+
+    let started = Instant::now();
+    let id = asker.behaviour_mut().get("k");
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let SwarmEvent::Behaviour(PointerEvent::GetFinished {
+                id: got, outcome, ..
+            }) = asker.select_next_some().await
+            {
+                if got == id {
+                    return outcome;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the get finishes");
+    assert_eq!(outcome, GetOutcome::TimedOut);
+    let took = started.elapsed();
+    assert!(took >= timeout && took < timeout * 4, "took {took:?}");
+    let _: PeerId = *asker.local_peer_id();
+}

@@ -1,0 +1,99 @@
+//! Issue test 2: a delete arrives everywhere, removes the value, leaves a
+//! tombstone that refuses an older `Mut` replayed afterwards, and leaves the
+//! topic. A node that missed the delete learns it too.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use libp2p::swarm::SwarmEvent;
+use pointer::{PointerEvent, Refusal};
+
+#[tokio::test]
+async fn delete_wipes_the_key_everywhere_and_the_tombstone_holds() {
+    let mut nodes = full_mesh(3).await;
+    for n in nodes.iter_mut() {
+        n.behaviour_mut().subscribe("doc").expect("valid key");
+    }
+    until_following(&mut nodes, &[0, 1, 2], "doc").await;
+    let old = nodes[0].behaviour_mut().put("doc", "draft").expect("put");
+    until(&mut nodes, "the value is everywhere", |n| {
+        values(n, "doc").iter().all(Option::is_some)
+    })
+    .await;
+
+    let tombstone = nodes[1].behaviour_mut().delete("doc").expect("delete");
+
+    until(&mut nodes, "the delete is everywhere", |n| {
+        n.iter().all(|x| {
+            x.behaviour().record("doc").as_deref() == Some(&tombstone)
+                && !x.behaviour().is_subscribed("doc")
+        })
+    })
+    .await;
+    assert_eq!(values(&nodes, "doc"), vec![None; 3]);
+
+    // Replaying the older Mut (as a node that missed the delete would) is
+    // refused everywhere and brings nothing back.
+    for n in nodes.iter_mut() {
+        let refused = n.behaviour_mut().insert(old.clone());
+        assert!(matches!(refused, Err(Refusal::Older)), "{refused:?}");
+        assert_eq!(n.behaviour().record("doc").as_deref(), Some(&tombstone));
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_missed_the_delete_learns_it_after_reconnecting() {
+    // A short republish interval: the returning node follows a key that no
+    // connected peer follows any more, and rechecks it with its peers.
+    let config = || {
+        test_config()
+            .republish_interval(Duration::from_millis(200))
+            .build()
+    };
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    let (a, b) = nodes.split_at_mut(1);
+    libp2p_swarm_test::SwarmExt::connect(&mut a[0], &mut b[0]).await;
+    for n in nodes.iter_mut() {
+        n.behaviour_mut().subscribe("doc").expect("valid key");
+    }
+    until_following(&mut nodes, &[0, 1], "doc").await;
+    nodes[0].behaviour_mut().put("doc", "draft").expect("put");
+    until(&mut nodes, "both hold the value", |n| {
+        values(n, "doc").iter().all(Option::is_some)
+    })
+    .await;
+
+    // Node 1 goes away; node 0 deletes while it is gone.
+    let peer1 = *nodes[1].local_peer_id();
+    nodes[0].disconnect_peer_id(peer1).expect("connected");
+    until(&mut nodes, "disconnected", |n| !n[0].is_connected(&peer1)).await;
+    nodes[0].behaviour_mut().delete("doc").expect("delete");
+
+    let (a, b) = nodes.split_at_mut(1);
+    libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
+    wait_for(&mut nodes, "node 1 to learn the delete", |i, e| {
+        matches!((i, e), (1, PointerEvent::RecordDeleted { .. })).then_some(())
+    })
+    .await;
+    assert_eq!(values(&nodes, "doc"), vec![None, None]);
+}
+
+#[tokio::test]
+async fn deleting_on_a_lone_node_still_stores_the_tombstone() {
+    let mut nodes = vec![node().await];
+    nodes[0].behaviour_mut().put("k", "v").expect("put");
+    let tombstone = nodes[0].behaviour_mut().delete("k").expect("delete");
+    assert!(tombstone.is_tombstone());
+    assert_eq!(nodes[0].behaviour().value("k"), None);
+    // Publishing had nobody to reach; the user is told, nothing is lost.
+    let (_, event) = next_event(&mut nodes).await;
+    assert!(
+        matches!(
+            event,
+            SwarmEvent::Behaviour(PointerEvent::PublishFailed { .. })
+        ),
+        "{event:?}"
+    );
+}
