@@ -1,80 +1,253 @@
-use base64::Engine;
-use ed25519_dalek::SigningKey;
-use pointer::{wire, Op, Record};
-use quick_protobuf::{MessageWrite, Writer};
+//! The test vectors of `docs/spec.md` ("Test vectors"), recomputed through
+//! the crate's public API. The literals here and in the spec are the same
+//! strings: change one, change the other.
+//!
+//! The vectors were also cross-checked against an independent
+//! implementation written from the spec alone (Python, `cryptography`).
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+use base64::{engine::general_purpose::STANDARD, Engine};
+use ed25519_dalek::SigningKey;
+use pointer::proto::pointer::{Answer, Ask, Status};
+use pointer::{wire, Author, Op, Record};
+use quick_protobuf::{MessageWrite, Writer};
+use sha2::{Digest, Sha256};
+
+/// One vector, exactly as printed in the spec.
+struct Vector {
+    name: &'static str,
+    /// The key as text, and as the hex of its UTF-8 bytes (the bytes rule:
+    /// they pin the Unicode normalization of non-ASCII keys).
+    key: &'static str,
+    key_hex: &'static str,
+    seed_hex: &'static str,
+    public_key_hex: &'static str,
+    peer_id: &'static str,
+    op: Op,
+    value: &'static str,
+    value_hex: &'static str,
+    time: i64,
+    signed_bytes_hex: &'static str,
+    signature_hex: &'static str,
+    signature_base64: &'static str,
+    operate_hex: &'static str,
+    message_id_hex: &'static str,
 }
 
-fn frame<M: MessageWrite>(m: &M) -> Vec<u8> {
-    let mut body = Vec::new();
-    m.write_message(&mut Writer::new(&mut body)).unwrap();
+const VECTORS: [Vector; 4] = [
+    Vector {
+        name: "1: Mut",
+        key: "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5/greeting",
+        key_hex: "313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e67",
+        seed_hex: "0101010101010101010101010101010101010101010101010101010101010101",
+        public_key_hex: "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+        peer_id: "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5",
+        op: Op::Mut,
+        value: "hello",
+        value_hex: "68656c6c6f",
+        time: 1_700_000_000_000,
+        signed_bytes_hex: "706f696e7465722f7265636f72642f7631000000003d313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e678a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c000000000568656c6c6f0000018bcfe56800",
+        signature_hex: "225307e86358233807f25926423da823e73fb17e196ec92e5989b4376f5b6c59e860db0f7d5b1c013c35146120f3f4468cf62c17492aac5a9f3296cecbfc0805",
+        signature_base64: "IlMH6GNYIzgH8lkmQj2oI+c/sX4ZbskuWYm0N29bbFnoYNsPfVscATw1FGEg8/RGjPYsF0kqrFqfMpbOy/wIBQ==",
+        operate_hex: "120568656c6c6f1a58496c4d4836474e59497a6748386c6b6d516a326f492b632f7358345a62736b7557596d304e32396262466e6f594e7350665673634154773146474567382f52476a50597346306b71724671664d70624f792f774942513d3d2080d095ffbc312a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+        message_id_hex: "36c086f5bb4af9ece4bc3e87c693d7ce6db4721e08d07e604b1112aeb36cc2e6",
+    },
+    Vector {
+        name: "2: Del",
+        key: "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5/greeting",
+        key_hex: "313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e67",
+        seed_hex: "0101010101010101010101010101010101010101010101010101010101010101",
+        public_key_hex: "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+        peer_id: "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5",
+        op: Op::Del,
+        value: "",
+        value_hex: "",
+        time: 1_700_000_060_000,
+        signed_bytes_hex: "706f696e7465722f7265636f72642f7631000000003d313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e678a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c01000000000000018bcfe65260",
+        signature_hex: "c5cffa782be8bfd5d3b56965f0dc2e63e9382892fa3338d66948399f5cf7de0ee2640a4e670fdf358d4a59614d1e216a3a46c2fa953f3b17cd874d773698af09",
+        signature_base64: "xc/6eCvov9XTtWll8NwuY+k4KJL6MzjWaUg5n1z33g7iZApOZw/fNY1KWWFNHiFqOkbC+pU/OxfNh013NpivCQ==",
+        operate_hex: "08011a5878632f366543766f7639585474576c6c384e7775592b6b344b4a4c364d7a6a57615567356e317a33336737695a41704f5a772f664e59314b5757464e486946714f6b62432b70552f4f78664e683031334e70697643513d3d20e0a499ffbc312a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+        message_id_hex: "3f99eb9bfb7699af3cd7ca8a7ef45271b1e3c76799994b4070ee534014dc4103",
+    },
+    Vector {
+        name: "3: Mut, non-ASCII key and value",
+        key: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq/café ☕",
+        key_hex: "313244334b6f6f574a576f61715a6844616f454673684637526831627059396f68696846687a6357366436394c72324e415375712f636166c3a920e29895",
+        seed_hex: "0202020202020202020202020202020202020202020202020202020202020202",
+        public_key_hex: "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+        peer_id: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq",
+        op: Op::Mut,
+        value: "Grüße, 世界 🌍",
+        value_hex: "4772c3bcc39f652c20e4b896e7958c20f09f8c8d",
+        time: 1_700_000_123_456,
+        signed_bytes_hex: "706f696e7465722f7265636f72642f7631000000003e313244334b6f6f574a576f61715a6844616f454673684637526831627059396f68696846687a6357366436394c72324e415375712f636166c3a920e298958139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b39400000000144772c3bcc39f652c20e4b896e7958c20f09f8c8d0000018bcfe74a40",
+        signature_hex: "363f5d6b628132d0f357cc99e3aab275f4eb70bbf56e2d6274eb1c4d74ec0455a6374e5b40367f0c6048293f3ebe41e9849b47a164bb2f515893706b6d483202",
+        signature_base64: "Nj9da2KBMtDzV8yZ46qydfTrcLv1bi1idOscTXTsBFWmN05bQDZ/DGBIKT8+vkHphJtHoWS7L1FYk3BrbUgyAg==",
+        operate_hex: "12144772c3bcc39f652c20e4b896e7958c20f09f8c8d1a584e6a396461324b424d74447a5638795a3436717964665472634c763162693169644f7363545854734246576d4e30356251445a2f444742494b54382b766b4870684a74486f5753374c3146596b3342726255677941673d3d20c0949dffbc312a208139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
+        message_id_hex: "b3886c850bf092092e818bc32bc4f43312f47e14e15f2e5d2b6372be8928ad45",
+    },
+    Vector {
+        name: "4: Mut, empty value, not an owned key",
+        key: "shared/config",
+        key_hex: "7368617265642f636f6e666967",
+        seed_hex: "0303030303030303030303030303030303030303030303030303030303030303",
+        public_key_hex: "ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1",
+        peer_id: "12D3KooWRndVhVZPCiQwHBBBdg769GyrPUW13zxwqQyf9r3ANaba",
+        op: Op::Mut,
+        value: "",
+        value_hex: "",
+        time: 1,
+        signed_bytes_hex: "706f696e7465722f7265636f72642f7631000000000d7368617265642f636f6e666967ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d100000000000000000000000001",
+        signature_hex: "1bde91432f053aed6343b5402928df7d7d102dfb0de78ad110166d1cc9a0a8855c234c5946f254c2265818922376e396f2c944836960c6e2155c30f4c4fc9e0f",
+        signature_base64: "G96RQy8FOu1jQ7VAKSjffX0QLfsN54rREBZtHMmgqIVcI0xZRvJUwiZYGJIjduOW8slEg2lgxuIVXDD0xPyeDw==",
+        operate_hex: "1a5847393652517938464f75316a513756414b536a66665830514c66734e3534725245425a74484d6d67714956634930785a52764a5577695a59474a496a64754f5738736c4567326c6778754956584444307850796544773d3d20012a20ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1",
+        message_id_hex: "5ed4677cddbf33d6eda11c587209f8b9ffd0372540915756379f17c638bf846c",
+    },
+];
+
+/// Fetch frames (length prefix included) of the spec's fetch example.
+const ASK_FRAME_HEX: &str = "3f0a3d313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e67";
+const ANSWER_OK_FRAME_HEX: &str = "8d01128a01120568656c6c6f1a58496c4d4836474e59497a6748386c6b6d516a326f492b632f7358345a62736b7557596d304e32396262466e6f594e7350665673634154773146474567382f52476a50597346306b71724671664d70624f792f774942513d3d2080d095ffbc312a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+const ANSWER_NOT_EXIST_FRAME_HEX: &str = "020801";
+
+/// Generous decode limit: the vectors are far below every default.
+const LIMIT: usize = 64 * 1024;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "odd hex length");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}
+
+fn signer(v: &Vector) -> SigningKey {
+    let seed: [u8; 32] = unhex(v.seed_hex).try_into().expect("32-byte seed");
+    SigningKey::from_bytes(&seed)
+}
+
+fn signed(v: &Vector) -> Record {
+    Record::sign(v.key, v.op, v.value, v.time, &signer(v))
+}
+
+/// A message with its unsigned-varint length prefix, as on the fetch stream.
+fn frame(message: &impl MessageWrite) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut n = body.len();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
-    out.extend(body);
+    Writer::new(&mut out)
+        .write_message(message)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
 #[test]
-fn gen() {
-    let k1 = SigningKey::from_bytes(&[1; 32]);
-    let k2 = SigningKey::from_bytes(&[2; 32]);
-    let k3 = SigningKey::from_bytes(&[3; 32]);
-    let p1 = pointer::Author::from(&k1).peer_id().unwrap();
-    let p2 = pointer::Author::from(&k2).peer_id().unwrap();
-    let v = [
-        (
-            format!("{p1}/greeting"),
-            Op::Mut,
-            "hello",
-            1_700_000_000_000i64,
-            &k1,
-            [1u8; 32],
-        ),
-        (
-            format!("{p1}/greeting"),
-            Op::Del,
-            "",
-            1_700_000_060_000,
-            &k1,
-            [1; 32],
-        ),
-        (
-            format!("{p2}/café ☕"),
-            Op::Mut,
-            "Grüße, 世界 🌍",
-            1_700_000_123_456,
-            &k2,
-            [2; 32],
-        ),
-        ("shared/config".to_string(), Op::Mut, "", 1, &k3, [3; 32]),
-    ];
-    for (key, op, value, time, sk, seed) in v {
-        let r = Record::sign(&key, op, value, time, sk);
-        println!("key={key:?}\nkey_hex={}\nseed={}\npub={}\npeer={}\nop={op:?}\nvalue={value:?}\nvalue_hex={}\ntime={time}\nsigned={}\nsig={}\nsig_b64={}\noperate={}\nask_frame={}\nanswer_frame={}\n",
-            hex(key.as_bytes()), hex(&seed), hex(r.author().as_bytes()), r.author().peer_id().unwrap(), hex(value.as_bytes()),
-            hex(&r.signed_bytes()), hex(r.signature().as_bytes()),
-            base64::engine::general_purpose::STANDARD.encode(r.signature().as_bytes()),
-            hex(&wire::encode_operate(&r)),
-            hex(&frame(&pointer::proto::pointer::Ask { key: key.clone() })),
-            hex(&frame(&pointer::proto::pointer::Answer { status: pointer::proto::pointer::Status::Ok_pb, op: Some(wire::to_operate(&r)) })),
+fn keys_and_values_are_the_spec_bytes() {
+    for v in &VECTORS {
+        assert_eq!(hex(v.key.as_bytes()), v.key_hex, "{}: key", v.name);
+        assert_eq!(hex(v.value.as_bytes()), v.value_hex, "{}: value", v.name);
+    }
+}
+
+#[test]
+fn public_key_and_peer_id() {
+    for v in &VECTORS {
+        let author = Author::from(&signer(v));
+        assert_eq!(
+            hex(author.as_bytes()),
+            v.public_key_hex,
+            "{}: public key",
+            v.name
+        );
+        let peer = author.peer_id().expect("valid Ed25519 key");
+        assert_eq!(peer.to_string(), v.peer_id, "{}: PeerId", v.name);
+    }
+}
+
+#[test]
+fn signed_bytes_and_signature() {
+    for v in &VECTORS {
+        let record = signed(v);
+        assert_eq!(
+            hex(&record.signed_bytes()),
+            v.signed_bytes_hex,
+            "{}: signed bytes",
+            v.name
+        );
+        assert_eq!(
+            hex(record.signature().as_bytes()),
+            v.signature_hex,
+            "{}: signature",
+            v.name
+        );
+        assert_eq!(
+            STANDARD.encode(record.signature().as_bytes()),
+            v.signature_base64,
+            "{}: signature base64",
+            v.name
+        );
+        assert!(record.verify(), "{}: verifies", v.name);
+    }
+}
+
+#[test]
+fn operate_encoding_and_message_id() {
+    for v in &VECTORS {
+        let bytes = wire::encode_operate(&signed(v));
+        assert_eq!(hex(&bytes), v.operate_hex, "{}: Operate", v.name);
+        assert_eq!(
+            hex(&Sha256::digest(&bytes)),
+            v.message_id_hex,
+            "{}: gossipsub message id",
+            v.name
         );
     }
-    println!(
-        "notexist={}",
-        hex(&frame(&pointer::proto::pointer::Answer {
-            status: pointer::proto::pointer::Status::NotExist,
-            op: None
-        }))
-    );
+}
+
+#[test]
+fn operate_bytes_decode_to_the_record_and_verify() {
+    for v in &VECTORS {
+        let decoded =
+            wire::decode_operate(v.key, &unhex(v.operate_hex), LIMIT).expect("vector decodes");
+        assert_eq!(decoded, signed(v), "{}: decoded record", v.name);
+        assert_eq!(decoded.key(), v.key);
+        assert_eq!(decoded.op(), v.op);
+        assert_eq!(decoded.value(), v.value);
+        assert_eq!(decoded.time(), v.time);
+        assert_eq!(hex(decoded.author().as_bytes()), v.public_key_hex);
+        assert_eq!(hex(decoded.signature().as_bytes()), v.signature_hex);
+        assert!(decoded.verify(), "{}: decoded record verifies", v.name);
+    }
+}
+
+#[test]
+fn operate_bytes_do_not_verify_under_another_key() {
+    // The key is not in the Operate; it is inside the signature.
+    for v in &VECTORS {
+        let moved = wire::decode_operate("another/key", &unhex(v.operate_hex), LIMIT)
+            .expect("shape is fine");
+        assert!(!moved.verify(), "{}: replay onto another key", v.name);
+    }
+}
+
+#[test]
+fn fetch_frames() {
+    let v = &VECTORS[0];
+    let ask = Ask {
+        key: v.key.to_owned(),
+    };
+    assert_eq!(hex(&frame(&ask)), ASK_FRAME_HEX);
+    let found = Answer {
+        status: Status::Ok_pb,
+        op: Some(wire::to_operate(&signed(v))),
+    };
+    assert_eq!(hex(&frame(&found)), ANSWER_OK_FRAME_HEX);
+    // The Answer's `op` field is the vector's Operate bytes, verbatim.
+    assert!(ANSWER_OK_FRAME_HEX.ends_with(v.operate_hex));
+    let missing = Answer {
+        status: Status::NotExist,
+        op: None,
+    };
+    assert_eq!(hex(&frame(&missing)), ANSWER_NOT_EXIST_FRAME_HEX);
 }

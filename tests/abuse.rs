@@ -1,0 +1,96 @@
+//! Issue test 6: raw streams on `/pointer/fetch/0.0.1` that send garbage, a
+//! truncated frame, or a length prefix beyond the limit are closed by a full
+//! `Pointer` node, which keeps serving other peers.
+
+mod common;
+
+use common::*;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::Swarm;
+use libp2p_swarm_test::SwarmExt;
+use pointer::protocol::{InboundError, PROTOCOL};
+use pointer::{GetOutcome, PointerEvent, RecordStore};
+
+/// Sends `bytes` on a fresh fetch stream to the server, half-closes if
+/// `close`, and returns what the server sent back before closing.
+async fn abuse(
+    control: &mut libp2p_stream::Control,
+    server: libp2p::PeerId,
+    bytes: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let mut stream = control.open_stream(server, PROTOCOL).await.expect("stream opens");
+    stream.write_all(bytes).await.expect("write");
+    if close {
+        stream.close().await.expect("half-close");
+    }
+    let mut back = Vec::new();
+    let _ = stream.read_to_end(&mut back).await;
+    back
+}
+
+/// Drives the server until it reports a broken inbound stream.
+async fn inbound_failure(nodes: &mut [Node]) -> InboundError {
+    wait_for(nodes, "the server to report the stream", |_, e| match e {
+        PointerEvent::InboundFetchFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    })
+    .await
+    .1
+}
+
+#[tokio::test]
+async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
+    // Node 0 serves a record; node 1 is an honest peer; the attacker speaks
+    // raw streams.
+    let mut nodes = full_mesh(2).await;
+    nodes[0].behaviour_mut().put("k", "v").expect("put");
+    let server = *nodes[0].local_peer_id();
+    let mut attacker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    attacker.connect(&mut nodes[0]).await;
+    let mut control = attacker.behaviour().new_control();
+    tokio::spawn(attacker.loop_on_next());
+
+    let limit = nodes[0].behaviour().config().max_message_bytes();
+    let mut oversize = Vec::new();
+    let mut n = limit + 1;
+    while n >= 0x80 {
+        oversize.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    oversize.push(n as u8);
+    let cases: [(&str, Vec<u8>, bool); 3] = [
+        // A field whose declared length runs past its frame.
+        ("garbage", vec![3, 0x0a, 0x7f, 0x41], true),
+        // A frame announcing 10 bytes that stops after 2.
+        ("truncated", vec![10, 0x0a, 0x01], true),
+        // A length prefix over the limit, body never sent.
+        ("oversize", oversize, false),
+    ];
+    for (what, bytes, close) in cases {
+        let attack = abuse(&mut control, server, &bytes, close);
+        let (back, error) = tokio::join!(attack, inbound_failure(&mut nodes));
+        assert!(back.is_empty(), "{what}: the server answered {back:?}");
+        match (what, &error) {
+            ("oversize", InboundError::TooLarge { limit: l }) => assert_eq!(*l, limit),
+            ("oversize", other) => panic!("oversize: reported {other:?}"),
+            (_, InboundError::Malformed(_)) => {}
+            (_, other) => panic!("{what}: reported {other:?}"),
+        }
+
+        // The honest peer is still served on the same node.
+        let id = nodes[1].behaviour_mut().get("k");
+        let (_, outcome) = wait_for(&mut nodes, "the honest get", |i, e| match e {
+            PointerEvent::GetFinished { id: got, outcome, .. } if i == 1 && *got == id => {
+                Some(outcome.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert!(matches!(outcome, GetOutcome::Found(ref r) if r.value() == "v"), "{outcome:?}");
+        // Forget the copy so the next round asks the server again.
+        nodes[1].behaviour_mut().store_mut().remove("k").expect("remove");
+        nodes[1].behaviour_mut().unsubscribe("k");
+    }
+    assert!(nodes[0].is_connected(nodes[1].local_peer_id()));
+}
