@@ -525,6 +525,11 @@ impl<S: RecordStore> Pointer<S> {
     }
 
     fn finish_get(&mut self, id: QueryId, key: String, outcome: GetOutcome) {
+        // A get follows the key; if the key turned out deleted, leave it
+        // again, as a delete does.
+        if self.replica.get(&key).is_some_and(|r| r.is_tombstone()) {
+            self.unsubscribe(&key);
+        }
         self.push_event(PointerEvent::GetFinished { id, key, outcome });
     }
 

@@ -9,6 +9,8 @@
 //! any node that holds it serves it.
 //!
 //! ```no_run
+//! use std::time::Duration;
+//!
 //! use futures::StreamExt;
 //! use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 //! use libp2p::{identify, noise, tcp, yamux};
@@ -35,6 +37,9 @@
 //!             )),
 //!         })
 //!     })?
+//!     // Keep idle connections: a peer that shares no topic yet is still
+//!     // worth asking when a `get` comes.
+//!     .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
 //!     .build();
 //! swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
 //!

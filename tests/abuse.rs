@@ -19,7 +19,10 @@ async fn abuse(
     bytes: &[u8],
     close: bool,
 ) -> Vec<u8> {
-    let mut stream = control.open_stream(server, PROTOCOL).await.expect("stream opens");
+    let mut stream = control
+        .open_stream(server, PROTOCOL)
+        .await
+        .expect("stream opens");
     stream.write_all(bytes).await.expect("write");
     if close {
         stream.close().await.expect("half-close");
@@ -81,15 +84,22 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
         // The honest peer is still served on the same node.
         let id = nodes[1].behaviour_mut().get("k");
         let (_, outcome) = wait_for(&mut nodes, "the honest get", |i, e| match e {
-            PointerEvent::GetFinished { id: got, outcome, .. } if i == 1 && *got == id => {
-                Some(outcome.clone())
-            }
+            PointerEvent::GetFinished {
+                id: got, outcome, ..
+            } if i == 1 && *got == id => Some(outcome.clone()),
             _ => None,
         })
         .await;
-        assert!(matches!(outcome, GetOutcome::Found(ref r) if r.value() == "v"), "{outcome:?}");
+        assert!(
+            matches!(outcome, GetOutcome::Found(ref r) if r.value() == "v"),
+            "{outcome:?}"
+        );
         // Forget the copy so the next round asks the server again.
-        nodes[1].behaviour_mut().store_mut().remove("k").expect("remove");
+        nodes[1]
+            .behaviour_mut()
+            .store_mut()
+            .remove("k")
+            .expect("remove");
         nodes[1].behaviour_mut().unsubscribe("k");
     }
     assert!(nodes[0].is_connected(nodes[1].local_peer_id()));

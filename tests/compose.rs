@@ -63,7 +63,8 @@ async fn works_next_to_identify_and_ping() {
     // identify advertises the fetch protocol of the composed handler.
     let protocols = until_a(&mut b, &mut a, |e| match e {
         SwarmEvent::Behaviour(WithIdentifyEvent::Identify(identify::Event::Received {
-            info, ..
+            info,
+            ..
         })) => Some(info.protocols),
         _ => None,
     })
@@ -80,7 +81,10 @@ async fn works_next_to_identify_and_ping() {
         _ => None,
     })
     .await;
-    assert!(matches!(outcome, GetOutcome::Found(ref r) if r.value() == "alice"), "{outcome:?}");
+    assert!(
+        matches!(outcome, GetOutcome::Found(ref r) if r.value() == "alice"),
+        "{outcome:?}"
+    );
 }
 
 #[derive(NetworkBehaviour)]
@@ -112,10 +116,16 @@ async fn works_next_to_the_users_own_gossipsub() {
     b.connect(&mut a).await;
     let chat = IdentTopic::new("chat");
     for s in [&mut a, &mut b] {
-        s.behaviour_mut().gossipsub.subscribe(&chat).expect("subscribe");
+        s.behaviour_mut()
+            .gossipsub
+            .subscribe(&chat)
+            .expect("subscribe");
     }
     let key = b.behaviour().pointer.owned_key("status");
-    a.behaviour_mut().pointer.subscribe(&key).expect("valid key");
+    a.behaviour_mut()
+        .pointer
+        .subscribe(&key)
+        .expect("valid key");
 
     // Wait until b's own gossipsub knows a follows "chat".
     let a_id = *a.local_peer_id();

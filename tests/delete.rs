@@ -44,6 +44,32 @@ async fn delete_wipes_the_key_everywhere_and_the_tombstone_holds() {
 }
 
 #[tokio::test]
+async fn get_of_a_deleted_key_is_not_found_and_does_not_follow_it() {
+    let mut nodes = full_mesh(2).await;
+    nodes[0].behaviour_mut().put("doc", "draft").expect("put");
+    nodes[0].behaviour_mut().delete("doc").expect("delete");
+    // Node 1 learns the delete by asking; node 0 already holds the tombstone
+    // and hears it back from node 1.
+    for asker in [1, 0] {
+        let id = nodes[asker].behaviour_mut().get("doc");
+        let (_, outcome) = wait_for(&mut nodes, "the get", |i, e| match e {
+            PointerEvent::GetFinished {
+                id: got, outcome, ..
+            } if i == asker && *got == id => Some(outcome.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(outcome, pointer::GetOutcome::NotFound);
+        let pointer = nodes[asker].behaviour();
+        assert!(pointer.record("doc").is_some_and(|r| r.is_tombstone()));
+        assert!(
+            !pointer.is_subscribed("doc"),
+            "node {asker} follows a deleted key"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_node_that_missed_the_delete_learns_it_after_reconnecting() {
     // A short republish interval: the returning node follows a key that no
     // connected peer follows any more, and rechecks it with its peers.
