@@ -21,8 +21,8 @@ async fn missed_update_converges_after_reconnect() {
 
     // Node 2 drops off; two updates happen while it is away.
     let peer2 = *nodes[2].local_peer_id();
-    for i in 0..2 {
-        nodes[i].disconnect_peer_id(peer2).expect("connected");
+    for node in &mut nodes[..2] {
+        node.disconnect_peer_id(peer2).expect("connected");
     }
     until(&mut nodes, "node 2 is cut off", |n| {
         !n[0].is_connected(&peer2) && !n[1].is_connected(&peer2)
