@@ -56,6 +56,14 @@ pub trait RecordStore {
     /// existing key never fails for lack of room.
     fn put(&mut self, record: Record) -> Result<()>;
 
+    /// Stores several records at once, each replacing what its key held.
+    /// Stores with expensive commits (disk) write them in one transaction:
+    /// either all are stored or, on error, none. The default stores them
+    /// one by one and stops at the first error.
+    fn put_many(&mut self, records: Vec<Record>) -> Result<()> {
+        records.into_iter().try_for_each(|r| self.put(r))
+    }
+
     /// Removes the record of `key`, if any.
     fn remove(&mut self, key: &str) -> Result<()>;
 
