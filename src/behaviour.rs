@@ -44,6 +44,10 @@ use crate::wire;
 /// Prefix of every record topic: the topic of key `k` is `/pointer/record/k`.
 pub const TOPIC_PREFIX: &str = "/pointer/record/";
 
+/// Bytes an `Answer` adds around its `Operate`: field tags, the embedded
+/// length varint (at most 5 bytes) and the status.
+const ANSWER_OVERHEAD: usize = 16;
+
 type Gossip = gossipsub::Behaviour<IdentityTransform, AllowAllSubscriptionFilter>;
 
 /// What the joined per-connection handler takes from the behaviour; named
@@ -102,7 +106,9 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
 
 impl<S: RecordStore> Pointer<S> {
     /// A `Pointer` that signs with the swarm's Ed25519 `keypair` and keeps
-    /// records in `store`.
+    /// records in `store`. Every key that holds a value in `store` is
+    /// followed at once (a node restarted on its database picks up where it
+    /// left off).
     pub fn new(keypair: &Keypair, store: S, mut config: Config) -> Result<Self, BuildError> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
@@ -110,7 +116,7 @@ impl<S: RecordStore> Pointer<S> {
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes);
         let mut trickle = Trickle::new(config.republish_interval);
         let first = trickle.next_delay(rand::random());
-        Ok(Pointer {
+        let mut pointer = Pointer {
             signer,
             local_peer: keypair.public().to_peer_id(),
             gossipsub,
@@ -125,7 +131,25 @@ impl<S: RecordStore> Pointer<S> {
             events: VecDeque::new(),
             next_id: 0,
             config,
-        })
+        };
+        pointer.follow_stored_values();
+        Ok(pointer)
+    }
+
+    /// A node restarted on a persistent store follows again every key it
+    /// holds a value for, so it republishes them and hears their updates.
+    /// Tombstoned keys stay unfollowed, as after the delete.
+    fn follow_stored_values(&mut self) {
+        let keys: Vec<String> = self
+            .replica
+            .store()
+            .records()
+            .filter(|r| !r.is_tombstone())
+            .map(|r| r.key().to_owned())
+            .collect();
+        for key in keys {
+            self.join(&key);
+        }
     }
 
     /// The peer id records are signed as.
@@ -156,8 +180,8 @@ impl<S: RecordStore> Pointer<S> {
     /// and publishes it. Refused records change nothing.
     pub fn insert(&mut self, record: Record) -> Result<(), Refusal> {
         self.replica.receive(record.clone(), now_ms())?;
-        if record.op() == Op::Mut {
-            self.join(record.key());
+        if record.op() == Op::Mut && self.join(record.key()) {
+            self.ask_peers(record.key(), None);
         }
         if let Err(error) = self.publish(&record) {
             self.push_event(PointerEvent::PublishFailed {
@@ -184,6 +208,11 @@ impl<S: RecordStore> Pointer<S> {
     /// peers. The answer comes as [`PointerEvent::GetFinished`].
     pub fn get(&mut self, key: &str) -> QueryId {
         let id = QueryId(self.next_id());
+        if crate::accept::check_sizes(key, "", &self.config.limits).is_err() {
+            // No node stores a key over the limit: nothing to follow or ask.
+            self.finish_get(id, key.to_owned(), GetOutcome::NotFound);
+            return id;
+        }
         let local = self.value_record(key);
         if let (true, Some(record)) = (self.subscribed.contains(key), local) {
             self.finish_get(id, key.to_owned(), GetOutcome::Found(record));
@@ -266,9 +295,10 @@ impl<S: RecordStore> Pointer<S> {
 
     fn write(&mut self, key: &str, op: Op, value: &str) -> Result<Record, WriteError> {
         let record = self.replica.write(key, op, value, now_ms(), &self.signer)?;
-        match op {
-            Op::Mut => self.join(key),
-            Op::Del => {}
+        // A newly followed key is caught up like any other: a peer may hold
+        // a record dated ahead of our clock that still beats this write.
+        if op == Op::Mut && self.join(key) {
+            self.ask_peers(key, None);
         }
         if let Err(error) = self.publish(&record) {
             self.push_event(PointerEvent::PublishFailed {
@@ -296,14 +326,15 @@ impl<S: RecordStore> Pointer<S> {
         self.events.push_back(ToSwarm::GenerateEvent(event));
     }
 
-    /// Joins the key's topic (no catch-up).
-    fn join(&mut self, key: &str) {
+    /// Joins the key's topic (no catch-up). Returns whether it is new.
+    fn join(&mut self, key: &str) -> bool {
         if !self.subscribed.insert(key.to_owned()) {
-            return;
+            return false;
         }
         if let Err(e) = self.gossipsub.subscribe(&topic(key)) {
             tracing::warn!(%key, "gossipsub refused the subscription: {e}");
         }
+        true
     }
 
     /// Publishes a record on its topic. `Duplicate` means the network
@@ -614,7 +645,8 @@ impl<S: RecordStore> Pointer<S> {
 
     fn new_handler(&self) -> Handler {
         Handler::new(FetchLimits {
-            max_message_size: self.config.max_message_bytes,
+            // An Answer wraps the record: tag, length and status on top.
+            max_message_size: self.config.max_message_bytes + ANSWER_OVERHEAD,
             timeout: self.config.fetch_timeout,
             max_inbound_streams: self.config.max_inbound_fetch_streams,
             max_outbound_streams: self.config.max_outbound_fetch_streams,

@@ -85,7 +85,9 @@ pub enum PointerEvent {
         error: store::Error,
     },
     /// A local put or delete was stored but could not be published. It is
-    /// still served to peers that ask and retried at the next republish.
+    /// still served to peers that ask; a value is also retried at the next
+    /// republish, and peers that still follow a deleted key learn the
+    /// tombstone when they ask about it.
     PublishFailed {
         /// The record's key.
         key: String,

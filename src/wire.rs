@@ -35,7 +35,15 @@ pub enum DecodeError {
     /// A `Del` carried a value.
     #[error("a Del record must not carry a value")]
     DelWithValue,
+    /// `op` holds a number that is neither `Mut` (0) nor `Del` (1).
+    #[error("unknown operation {0}")]
+    UnknownOp(i32),
 }
+
+/// Protobuf tag of `Operate.op` (field 1, varint).
+const OPERATE_OP_TAG: u32 = 1 << 3;
+/// Protobuf tag of `StoreValue.op` (field 6, varint).
+const STORE_VALUE_OP_TAG: u32 = 6 << 3;
 
 /// The `Operate` message of a record.
 pub fn to_operate(record: &Record) -> pb::Operate {
@@ -62,6 +70,7 @@ pub fn encode_operate(record: &Record) -> Vec<u8> {
 /// before parsing it.
 pub fn decode_operate(key: &str, bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
     let msg: pb::Operate = decode(bytes, limit)?;
+    check_op_field(bytes, OPERATE_OP_TAG)?;
     from_operate(key, msg)
 }
 
@@ -79,6 +88,7 @@ pub fn encode_store_value(record: &Record) -> Vec<u8> {
 /// Decodes a `StoreValue` kept under `key`.
 pub fn decode_store_value(key: &str, bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
     let msg: pb::StoreValue = decode(bytes, limit)?;
+    check_op_field(bytes, STORE_VALUE_OP_TAG)?;
     record_from_fields(key, msg.op, msg.value, &msg.sign, msg.time, &msg.author)
 }
 
@@ -108,6 +118,26 @@ fn record_from_fields(
         Author::from_bytes(author),
         signature,
     ))
+}
+
+/// The generated reader maps an unknown enum number to the default (`Mut`),
+/// which would give one signed record a second encoding and message id.
+/// Scan the raw fields (already parsed once, so well formed) for `op`.
+fn check_op_field(bytes: &[u8], op_tag: u32) -> Result<(), DecodeError> {
+    let mut reader = BytesReader::from_bytes(bytes);
+    let malformed = |e: quick_protobuf::Error| DecodeError::Protobuf(e.to_string());
+    while !reader.is_eof() {
+        let tag = reader.next_tag(bytes).map_err(malformed)?;
+        if tag == op_tag {
+            let op = reader.read_enum::<i32>(bytes).map_err(malformed)?;
+            if op != 0 && op != 1 {
+                return Err(DecodeError::UnknownOp(op));
+            }
+        } else {
+            reader.read_unknown(bytes, tag).map_err(malformed)?;
+        }
+    }
+    Ok(())
 }
 
 fn decode_signature(sign: &str) -> Result<Signature, DecodeError> {
@@ -221,6 +251,23 @@ mod tests {
             ..good
         };
         assert_eq!(from_operate("k", del_value), Err(DecodeError::DelWithValue));
+    }
+
+    #[test]
+    fn unknown_op_numbers_are_refused_not_read_as_mut() {
+        let mut bytes = encode_operate(&record(Op::Mut, "v"));
+        // Mut is the default and not written; prepend op = 2 (tag 0x08).
+        bytes.splice(0..0, [0x08, 0x02]);
+        assert_eq!(
+            decode_operate("k", &bytes, 1024),
+            Err(DecodeError::UnknownOp(2))
+        );
+        let mut stored = encode_store_value(&record(Op::Mut, "v"));
+        stored.extend([0x30, 0x07]);
+        assert_eq!(
+            decode_store_value("k", &stored, 1024),
+            Err(DecodeError::UnknownOp(7))
+        );
     }
 
     #[test]

@@ -153,3 +153,29 @@ async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
     assert!(took >= timeout && took < timeout * 4, "took {took:?}");
     let _: PeerId = *asker.local_peer_id();
 }
+
+#[tokio::test]
+async fn get_of_an_overlong_key_is_not_found_and_not_followed() {
+    let mut nodes = full_mesh(2).await;
+    let key = "k".repeat(513);
+    assert_eq!(get(&mut nodes, 0, &key).await, GetOutcome::NotFound);
+    assert!(!nodes[0].behaviour().is_subscribed(&key));
+}
+
+#[tokio::test]
+async fn a_record_at_the_message_limit_is_served_over_fetch() {
+    const LIMIT: usize = 300;
+    let config = || test_config().max_message_bytes(LIMIT).build();
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    // The largest value whose record still fits the limit.
+    let written = (0..LIMIT)
+        .rev()
+        .find_map(|len| nodes[0].behaviour_mut().put("k", &"x".repeat(len)).ok())
+        .expect("some value fits");
+    let encoded = pointer::wire::encode_operate(&written).len();
+    assert!(encoded > LIMIT - 3 && encoded <= LIMIT, "{encoded}");
+
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+    assert_eq!(get(&mut nodes, 1, "k").await, GetOutcome::Found(written));
+}

@@ -11,9 +11,9 @@ use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
-use pointer::{Config, MemoryStore, Open, Pointer, PointerEvent};
+use pointer::{Config, MemoryStore, Open, Pointer, PointerEvent, RecordStore};
 
-pub type Node = Swarm<Pointer<MemoryStore>>;
+pub type Node<S = MemoryStore> = Swarm<Pointer<S>>;
 
 /// How long any one wait may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -33,6 +33,14 @@ pub async fn node_with(config: impl FnOnce() -> Config + Send) -> Node {
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {
         Pointer::new(&key, MemoryStore::new(), config()).expect("valid config")
     });
+    swarm.listen().with_memory_addr_external().await;
+    swarm
+}
+
+/// A node with `store` and `config`, listening on a memory address.
+pub async fn node_with_store<S: RecordStore + Send + 'static>(store: S, config: Config) -> Node<S> {
+    let mut swarm =
+        Swarm::new_ephemeral_tokio(|key| Pointer::new(&key, store, config).expect("valid config"));
     swarm.listen().with_memory_addr_external().await;
     swarm
 }
@@ -58,7 +66,9 @@ pub async fn full_mesh(n: usize) -> Vec<Node> {
 }
 
 /// The next event of any of `nodes`, with the index of its node.
-pub async fn next_event(nodes: &mut [Node]) -> (usize, SwarmEvent<PointerEvent>) {
+pub async fn next_event<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+) -> (usize, SwarmEvent<PointerEvent>) {
     poll_fn(|cx| {
         for (i, node) in nodes.iter_mut().enumerate() {
             if let Poll::Ready(Some(event)) = node.poll_next_unpin(cx) {
@@ -74,7 +84,11 @@ pub async fn next_event(nodes: &mut [Node]) -> (usize, SwarmEvent<PointerEvent>)
 /// after every event, and every few milliseconds too, because some state
 /// (a peer's subscription, a stale record ignored) changes without an event.
 /// Fails the test after [`PATIENCE`].
-pub async fn until(nodes: &mut [Node], what: &str, mut done: impl FnMut(&[Node]) -> bool) {
+pub async fn until<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    what: &str,
+    mut done: impl FnMut(&[Node<S>]) -> bool,
+) {
     let wait = async {
         let mut recheck = tokio::time::interval(Duration::from_millis(10));
         while !done(nodes) {
@@ -91,8 +105,8 @@ pub async fn until(nodes: &mut [Node], what: &str, mut done: impl FnMut(&[Node])
 
 /// Drives all `nodes` until one emits a behaviour event that `pick` maps to
 /// `Some`, and returns it with the node's index.
-pub async fn wait_for<T>(
-    nodes: &mut [Node],
+pub async fn wait_for<T, S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
     what: &str,
     mut pick: impl FnMut(usize, &PointerEvent) -> Option<T>,
 ) -> (usize, T) {
@@ -112,7 +126,11 @@ pub async fn wait_for<T>(
 
 /// Drives `nodes` until every node in `who` sees every other node in `who`
 /// following `key` (their gossipsub subscriptions have arrived).
-pub async fn until_following(nodes: &mut [Node], who: &[usize], key: &str) {
+pub async fn until_following<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    who: &[usize],
+    key: &str,
+) {
     let ids: Vec<_> = nodes.iter().map(|n| *n.local_peer_id()).collect();
     until(nodes, "subscriptions are known", |nodes| {
         who.iter().all(|&i| {
@@ -126,6 +144,6 @@ pub async fn until_following(nodes: &mut [Node], who: &[usize], key: &str) {
 }
 
 /// The value every node holds for `key`.
-pub fn values(nodes: &[Node], key: &str) -> Vec<Option<String>> {
+pub fn values<S: RecordStore + 'static>(nodes: &[Node<S>], key: &str) -> Vec<Option<String>> {
     nodes.iter().map(|n| n.behaviour().value(key)).collect()
 }
