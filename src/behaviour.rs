@@ -29,6 +29,7 @@ use smallvec::SmallVec;
 
 use crate::accept::RejectReason;
 use crate::config::Config;
+use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use crate::proto::pointer as pb;
@@ -75,11 +76,12 @@ fn topic_key(topic: &TopicHash) -> Option<&str> {
     topic.as_str().strip_prefix(TOPIC_PREFIX)
 }
 
-/// One `Ask` in flight.
+/// One `Ask`, waiting for its turn or in flight.
 #[derive(Debug)]
 struct Fetch {
     peer: PeerId,
-    connection: ConnectionId,
+    /// The connection it was sent on; `None` while it waits in `dispatch`.
+    connection: Option<ConnectionId>,
     key: String,
     query: Option<QueryId>,
 }
@@ -96,6 +98,7 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     subscribed: HashSet<String>,
     connections: HashMap<PeerId, SmallVec<[ConnectionId; 2]>>,
     fetches: HashMap<u64, Fetch>,
+    dispatch: Dispatch<PeerId, u64>,
     catching_up: HashSet<(PeerId, String)>,
     queries: Queries,
     trickle: Trickle,
@@ -124,6 +127,7 @@ impl<S: RecordStore> Pointer<S> {
             subscribed: HashSet::new(),
             connections: HashMap::new(),
             fetches: HashMap::new(),
+            dispatch: Dispatch::new(config.max_outbound_fetch_streams),
             catching_up: HashSet::new(),
             queries: Queries::default(),
             trickle,
@@ -469,35 +473,54 @@ impl<S: RecordStore> Pointer<S> {
     /// Sends one `Ask`. Catch-up asks (no query) are not repeated while one
     /// to the same peer for the same key is in flight.
     fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
-        let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
+        if !self.connections.contains_key(&peer) {
             return false;
-        };
+        }
         if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
             return false;
         }
         let id = self.next_id();
         let fetch = Fetch {
             peer,
-            connection,
+            connection: None,
             key: key.to_owned(),
             query,
         };
         self.fetches.insert(id, fetch);
+        if let Some(id) = self.dispatch.push(peer, id) {
+            self.send(id);
+        }
+        true
+    }
+
+    /// Hands a waiting `Ask` to a connection of its peer.
+    fn send(&mut self, id: u64) {
+        let Some(fetch) = self.fetches.get_mut(&id) else {
+            return;
+        };
+        let peer = fetch.peer;
+        let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
+            self.on_answer(id, Err(FetchError::ConnectionClosed));
+            return;
+        };
+        fetch.connection = Some(connection);
+        let key = fetch.key.clone();
         self.events.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection),
-            event: Either::Right(HandlerIn::Ask {
-                id,
-                key: key.to_owned(),
-            }),
+            event: Either::Right(HandlerIn::Ask { id, key }),
         });
-        true
     }
 
     fn on_answer(&mut self, id: u64, result: Result<pb::Answer, FetchError>) {
         let Some(fetch) = self.fetches.remove(&id) else {
             return;
         };
+        if fetch.connection.is_some() {
+            if let Some(next) = self.dispatch.finished(fetch.peer) {
+                self.send(next);
+            }
+        }
         if fetch.query.is_none() {
             self.catching_up.remove(&(fetch.peer, fetch.key.clone()));
         }
@@ -632,10 +655,17 @@ impl<S: RecordStore> Pointer<S> {
                 self.connections.remove(&peer);
             }
         }
+        if !self.connections.contains_key(&peer) {
+            // Fail what waited for the peer first, so that failing the asks
+            // in flight below finds no queue to send from.
+            for id in self.dispatch.forget(peer) {
+                self.on_answer(id, Err(FetchError::ConnectionClosed));
+            }
+        }
         let lost: Vec<u64> = self
             .fetches
             .iter()
-            .filter(|(_, f)| f.connection == connection)
+            .filter(|(_, f)| f.connection == Some(connection))
             .map(|(id, _)| *id)
             .collect();
         for id in lost {

@@ -75,6 +75,7 @@
 pub mod accept;
 mod behaviour;
 pub mod config;
+mod dispatch;
 pub mod event;
 mod handler;
 pub mod order;

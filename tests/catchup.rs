@@ -179,3 +179,25 @@ async fn a_record_at_the_message_limit_is_served_over_fetch() {
     b[0].connect(&mut a[0]).await;
     assert_eq!(get(&mut nodes, 1, "k").await, GetOutcome::Found(written));
 }
+
+#[tokio::test]
+async fn following_many_keys_at_once_catches_up_every_one() {
+    // Far more keys than asks allowed in flight per connection: the rest
+    // wait their turn instead of failing.
+    let config = || test_config().max_outbound_fetch_streams(4).build();
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        nodes[0].behaviour_mut().put(key, key).expect("put");
+    }
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+    for key in &keys {
+        nodes[1].behaviour_mut().subscribe(key).expect("valid key");
+    }
+    until(&mut nodes, "every key is caught up", |n| {
+        keys.iter()
+            .all(|k| n[1].behaviour().value(k).as_deref() == Some(k.as_str()))
+    })
+    .await;
+}
