@@ -1,0 +1,49 @@
+//! Periodic republish delivers a record that neither a put nor a catch-up
+//! delivered, and a node's own republishes never change what others hold.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use pointer::{Op, PointerEvent, Record, RecordStore, Source};
+
+#[tokio::test]
+async fn republish_delivers_what_nobody_asked_for() {
+    let config = || {
+        test_config()
+            .republish_interval(Duration::from_millis(300))
+            .build()
+    };
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    let (a, b) = nodes.split_at_mut(1);
+    libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
+    for n in nodes.iter_mut() {
+        n.behaviour_mut().subscribe("k").expect("valid key");
+    }
+    until_following(&mut nodes, &[0, 1], "k").await;
+
+    // Both caught up (nothing there) long ago; the record appears on node 0
+    // without a put, so only a republish can carry it to node 1.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let record = Record::sign("k", Op::Mut, "v", now, &SigningKey::from_bytes(&[5; 32]));
+    nodes[0]
+        .behaviour_mut()
+        .store_mut()
+        .put(record.clone())
+        .expect("room");
+
+    let (_, got) = wait_for(&mut nodes, "the republish", |i, e| match e {
+        PointerEvent::RecordUpdated {
+            record,
+            source: Source::Gossip { .. },
+        } if i == 1 => Some(record.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, record);
+}
