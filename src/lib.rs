@@ -110,4 +110,6 @@ pub use event::{GetOutcome, PointerEvent, QueryId, Source};
 pub use record::{Author, Op, Record};
 pub use replica::{Refusal, WriteError};
 pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};
+#[cfg(feature = "redb")]
+pub use store::{RedbStore, RedbStoreConfig};
 pub use validator::{AllowList, Open, OwnedKeys, Validator};

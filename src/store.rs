@@ -4,6 +4,9 @@
 //! no ordering of its own: `Pointer` decides which record wins and calls
 //! [`RecordStore::put`] only for the winner. Stores enforce their own
 //! capacity limits and say so with a typed [`Error`].
+//!
+//! Two stores come with the crate: [`MemoryStore`], and with the `redb`
+//! feature (on by default) the durable, on-disk `RedbStore`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -11,11 +14,22 @@ use std::sync::Arc;
 use crate::record::Record;
 
 mod memory;
+#[cfg(feature = "redb")]
+mod redb;
 
 #[cfg(test)]
 pub(crate) mod conformance;
 
+#[cfg(feature = "redb")]
+pub use self::redb::{OpenError, RedbRecords, RedbStore, RedbStoreConfig, SCHEMA_VERSION};
 pub use memory::{MemoryStore, MemoryStoreConfig};
+
+/// Default most records a built-in store keeps, tombstones included.
+pub(crate) const DEFAULT_MAX_RECORDS: usize = 65_536;
+
+/// Default largest value a built-in store accepts, in bytes: 60 KiB, which
+/// with the record's other fields fits gossipsub's default 64 KiB message.
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
 
 /// The result of a store operation.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -40,6 +54,16 @@ pub enum Error {
     /// The storage backend failed (disk, database, ...).
     #[error("storage backend failed: {0}")]
     Backend(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// Refuses a record whose value is over `limit` bytes; every built-in store
+/// applies the same check, first, so a refused write changes nothing.
+pub(crate) fn check_value_size(record: &Record, limit: usize) -> Result<()> {
+    let len = record.value().len();
+    if len > limit {
+        return Err(Error::ValueTooLarge { len, limit });
+    }
+    Ok(())
 }
 
 /// Storage for the newest record of each key.

@@ -6,7 +6,10 @@ use std::borrow::Cow;
 use ed25519_dalek::SigningKey;
 
 use super::{Error, RecordStore};
+use crate::accept::Limits as AcceptLimits;
 use crate::record::{Op, Record};
+use crate::replica::{Refusal, Replica};
+use crate::validator::Open;
 
 /// The limits a store under test is built with.
 pub(crate) struct Limits {
@@ -33,6 +36,11 @@ pub(crate) fn run<S: RecordStore>(mut make: impl FnMut(Limits) -> S) {
     records_lists_everything(&mut fresh());
     full_store_refuses_new_keys_but_accepts_updates(&mut fresh());
     oversize_value_is_refused_and_changes_nothing(&mut fresh());
+    put_many_stores_every_record_last_one_wins(&mut fresh());
+    put_many_that_overflows_stores_nothing(&mut fresh());
+    put_many_with_an_oversize_value_stores_nothing(&mut fresh());
+    put_many_of_updates_fits_a_full_store(&mut fresh());
+    tombstones_are_collected_and_refute_older_writes(fresh());
 }
 
 fn get<S: RecordStore>(store: &S, key: &str) -> Option<Record> {
@@ -97,4 +105,84 @@ fn oversize_value_is_refused_and_changes_nothing<S: RecordStore>(store: &mut S) 
         "{err:?}"
     );
     assert_eq!(get(store, "a"), Some(old));
+}
+
+fn put_many_stores_every_record_last_one_wins<S: RecordStore>(store: &mut S) {
+    store.put_many(Vec::new()).expect("an empty batch is fine");
+    let batch = vec![
+        rec("a", Op::Mut, "1", 1),
+        rec("b", Op::Del, "", 1),
+        rec("a", Op::Mut, "2", 2),
+    ];
+    store.put_many(batch).expect("two keys fit");
+    assert_eq!(get(store, "a"), Some(rec("a", Op::Mut, "2", 2)));
+    assert_eq!(get(store, "b"), Some(rec("b", Op::Del, "", 1)));
+    // "a" came twice but takes one slot: one more key still fits.
+    store
+        .put(rec("c", Op::Mut, "1", 1))
+        .expect("room for a third");
+}
+
+fn put_many_that_overflows_stores_nothing<S: RecordStore>(store: &mut S) {
+    store.put(rec("a", Op::Mut, "1", 1)).expect("put");
+    let batch = vec![
+        rec("a", Op::Mut, "2", 2),
+        rec("b", Op::Mut, "1", 1),
+        rec("c", Op::Mut, "1", 1),
+        rec("d", Op::Mut, "1", 1),
+    ];
+    let err = store.put_many(batch).unwrap_err();
+    assert!(matches!(err, Error::MaxRecords { limit: 3 }), "{err:?}");
+    assert_eq!(get(store, "a"), Some(rec("a", Op::Mut, "1", 1)));
+    assert_eq!(store.records().count(), 1);
+}
+
+fn put_many_with_an_oversize_value_stores_nothing<S: RecordStore>(store: &mut S) {
+    let batch = vec![rec("a", Op::Mut, "1", 1), rec("b", Op::Mut, "123456789", 1)];
+    let err = store.put_many(batch).unwrap_err();
+    assert!(
+        matches!(err, Error::ValueTooLarge { len: 9, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.records().count(), 0);
+}
+
+fn put_many_of_updates_fits_a_full_store<S: RecordStore>(store: &mut S) {
+    let keys = ["a", "b", "c"];
+    let batch = |time| keys.iter().map(|k| rec(k, Op::Mut, "v", time)).collect();
+    store.put_many(batch(1)).expect("fills the store");
+    store.put_many(batch(2)).expect("updates need no room");
+    assert_eq!(get(store, "c"), Some(rec("c", Op::Mut, "v", 2)));
+}
+
+/// Tombstones go through the store like any record: they refute an older
+/// write, and `Replica::collect_tombstones` removes the expired ones.
+fn tombstones_are_collected_and_refute_older_writes<S: RecordStore>(store: S) {
+    let limits = AcceptLimits {
+        max_key_bytes: 8,
+        max_value_bytes: 8,
+        max_clock_skew_ms: 1_000,
+    };
+    let mut replica = Replica::new(store, Box::new(Open), limits, 1024);
+    for record in [
+        rec("old", Op::Del, "", 1_000),
+        rec("young", Op::Del, "", 9_000),
+        rec("value", Op::Mut, "v", 1_000),
+    ] {
+        replica.receive(record, 10_000).expect("accepted");
+    }
+    let stale = rec("young", Op::Mut, "v", 8_000);
+    assert!(matches!(
+        replica.receive(stale, 10_000),
+        Err(Refusal::Older)
+    ));
+    let collected = replica.collect_tombstones(10_000, 5_000).expect("gc");
+    assert_eq!(collected, ["old"]);
+    let mut keys: Vec<String> = replica
+        .store()
+        .records()
+        .map(|r| r.key().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["value", "young"]);
 }

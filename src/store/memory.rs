@@ -1,10 +1,11 @@
 //! An in-memory [`RecordStore`](super::RecordStore) with bounded size.
 
 use std::borrow::Cow;
-use std::collections::{hash_map, HashMap};
+use std::collections::{hash_map, HashMap, HashSet};
 use std::iter;
 
-use super::{Error, RecordStore, Result};
+use super::{check_value_size, Error, RecordStore, Result};
+use super::{DEFAULT_MAX_RECORDS, DEFAULT_MAX_VALUE_BYTES};
 use crate::record::Record;
 
 /// Limits of a [`MemoryStore`].
@@ -21,8 +22,8 @@ pub struct MemoryStoreConfig {
 impl Default for MemoryStoreConfig {
     fn default() -> Self {
         MemoryStoreConfig {
-            max_records: 65_536,
-            max_value_bytes: 60 * 1024,
+            max_records: DEFAULT_MAX_RECORDS,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 }
@@ -57,6 +58,16 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+
+    /// Refuses `new_keys` more keys if they do not fit.
+    fn check_room(&self, new_keys: usize) -> Result<()> {
+        if new_keys > 0 && self.records.len() + new_keys > self.config.max_records {
+            return Err(Error::MaxRecords {
+                limit: self.config.max_records,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl RecordStore for MemoryStore {
@@ -68,19 +79,29 @@ impl RecordStore for MemoryStore {
     }
 
     fn put(&mut self, record: Record) -> Result<()> {
-        if record.value().len() > self.config.max_value_bytes {
-            return Err(Error::ValueTooLarge {
-                len: record.value().len(),
-                limit: self.config.max_value_bytes,
-            });
-        }
+        check_value_size(&record, self.config.max_value_bytes)?;
         let is_new = !self.records.contains_key(record.key());
-        if is_new && self.records.len() >= self.config.max_records {
-            return Err(Error::MaxRecords {
-                limit: self.config.max_records,
-            });
-        }
+        self.check_room(usize::from(is_new))?;
         self.records.insert(record.key().to_owned(), record);
+        Ok(())
+    }
+
+    /// All or nothing, like the on-disk stores: every value and the room
+    /// for every new key are checked before anything is stored.
+    fn put_many(&mut self, records: Vec<Record>) -> Result<()> {
+        for record in &records {
+            check_value_size(record, self.config.max_value_bytes)?;
+        }
+        // A key that comes twice in one batch takes one slot.
+        let new_keys: HashSet<&str> = records
+            .iter()
+            .map(Record::key)
+            .filter(|key| !self.records.contains_key(*key))
+            .collect();
+        self.check_room(new_keys.len())?;
+        for record in records {
+            self.records.insert(record.key().to_owned(), record);
+        }
         Ok(())
     }
 

@@ -1,0 +1,837 @@
+//! An on-disk [`RecordStore`] on [redb](https://www.redb.org). The layout
+//! and the durability guarantee are documented on [`RedbStore`], which is
+//! what the crate exports.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ::redb::{
+    Builder, Database, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+
+use super::{check_value_size, Error, RecordStore, Result};
+use super::{DEFAULT_MAX_RECORDS, DEFAULT_MAX_VALUE_BYTES};
+use crate::record::Record;
+use crate::wire;
+
+/// The layout version this build writes and reads, kept in the `meta`
+/// table. Bump it whenever the tables or the value encoding change.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SCHEMA_VERSION_KEY: &str = "schema_version";
+
+/// The message redb 4 gives a file whose format version is newer than it
+/// reads; it has no typed error for that case.
+const NEWER_FORMAT_MESSAGE: &str = "Expected file format version <= ";
+
+/// Limits and open-time checks of a [`RedbStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedbStoreConfig {
+    /// Most records (values and tombstones) kept at once. Default: 65,536,
+    /// as [`MemoryStoreConfig`](super::MemoryStoreConfig).
+    pub max_records: usize,
+    /// Largest value accepted, in bytes. Default: 61,440 (60 KiB), as
+    /// [`MemoryStoreConfig`](super::MemoryStoreConfig).
+    pub max_value_bytes: usize,
+    /// Verify every page checksum of the file when it is opened. Default:
+    /// `true`. This reads the whole file once per open, and is what makes a
+    /// file damaged outside redb (bad disk, stray write) fail with
+    /// [`OpenError::Corrupted`]; without it redb trusts a cleanly closed
+    /// file, and may panic on a damaged one or silently lose records (both
+    /// seen when flipping single bytes of a file). After a crash redb checks
+    /// the file anyway. Turn it off only for large stores on trusted disks.
+    pub check_integrity_on_open: bool,
+}
+
+impl Default for RedbStoreConfig {
+    fn default() -> Self {
+        RedbStoreConfig {
+            max_records: DEFAULT_MAX_RECORDS,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            check_integrity_on_open: true,
+        }
+    }
+}
+
+/// Why [`RedbStore::open`] could not open a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file exists, is not empty and is not a redb database.
+    #[error("{path} is not a redb database")]
+    NotADatabase {
+        /// The file that was opened.
+        path: PathBuf,
+    },
+    /// The file is a redb database, but damaged beyond repair.
+    #[error("the database at {path} is corrupted: {reason}")]
+    Corrupted {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What redb found wrong.
+        reason: String,
+    },
+    /// The file was written by a redb whose file format this build cannot
+    /// read: an older one that needs a manual upgrade, or a newer one.
+    #[error("the database at {path} has redb file format {found}, which this build cannot read")]
+    FileFormat {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The format version found in the file.
+        found: u8,
+    },
+    /// A valid redb database, but not a record store: its tables are not
+    /// the ones [`RedbStore`] writes.
+    #[error("the database at {path} is not a pointer record store: {reason}")]
+    ForeignDatabase {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// A record store of another schema version.
+    #[error("the store at {path} has schema version {found}; this build reads {expected}")]
+    SchemaVersion {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The version in the file.
+        found: u64,
+        /// [`SCHEMA_VERSION`].
+        expected: u64,
+    },
+    /// Another handle, in this process or another, has the file open.
+    #[error("the database at {path} is already open elsewhere")]
+    Locked {
+        /// The file that was opened.
+        path: PathBuf,
+    },
+    /// The file could not be read or written.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure of redb while opening.
+    #[error("redb failed to open {path}: {source}")]
+    Backend {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: ::redb::Error,
+    },
+}
+
+/// Records in a redb file: durable, bounded, and still there after a
+/// restart, so a node that restarts still holds, serves and republishes
+/// what it had.
+///
+/// # Durability and its cost
+///
+/// [`put`](RecordStore::put), [`put_many`](RecordStore::put_many) and
+/// [`remove`](RecordStore::remove) each run one redb write transaction
+/// committed with `Durability::Immediate`: when they return `Ok` the change
+/// is on disk (redb has called `fsync`) and survives a crash of the process
+/// or of the machine. A call that returns an error leaves the store as it
+/// was. The price is one `fsync` per call: from about 0.1 ms on a fast SSD
+/// to 10 ms on a spinning disk, which bounds single puts to some thousands
+/// (or hundreds) per second. Write bulk catch-up with
+/// [`put_many`](RecordStore::put_many): one transaction, one `fsync`, all
+/// records or none. Removing a key that is not there costs no `fsync`.
+///
+/// Reads (`get`, `records`) run in read transactions, see a consistent
+/// snapshot and never wait for a write.
+///
+/// # Layout
+///
+/// One redb file with two tables:
+///
+/// - `records`: record key → the protobuf `StoreValue` bytes of its record
+///   (`wire::encode_store_value`), tombstones included, so a restarted node
+///   still refuses a `Mut` older than a delete it saw.
+/// - `meta`: `"schema_version"` → [`SCHEMA_VERSION`]. A file with another
+///   version is refused with [`OpenError::SchemaVersion`], never misread.
+///
+/// # Limits and damaged records
+///
+/// `max_records` and `max_value_bytes` work as in
+/// [`MemoryStore`](super::MemoryStore). The check reads the record count
+/// redb keeps in the table's root (no scan), inside the write transaction,
+/// so the count cannot drift from the file; [`RedbStore::len`] is a copy
+/// of it kept in memory.
+///
+/// A record whose bytes do not decode (damaged, or written by something
+/// else) is logged with `tracing` and treated as absent by `get` and
+/// `records`, so the network can replace it with a valid record; it still
+/// counts towards `max_records` until then. A read that fails in redb is
+/// logged and also reads as absent, as `get` cannot return an error.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+    config: RedbStoreConfig,
+    len: usize,
+}
+
+impl fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens the store at `path` with the default limits, creating the file
+    /// if it does not exist (or is empty).
+    pub fn open(path: impl AsRef<Path>) -> std::result::Result<Self, OpenError> {
+        Self::open_with_config(path, RedbStoreConfig::default())
+    }
+
+    /// Opens the store at `path` with the given limits and checks, creating
+    /// the file if it does not exist (or is empty).
+    ///
+    /// A file that is not a redb database, is damaged, has another redb file
+    /// format or another [`SCHEMA_VERSION`], holds another application's
+    /// tables, or is open elsewhere gives the matching [`OpenError`].
+    pub fn open_with_config(
+        path: impl AsRef<Path>,
+        config: RedbStoreConfig,
+    ) -> std::result::Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let db = Builder::new()
+            .set_check_integrity_on_open(config.check_integrity_on_open)
+            .create(&path)
+            .map_err(|e| classify(&path, e.into()))?;
+        let len = prepare(&db, &path)?;
+        Ok(RedbStore {
+            db,
+            path,
+            config,
+            len,
+        })
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RedbStoreConfig {
+        &self.config
+    }
+
+    /// Number of records held, tombstones included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the store holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The stored bytes of `key`.
+    fn load(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, ::redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECORDS)?;
+        Ok(table.get(key)?.map(|guard| guard.value().to_vec()))
+    }
+
+    /// Writes `records` in one transaction. Nothing is stored unless the
+    /// whole batch fits.
+    fn write_batch(&mut self, records: &[Record]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let (before, after) = insert_all(&txn, records)?;
+        // Replacing keys never needs room, even in a store that holds more
+        // than a lowered max_records allows.
+        if after > before && after > self.config.max_records {
+            txn.abort().map_err(backend)?;
+            return Err(Error::MaxRecords {
+                limit: self.config.max_records,
+            });
+        }
+        self.commit(txn, after)
+    }
+
+    /// Commits `txn`, after which the store holds `len` records.
+    fn commit(&mut self, txn: ::redb::WriteTransaction, len: usize) -> Result<()> {
+        match txn.commit() {
+            Ok(()) => {
+                self.len = len;
+                Ok(())
+            }
+            Err(error) => {
+                // A failed commit may or may not have reached the file; ask
+                // it, rather than trust either count.
+                if let Ok(len) = read_len(&self.db) {
+                    self.len = len;
+                }
+                Err(backend(error))
+            }
+        }
+    }
+}
+
+impl RecordStore for RedbStore {
+    type RecordsIter<'a> = RedbRecords<'a>;
+
+    /// Reads the record of `key`. A backend failure or bytes that do not
+    /// decode are logged and read as "no record" (see [`RedbStore`]).
+    fn get(&self, key: &str) -> Option<Cow<'_, Record>> {
+        let bytes = match self.load(key) {
+            Ok(bytes) => bytes?,
+            Err(error) => {
+                tracing::error!(%key, %error, "redb store: read failed");
+                return None;
+            }
+        };
+        decode(key, &bytes).map(Cow::Owned)
+    }
+
+    /// Stores `record` durably: one transaction, one `fsync`.
+    fn put(&mut self, record: Record) -> Result<()> {
+        self.put_many(vec![record])
+    }
+
+    /// Stores all `records` durably in one transaction with one `fsync`, or
+    /// none of them on error. A key that comes twice keeps its last record.
+    fn put_many(&mut self, records: Vec<Record>) -> Result<()> {
+        for record in &records {
+            check_value_size(record, self.config.max_value_bytes)?;
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(&records)
+    }
+
+    /// Removes the record of `key` durably. A missing key costs no `fsync`.
+    fn remove(&mut self, key: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let (removed, len) = {
+            let mut table = txn.open_table(RECORDS).map_err(backend)?;
+            let removed = table.remove(key).map_err(backend)?.is_some();
+            (removed, table_len(&table).map_err(backend)?)
+        };
+        if !removed {
+            return txn.abort().map_err(backend);
+        }
+        self.commit(txn, len)
+    }
+
+    /// Streams the records from one read transaction, decoding one at a
+    /// time: memory stays flat however many records the file holds.
+    fn records(&self) -> Self::RecordsIter<'_> {
+        let range = open_range(&self.db)
+            .inspect_err(|error| tracing::error!(%error, "redb store: cannot list records"))
+            .ok();
+        RedbRecords {
+            range,
+            _store: PhantomData,
+        }
+    }
+}
+
+/// The records of a [`RedbStore`], read lazily from one snapshot.
+///
+/// A record that does not decode is logged and skipped; a read error is
+/// logged and ends the iteration.
+pub struct RedbRecords<'a> {
+    range: Option<::redb::Range<'static, &'static str, &'static [u8]>>,
+    _store: PhantomData<&'a RedbStore>,
+}
+
+impl fmt::Debug for RedbRecords<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbRecords").finish_non_exhaustive()
+    }
+}
+
+impl<'a> Iterator for RedbRecords<'a> {
+    type Item = Cow<'a, Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.range.as_mut()?.next()? {
+                Ok((key, value)) => {
+                    if let Some(record) = decode(key.value(), value.value()) {
+                        return Some(Cow::Owned(record));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "redb store: listing records failed");
+                    self.range = None;
+                }
+            }
+        }
+    }
+}
+
+fn open_range(
+    db: &Database,
+) -> std::result::Result<::redb::Range<'static, &'static str, &'static [u8]>, ::redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(RECORDS)?;
+    // The range holds the transaction open by itself; `txn` may go.
+    Ok(table.range::<&str>(..)?)
+}
+
+/// Inserts every record; returns the record count before and after.
+fn insert_all(txn: &::redb::WriteTransaction, records: &[Record]) -> Result<(usize, usize)> {
+    let mut table = txn.open_table(RECORDS).map_err(backend)?;
+    let before = table_len(&table).map_err(backend)?;
+    for record in records {
+        let bytes = wire::encode_store_value(record);
+        table
+            .insert(record.key(), bytes.as_slice())
+            .map_err(backend)?;
+    }
+    let after = table_len(&table).map_err(backend)?;
+    Ok((before, after))
+}
+
+/// The number of entries, which redb keeps in the table's root: no scan.
+fn table_len(
+    table: &impl ReadableTableMetadata,
+) -> std::result::Result<usize, ::redb::StorageError> {
+    // More records than memory can count cannot be in a file we wrote.
+    Ok(usize::try_from(table.len()?).unwrap_or(usize::MAX))
+}
+
+fn read_len(db: &Database) -> std::result::Result<usize, ::redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(RECORDS)?;
+    Ok(table_len(&table)?)
+}
+
+/// Decodes stored bytes, logging and dropping what does not decode.
+fn decode(key: &str, bytes: &[u8]) -> Option<Record> {
+    // No size limit: the bytes are already read from our own file, and a
+    // store reopened with a lower max_value_bytes must still read its
+    // older, larger records.
+    wire::decode_store_value(key, bytes, usize::MAX)
+        .inspect_err(|error| tracing::warn!(%key, %error, "redb store: undecodable record"))
+        .ok()
+}
+
+fn backend(error: impl Into<::redb::Error>) -> Error {
+    Error::Backend(Arc::new(error.into()))
+}
+
+/// Checks (or, in a new file, writes) the schema and returns the number of
+/// records.
+fn prepare(db: &Database, path: &Path) -> std::result::Result<usize, OpenError> {
+    let fail = |e: ::redb::Error| classify(path, e);
+    let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| fail(e.into()))?
+        .map(|t| t.name().to_owned())
+        .collect();
+    drop(txn);
+    if tables.is_empty() {
+        initialize(db).map_err(fail)?;
+        return Ok(0);
+    }
+    check_schema(db, path, &tables)?;
+    read_len(db).map_err(fail)
+}
+
+/// Writes the schema version and the empty records table.
+fn initialize(db: &Database) -> std::result::Result<(), ::redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?
+        .insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+    txn.open_table(RECORDS)?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn check_schema(
+    db: &Database,
+    path: &Path,
+    tables: &[String],
+) -> std::result::Result<(), OpenError> {
+    let foreign = |reason: String| OpenError::ForeignDatabase {
+        path: path.to_owned(),
+        reason,
+    };
+    if !tables.iter().any(|t| t == META.name()) {
+        return Err(foreign(format!("no `meta` table; tables: {tables:?}")));
+    }
+    let found = read_schema_version(db).map_err(|e| classify(path, e))?;
+    match found {
+        None => Err(foreign("no schema version in `meta`".into())),
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(OpenError::SchemaVersion {
+            path: path.to_owned(),
+            found,
+            expected: SCHEMA_VERSION,
+        }),
+    }
+}
+
+fn read_schema_version(db: &Database) -> std::result::Result<Option<u64>, ::redb::Error> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let version = meta.get(SCHEMA_VERSION_KEY)?;
+    Ok(version.map(|guard| guard.value()))
+}
+
+/// Sorts a redb error met while opening into an [`OpenError`].
+fn classify(path: &Path, error: ::redb::Error) -> OpenError {
+    let path = path.to_owned();
+    match error {
+        ::redb::Error::DatabaseAlreadyOpen | ::redb::Error::LockProtocolMismatch => {
+            OpenError::Locked { path }
+        }
+        ::redb::Error::UpgradeRequired(found) => OpenError::FileFormat { path, found },
+        ::redb::Error::Corrupted(reason) => corrupted(path, reason),
+        // redb reports a file without its magic number as InvalidData.
+        ::redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+            OpenError::NotADatabase { path }
+        }
+        ::redb::Error::Io(source) => OpenError::Io { path, source },
+        ::redb::Error::TableTypeMismatch { .. }
+        | ::redb::Error::TableIsMultimap(_)
+        | ::redb::Error::TypeDefinitionChanged { .. }
+        | ::redb::Error::TableDoesNotExist(_) => OpenError::ForeignDatabase {
+            path,
+            reason: error.to_string(),
+        },
+        source => OpenError::Backend { path, source },
+    }
+}
+
+/// `Corrupted`, unless redb's message says the file format is newer than
+/// this redb reads.
+fn corrupted(path: PathBuf, reason: String) -> OpenError {
+    let newer = reason
+        .strip_prefix(NEWER_FORMAT_MESSAGE)
+        .and_then(|rest| rest.rsplit(' ').next())
+        .and_then(|found| found.parse().ok());
+    match newer {
+        Some(found) => OpenError::FileFormat { path, found },
+        None => OpenError::Corrupted { path, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use ed25519_dalek::SigningKey;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::accept::Limits;
+    use crate::record::Op;
+    use crate::replica::{Refusal, Replica};
+    use crate::validator::Open;
+
+    fn rec(key: &str, op: Op, value: &str, time: i64) -> Record {
+        Record::sign(key, op, value, time, &SigningKey::from_bytes(&[5; 32]))
+    }
+
+    fn db_path(dir: &TempDir) -> PathBuf {
+        dir.path().join("records.redb")
+    }
+
+    /// A store at `path` with a few records, closed again.
+    fn write_store(path: &Path, records: &[Record]) {
+        let mut store = RedbStore::open(path).expect("open");
+        store.put_many(records.to_vec()).expect("put_many");
+    }
+
+    /// Runs `f` on the raw redb database at `path`, in one write transaction.
+    fn with_raw_db(path: &Path, f: impl FnOnce(&::redb::WriteTransaction)) {
+        let db = Database::create(path).expect("raw open");
+        let txn = db.begin_write().expect("begin");
+        f(&txn);
+        txn.commit().expect("commit");
+    }
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut n = 0;
+        crate::store::conformance::run(|limits| {
+            n += 1;
+            let config = RedbStoreConfig {
+                max_records: limits.max_records,
+                max_value_bytes: limits.max_value_bytes,
+                ..RedbStoreConfig::default()
+            };
+            RedbStore::open_with_config(dir.path().join(format!("{n}.redb")), config).expect("open")
+        });
+    }
+
+    #[test]
+    fn records_and_tombstones_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        let value = rec("a", Op::Mut, "1", 1);
+        let tombstone = rec("b", Op::Del, "", 2);
+        {
+            let mut store = RedbStore::open(&path).expect("open");
+            store.put(value.clone()).expect("put");
+            store.put(tombstone.clone()).expect("put");
+            store.put(rec("c", Op::Mut, "gone", 1)).expect("put");
+            store.remove("c").expect("remove");
+        }
+        let store = RedbStore::open(&path).expect("reopen");
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.get("a").map(Cow::into_owned), Some(value));
+        assert_eq!(store.get("b").map(Cow::into_owned), Some(tombstone));
+        assert_eq!(store.get("c"), None);
+        assert_eq!(store.records().count(), 2);
+    }
+
+    #[test]
+    fn reopened_tombstone_still_rejects_an_older_mut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        let limits = || Limits {
+            max_key_bytes: 64,
+            max_value_bytes: 64,
+            max_clock_skew_ms: 300_000,
+        };
+        write_store(&path, &[rec("k", Op::Del, "", 2_000)]);
+        let store = RedbStore::open(&path).expect("reopen");
+        let mut replica = Replica::new(store, Box::new(Open), limits(), 1024);
+        let older = rec("k", Op::Mut, "back from the dead", 1_000);
+        assert!(matches!(replica.receive(older, 3_000), Err(Refusal::Older)));
+    }
+
+    #[test]
+    fn lowered_max_records_still_accepts_updates_but_no_new_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        write_store(
+            &path,
+            &[rec("a", Op::Mut, "1", 1), rec("b", Op::Mut, "1", 1)],
+        );
+        let config = RedbStoreConfig {
+            max_records: 1,
+            ..RedbStoreConfig::default()
+        };
+        let mut store = RedbStore::open_with_config(&path, config).expect("reopen");
+        store
+            .put(rec("a", Op::Mut, "2", 2))
+            .expect("update needs no room");
+        let err = store.put(rec("c", Op::Mut, "1", 1)).unwrap_err();
+        assert!(matches!(err, Error::MaxRecords { limit: 1 }), "{err:?}");
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn empty_file_becomes_a_new_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        fs::write(&path, b"").expect("write");
+        let mut store = RedbStore::open(&path).expect("open");
+        assert!(store.is_empty());
+        store.put(rec("a", Op::Mut, "1", 1)).expect("put");
+    }
+
+    #[test]
+    fn other_schema_version_is_a_typed_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        write_store(&path, &[rec("a", Op::Mut, "1", 1)]);
+        with_raw_db(&path, |txn| {
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION + 1)
+                .expect("insert");
+        });
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, OpenError::SchemaVersion { found, expected: SCHEMA_VERSION, .. }
+                if found == SCHEMA_VERSION + 1),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn another_applications_database_is_a_typed_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        with_raw_db(&path, |txn| {
+            let users: TableDefinition<u64, u64> = TableDefinition::new("users");
+            txn.open_table(users)
+                .expect("table")
+                .insert(1, 2)
+                .expect("insert");
+        });
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::ForeignDatabase { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn meta_table_of_another_type_is_a_typed_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        with_raw_db(&path, |txn| {
+            let meta: TableDefinition<u64, &str> = TableDefinition::new("meta");
+            txn.open_table(meta)
+                .expect("table")
+                .insert(1, "x")
+                .expect("insert");
+        });
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::ForeignDatabase { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn foreign_file_is_not_a_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        for content in [&b"hello, I am a text file\n"[..], &[0xff; 10_000], b"r"] {
+            fs::write(&path, content).expect("write");
+            let err = RedbStore::open(&path).unwrap_err();
+            assert!(matches!(err, OpenError::NotADatabase { .. }), "{err:?}");
+            // The file is left as it was: open never overwrites a foreign file.
+            assert_eq!(fs::read(&path).expect("read"), content);
+        }
+    }
+
+    #[test]
+    fn damaged_page_is_a_corrupted_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        write_store(&path, &[rec("a-key-to-find", Op::Mut, "1", 1)]);
+        let mut bytes = fs::read(&path).expect("read");
+        let at = find(&bytes, b"a-key-to-find").expect("key is in the file");
+        bytes[at..at + 4].copy_from_slice(b"XXXX");
+        fs::write(&path, &bytes).expect("write");
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::Corrupted { .. }), "{err:?}");
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn damaged_files_give_intact_records_or_a_typed_error_never_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        let records: Vec<Record> = (0..50)
+            .map(|i| rec(&format!("k{i}"), Op::Mut, &format!("v{i}"), 1))
+            .collect();
+        write_store(&path, &records);
+        let pristine = fs::read(&path).expect("read");
+        // Every byte of the header, then a sample of the rest.
+        let offsets = (0..320)
+            .step_by(7)
+            .chain((320..pristine.len()).step_by(1009));
+        for at in offsets {
+            let mut bytes = pristine.clone();
+            bytes[at] ^= 0xff;
+            fs::write(&path, &bytes).expect("write");
+            if let Ok(store) = RedbStore::open(&path) {
+                for r in &records {
+                    let got = store.get(r.key()).map(Cow::into_owned);
+                    assert_eq!(got.as_ref(), Some(r), "byte {at} flipped");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unreadable_redb_file_formats_are_typed_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        write_store(&path, &[rec("a", Op::Mut, "1", 1)]);
+        let pristine = fs::read(&path).expect("read");
+        // The format version is the first byte of each of the two commit
+        // slots (redb's header.rs): 2 needs an upgrade, 4 is from the future.
+        for version in [2u8, 4] {
+            let mut bytes = pristine.clone();
+            bytes[64] = version;
+            bytes[192] = version;
+            fs::write(&path, &bytes).expect("write");
+            let err = RedbStore::open(&path).unwrap_err();
+            assert!(
+                matches!(err, OpenError::FileFormat { found, .. } if found == version),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn second_open_is_locked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        let _first = RedbStore::open(&path).expect("open");
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, OpenError::Locked { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn unusable_path_is_an_io_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for path in [dir.path().to_owned(), dir.path().join("missing/dir/db")] {
+            let err = RedbStore::open(&path).unwrap_err();
+            assert!(matches!(err, OpenError::Io { .. }), "{path:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn undecodable_value_reads_as_absent_and_can_be_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = db_path(&dir);
+        let good = rec("good", Op::Mut, "1", 1);
+        write_store(&path, std::slice::from_ref(&good));
+        with_raw_db(&path, |txn| {
+            let mut table = txn.open_table(RECORDS).expect("records");
+            table
+                .insert("bad", &[0xff, 0xff, 0xff][..])
+                .expect("insert");
+        });
+        let mut store = RedbStore::open(&path).expect("open");
+        assert_eq!(store.get("bad"), None);
+        let listed: Vec<Record> = store.records().map(Cow::into_owned).collect();
+        assert_eq!(listed, [good]);
+        assert_eq!(store.len(), 2, "the bad entry still takes a slot");
+        let fixed = rec("bad", Op::Mut, "fixed", 2);
+        store.put(fixed.clone()).expect("put");
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.get("bad").map(Cow::into_owned), Some(fixed));
+    }
+
+    #[test]
+    fn a_pointer_behaviour_runs_on_it() {
+        fn is_send<T: Send + 'static>(_: &T) {}
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(db_path(&dir)).expect("open");
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let pointer =
+            crate::Pointer::new(&keypair, store, crate::Config::default()).expect("pointer");
+        is_send(&pointer);
+    }
+
+    #[test]
+    fn records_lists_every_record_across_many_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = RedbStore::open(db_path(&dir)).expect("open");
+        let records: Vec<Record> = (0..1_000)
+            .map(|i| rec(&format!("key-{i:04}"), Op::Mut, &"v".repeat(100), 1))
+            .collect();
+        store.put_many(records.clone()).expect("put_many");
+        let mut listed: Vec<Record> = store.records().map(Cow::into_owned).collect();
+        listed.sort_by(|a, b| a.key().cmp(b.key()));
+        assert_eq!(listed, records);
+    }
+}
