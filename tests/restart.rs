@@ -102,3 +102,22 @@ async fn restarted_on_a_kept_memory_store_it_picks_up_where_it_left_off() {
     })
     .await;
 }
+
+#[cfg(feature = "redb")]
+#[tokio::test]
+async fn restarted_on_its_database_it_picks_up_where_it_left_off() {
+    use pointer::RedbStore;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("records.redb");
+    let fresh_dir = dir.path().to_owned();
+    let mut fresh_count = 0;
+    restart_scenario(Stores {
+        open: Box::new(move || RedbStore::open(&path).expect("opens")),
+        on_shutdown: Box::new(|_: &RedbStore| {}),
+        fresh: Box::new(move || {
+            fresh_count += 1;
+            RedbStore::open(fresh_dir.join(format!("fresh-{fresh_count}.redb"))).expect("opens")
+        }),
+    })
+    .await;
+}
