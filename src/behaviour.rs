@@ -103,6 +103,8 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     queries: Queries,
     trickle: Trickle,
     republish_timer: Delay,
+    /// Armed while received records wait to be made durable.
+    flush_timer: Option<Delay>,
     events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent>>,
     next_id: u64,
 }
@@ -132,6 +134,7 @@ impl<S: RecordStore> Pointer<S> {
             queries: Queries::default(),
             trickle,
             republish_timer: Delay::new(first),
+            flush_timer: None,
             events: VecDeque::new(),
             next_id: 0,
             config,
@@ -366,6 +369,7 @@ impl<S: RecordStore> Pointer<S> {
         let key = record.key().to_owned();
         match self.replica.receive(record.clone(), now_ms()) {
             Ok(()) => {
+                self.schedule_flush();
                 // Our neighbours got it with us; no need to republish it
                 // this interval.
                 self.trickle.heard_same(&key);
@@ -388,6 +392,21 @@ impl<S: RecordStore> Pointer<S> {
                 self.push_event(PointerEvent::StoreFailed { key, error });
                 MessageAcceptance::Ignore
             }
+        }
+    }
+
+    /// Received records are synced to disk in groups: the first one arms
+    /// the timer, the timer syncs all that came meanwhile.
+    fn schedule_flush(&mut self) {
+        if self.flush_timer.is_none() {
+            self.flush_timer = Some(Delay::new(self.config.store_flush_interval));
+        }
+    }
+
+    fn flush_store(&mut self) {
+        self.flush_timer = None;
+        if let Err(error) = self.replica.flush() {
+            tracing::error!(%error, "could not make received records durable");
         }
     }
 
@@ -684,6 +703,15 @@ impl<S: RecordStore> Pointer<S> {
     }
 }
 
+impl<S: RecordStore> Drop for Pointer<S> {
+    /// Records received since the last flush are made durable on shutdown.
+    fn drop(&mut self) {
+        if self.flush_timer.is_some() {
+            self.flush_store();
+        }
+    }
+}
+
 fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
     let mut builder = gossipsub::ConfigBuilder::default();
     builder
@@ -834,6 +862,12 @@ impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
             if self.republish_timer.poll_unpin(cx).is_ready() {
                 self.on_republish_timer();
                 continue;
+            }
+            if let Some(timer) = &mut self.flush_timer {
+                if timer.poll_unpin(cx).is_ready() {
+                    self.flush_store();
+                    continue;
+                }
             }
             match self.gossipsub.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => self.on_gossip_event(event),

@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) max_outbound_fetch_streams: usize,
     pub(crate) gossipsub_protocol_prefix: Option<String>,
     pub(crate) heartbeat_interval: Duration,
+    pub(crate) store_flush_interval: Duration,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -40,6 +41,7 @@ impl Default for Config {
             max_outbound_fetch_streams: 32,
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
+            store_flush_interval: Duration::from_millis(100),
             validator: Box::new(OwnedKeys),
         }
     }
@@ -80,6 +82,11 @@ impl Config {
     pub fn fetch_fanout(&self) -> usize {
         self.fetch_fanout
     }
+
+    /// Longest wait before received records are made durable.
+    pub fn store_flush_interval(&self) -> Duration {
+        self.store_flush_interval
+    }
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +105,7 @@ impl fmt::Debug for Config {
             )
             .field("gossipsub_protocol_prefix", &self.gossipsub_protocol_prefix)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("store_flush_interval", &self.store_flush_interval)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +200,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// Longest time a record received from the network may wait before the
+    /// store makes it durable ([`RecordStore::flush`]). Received records are
+    /// committed at once but synced to disk in groups, so a catch-up is not
+    /// one `fsync` per record; a crash may lose at most this much of what
+    /// arrived, which peers still hold and send again. Local writes are
+    /// durable when `put` returns. Default: 100 ms.
+    ///
+    /// [`RecordStore::flush`]: crate::RecordStore::flush
+    pub fn store_flush_interval(mut self, interval: Duration) -> Self {
+        self.0.store_flush_interval = interval;
+        self
+    }
+
     /// Who may write which key. Default: [`OwnedKeys`].
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.0.validator = Box::new(validator);
@@ -223,6 +244,7 @@ mod tests {
             .republish_interval(Duration::from_secs(3))
             .fetch_timeout(Duration::from_secs(4))
             .fetch_fanout(5)
+            .store_flush_interval(Duration::from_millis(6))
             .build();
         assert_eq!(
             c.limits(),
@@ -237,5 +259,6 @@ mod tests {
         assert_eq!(c.republish_interval(), Duration::from_secs(3));
         assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
         assert_eq!(c.fetch_fanout(), 5);
+        assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
     }
 }

@@ -106,11 +106,17 @@ impl<S: RecordStore> Replica<S> {
             )
         };
         match verdict {
-            Verdict::Newer => self.store.put(record).map_err(Refusal::Store),
+            // Received records are staged: durable at the next flush.
+            Verdict::Newer => self.store.stage(record).map_err(Refusal::Store),
             Verdict::Same => Err(Refusal::Same),
             Verdict::Older => Err(Refusal::Older),
             Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
         }
+    }
+
+    /// Makes every received record durable (see [`RecordStore::stage`]).
+    pub fn flush(&mut self) -> Result<(), store::Error> {
+        self.store.flush()
     }
 
     /// Signs and stores a local write. Its time is `max(now, stored + 1)`,

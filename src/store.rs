@@ -88,6 +88,21 @@ pub trait RecordStore {
         records.into_iter().try_for_each(|r| self.put(r))
     }
 
+    /// Stores `record` like [`put`](RecordStore::put), but it may become
+    /// durable only at the next [`flush`](RecordStore::flush). `Pointer`
+    /// stages the records it receives from the network and flushes them in
+    /// groups, so a catch-up of ten thousand records is not ten thousand
+    /// `fsync`s; its local writes use `put`. The default is `put`.
+    fn stage(&mut self, record: Record) -> Result<()> {
+        self.put(record)
+    }
+
+    /// Makes every staged record durable. The default does nothing (a store
+    /// whose `stage` is `put`, or one that is not durable at all).
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Removes the record of `key`, if any.
     fn remove(&mut self, key: &str) -> Result<()>;
 

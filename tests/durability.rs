@@ -25,6 +25,10 @@ use pointer::{Op, Record};
 
 const DB_ENV: &str = "POINTER_DURABILITY_DB";
 const FIRST_STEP_ENV: &str = "POINTER_DURABILITY_FIRST_STEP";
+/// Set to "stage" for the child to stage its writes and flush now and then.
+const MODE_ENV: &str = "POINTER_DURABILITY_MODE";
+/// In stage mode, the child flushes after every this many steps.
+const FLUSH_EVERY: u64 = 50;
 const ROUNDS: u64 = 8;
 /// Each round's steps start here, so times keep rising across rounds and
 /// every write of a round is newer than what the file already holds.
@@ -78,11 +82,20 @@ fn durability_child() {
         .expect("first step")
         .parse()
         .expect("a number");
+    let staged = std::env::var(MODE_ENV).is_ok_and(|m| m == "stage");
     let mut store = RedbStore::open(&path).expect("open");
     let mut out = std::io::stdout().lock();
     for n in first..first + STEPS_PER_ROUND {
         let records = step(n);
-        if records.len() == 1 {
+        if staged {
+            for r in &records {
+                store.stage(r.clone()).expect("stage");
+            }
+            if (n + 1) % FLUSH_EVERY == 0 {
+                store.flush().expect("flush");
+                writeln!(out, "flushed {n}").expect("stdout");
+            }
+        } else if records.len() == 1 {
             store.put(records[0].clone()).expect("put");
         } else {
             store.put_many(records.clone()).expect("put_many");
@@ -109,6 +122,82 @@ fn sigkill_never_loses_an_acknowledged_write() {
     }
 }
 
+/// Staged writes (what `Pointer` does with records from the network) are
+/// durable once `flush` returned: after SIGKILL the store holds every step
+/// up to the last flush, then possibly some staged steps after it, in
+/// order, and nothing else.
+#[test]
+fn sigkill_keeps_every_flushed_staged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("staged.redb");
+    let mut state = State::new();
+    for round in 0..ROUNDS / 2 {
+        let first = round * STEPS_PER_ROUND;
+        let (flushed, written) = run_staging_child_and_kill(&path, first);
+        eprintln!("round {round}: flushed through {flushed:?}, staged {written} steps");
+        state = check_staged_store(&path, state, first, flushed, written);
+    }
+}
+
+/// Like [`run_child_and_kill`] in stage mode: returns one past the last
+/// flushed step (`first` if none) and one past the last staged step.
+fn run_staging_child_and_kill(path: &Path, first: u64) -> (u64, u64) {
+    let mut child = spawn(path, first, true);
+    let lines = read_lines(child.stdout.take().expect("piped stdout"));
+    // Wait for a first flush, so that every round checks one.
+    let deadline = Instant::now() + FIRST_WRITE_TIMEOUT;
+    let mut flushed = first;
+    let mut written = first;
+    while flushed == first {
+        let Some(line) = recv_until(&lines, deadline) else {
+            panic!("the child ended before its first flush");
+        };
+        note(&line, &mut flushed, &mut written);
+    }
+    thread::sleep(Duration::from_millis(rand::random_range(10..400)));
+    kill(&mut child);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while let Some(line) = recv_until(&lines, deadline) {
+        note(&line, &mut flushed, &mut written);
+    }
+    (flushed, written)
+}
+
+fn note(line: &str, flushed: &mut u64, written: &mut u64) {
+    if let Some(n) = line.strip_prefix("flushed ") {
+        *flushed = n.trim().parse::<u64>().expect("a step") + 1;
+    } else if let Some(n) = parse_step(line) {
+        *written = n + 1;
+    }
+}
+
+/// The store must equal `before` plus steps `first..x` for one `x` between
+/// the flushed and the last staged step (a step may be half-staged when
+/// killed: any prefix of its records is fine, as each is its own commit).
+fn check_staged_store(path: &Path, before: State, first: u64, flushed: u64, written: u64) -> State {
+    let store = RedbStore::open(path).expect("the database opens cleanly after SIGKILL");
+    let held: State = store
+        .records()
+        .map(Cow::into_owned)
+        .map(|r| (r.key().to_owned(), r))
+        .collect();
+    let mut state = apply(before, first..flushed);
+    if held == state {
+        return held;
+    }
+    for n in flushed..=written {
+        for record in step(n) {
+            state.insert(record.key().to_owned(), record);
+            if held == state {
+                return held;
+            }
+        }
+    }
+    panic!(
+        "after flushing through {flushed} and staging to {written}, the store holds another state"
+    );
+}
+
 /// Runs the child for a random while, kills it, and returns one past the
 /// last step it acknowledged.
 fn run_child_and_kill(path: &Path, first: u64) -> u64 {
@@ -131,6 +220,10 @@ fn run_child_and_kill(path: &Path, first: u64) -> u64 {
 }
 
 fn spawn_child(path: &Path, first: u64) -> Child {
+    spawn(path, first, false)
+}
+
+fn spawn(path: &Path, first: u64, staged: bool) -> Child {
     let exe = std::env::current_exe().expect("test binary");
     Command::new(exe)
         .args([
@@ -142,6 +235,7 @@ fn spawn_child(path: &Path, first: u64) -> Child {
         ])
         .env(DB_ENV, path)
         .env(FIRST_STEP_ENV, first.to_string())
+        .env(MODE_ENV, if staged { "stage" } else { "put" })
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -156,8 +250,8 @@ fn read_lines(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            if line.ends_with('\n') && line.starts_with("wrote ") && tx.send(line.clone()).is_err()
-            {
+            let ours = line.starts_with("wrote ") || line.starts_with("flushed ");
+            if line.ends_with('\n') && ours && tx.send(line.clone()).is_err() {
                 return;
             }
             line.clear();

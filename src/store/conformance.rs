@@ -40,7 +40,25 @@ pub(crate) fn run<S: RecordStore>(mut make: impl FnMut(Limits) -> S) {
     put_many_that_overflows_stores_nothing(&mut fresh());
     put_many_with_an_oversize_value_stores_nothing(&mut fresh());
     put_many_of_updates_fits_a_full_store(&mut fresh());
+    staged_records_obey_the_same_rules_as_puts(&mut fresh());
     tombstones_are_collected_and_refute_older_writes(fresh());
+}
+
+fn staged_records_obey_the_same_rules_as_puts<S: RecordStore>(store: &mut S) {
+    let staged = rec("a", Op::Mut, "1", 1);
+    store.stage(staged.clone()).expect("stage");
+    assert_eq!(get(store, "a"), Some(staged.clone()), "visible before a flush");
+    store.flush().expect("flush");
+    store.flush().expect("a flush with nothing staged is fine");
+    assert_eq!(get(store, "a"), Some(staged));
+    let err = store.stage(rec("a", Op::Mut, "123456789", 2)).unwrap_err();
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    for key in ["b", "c"] {
+        store.stage(rec(key, Op::Mut, "1", 1)).expect("room");
+    }
+    let err = store.stage(rec("d", Op::Mut, "1", 1)).unwrap_err();
+    assert!(matches!(err, Error::MaxRecords { limit: 3 }), "{err:?}");
+    assert_eq!(get(store, "d"), None);
 }
 
 fn get<S: RecordStore>(store: &S, key: &str) -> Option<Record> {

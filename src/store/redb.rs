@@ -178,6 +178,8 @@ pub struct RedbStore {
     path: PathBuf,
     config: RedbStoreConfig,
     len: usize,
+    /// Whether a staged commit still waits for a durable one.
+    unsynced: bool,
 }
 
 impl fmt::Debug for RedbStore {
@@ -218,6 +220,7 @@ impl RedbStore {
             path,
             config,
             len,
+            unsynced: false,
         })
     }
 
@@ -249,9 +252,14 @@ impl RedbStore {
     }
 
     /// Writes `records` in one transaction. Nothing is stored unless the
-    /// whole batch fits.
-    fn write_batch(&mut self, records: &[Record]) -> Result<()> {
-        let txn = self.db.begin_write().map_err(backend)?;
+    /// whole batch fits. `durable` commits with an `fsync`; otherwise the
+    /// commit is atomic and visible but waits for the next durable one.
+    fn write_batch(&mut self, records: &[Record], durable: bool) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        if !durable {
+            txn.set_durability(::redb::Durability::None)
+                .map_err(backend)?;
+        }
         let (before, after) = insert_all(&txn, records)?;
         // Replacing keys never needs room, even in a store that holds more
         // than a lowered max_records allows.
@@ -261,7 +269,10 @@ impl RedbStore {
                 limit: self.config.max_records,
             });
         }
-        self.commit(txn, after)
+        self.commit(txn, after)?;
+        // A durable commit also makes every earlier staged one durable.
+        self.unsynced = !durable;
+        Ok(())
     }
 
     /// Commits `txn`, after which the store holds `len` records.
@@ -279,6 +290,15 @@ impl RedbStore {
                 }
                 Err(backend(error))
             }
+        }
+    }
+}
+
+impl Drop for RedbStore {
+    /// A store dropped in an orderly way loses none of its staged records.
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::error!(%error, "redb store: final flush failed");
         }
     }
 }
@@ -313,7 +333,26 @@ impl RecordStore for RedbStore {
         if records.is_empty() {
             return Ok(());
         }
-        self.write_batch(&records)
+        self.write_batch(&records, true)
+    }
+
+    /// Stores `record` atomically without waiting for the disk: a crash
+    /// before the next [`flush`](RecordStore::flush) (or durable write) may
+    /// lose it, never corrupt it.
+    fn stage(&mut self, record: Record) -> Result<()> {
+        check_value_size(&record, self.config.max_value_bytes)?;
+        self.write_batch(std::slice::from_ref(&record), false)
+    }
+
+    /// Makes every staged record durable with one empty, `fsync`ed commit.
+    fn flush(&mut self) -> Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Removes the record of `key` durably. A missing key costs no `fsync`.
