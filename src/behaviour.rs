@@ -357,7 +357,12 @@ impl<S: RecordStore> Pointer<S> {
     /// A record was stored: follow up and tell the user.
     fn applied(&mut self, record: Record, source: Source) {
         if record.is_tombstone() {
-            self.unsubscribe(record.key());
+            // A gossiped delete must still be forwarded along our mesh,
+            // which leaving the topic would drop: that one leaves after it
+            // is reported (`on_gossip_message`).
+            if !matches!(source, Source::Gossip { .. }) {
+                self.unsubscribe(record.key());
+            }
             self.push_event(PointerEvent::RecordDeleted { record, source });
         } else {
             self.push_event(PointerEvent::RecordUpdated { record, source });
@@ -420,8 +425,22 @@ impl<S: RecordStore> Pointer<S> {
                 }
             }
         };
+        let accepted = matches!(acceptance, MessageAcceptance::Accept);
         self.gossipsub
             .report_message_validation_result(&id, &peer, acceptance);
+        if accepted {
+            self.leave_if_deleted(&message.topic);
+        }
+    }
+
+    /// After an accepted delete has been forwarded, leave its topic.
+    fn leave_if_deleted(&mut self, topic: &TopicHash) {
+        let Some(key) = topic_key(topic).map(str::to_owned) else {
+            return;
+        };
+        if self.replica.get(&key).is_some_and(|r| r.is_tombstone()) {
+            self.unsubscribe(&key);
+        }
     }
 
     fn reject(&mut self, peer: PeerId, key: String, reason: RejectReason) -> MessageAcceptance {

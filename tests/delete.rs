@@ -123,3 +123,40 @@ async fn deleting_on_a_lone_node_still_stores_the_tombstone() {
         "{event:?}"
     );
 }
+
+#[tokio::test]
+async fn a_delete_travels_more_than_one_hop() {
+    // A line: 0 - 1 - 2. The delete on 2 reaches 0 only if 1 forwards it.
+    let mut nodes = vec![node().await, node().await, node().await];
+    for (i, j) in [(0, 1), (1, 2)] {
+        let (left, right) = nodes.split_at_mut(j);
+        libp2p_swarm_test::SwarmExt::connect(&mut left[i], &mut right[0]).await;
+    }
+    for n in nodes.iter_mut() {
+        n.behaviour_mut().subscribe("doc").expect("valid key");
+    }
+    until(&mut nodes, "the line follows the key", |n| {
+        n[0].behaviour().peers_following("doc").len() == 1
+            && n[1].behaviour().peers_following("doc").len() == 2
+            && n[2].behaviour().peers_following("doc").len() == 1
+    })
+    .await;
+    nodes[0].behaviour_mut().put("doc", "draft").expect("put");
+    until(&mut nodes, "the value crossed the line", |n| {
+        values(n, "doc").iter().all(Option::is_some)
+    })
+    .await;
+
+    nodes[2].behaviour_mut().delete("doc").expect("delete");
+    let (_, source) = wait_for(&mut nodes, "the delete to reach node 0", |i, e| match e {
+        PointerEvent::RecordDeleted { source, .. } if i == 0 => Some(*source),
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(source, pointer::Source::Gossip { .. }),
+        "{source:?}"
+    );
+    assert_eq!(values(&nodes, "doc"), vec![None; 3]);
+    assert!(nodes.iter().all(|n| !n.behaviour().is_subscribed("doc")));
+}

@@ -1,0 +1,119 @@
+//! Command-line arguments.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::Parser;
+use libp2p::{Multiaddr, PeerId};
+use pointer::{AllowList, Config, Open, OwnedKeys};
+
+/// Listen addresses when none are given: every IPv4 interface, a free TCP
+/// port and a free QUIC port (the node prints the ones it got).
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
+
+/// A pointer node: a key-value store shared by every node it reaches.
+///
+/// Reads commands on standard input, one a line (type `help`), and prints
+/// answers and network events on standard output.
+#[derive(Debug, Parser)]
+#[command(name = "node", version)]
+pub struct Args {
+    /// Address to listen on (repeatable). Default: /ip4/0.0.0.0/tcp/0 and
+    /// /ip4/0.0.0.0/udp/0/quic-v1.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+
+    /// Peer to connect to at start (repeatable), e.g. an address another
+    /// node printed: /ip4/192.168.1.20/tcp/40123/p2p/12D3KooW...
+    #[arg(long, value_name = "MULTIADDR")]
+    pub dial: Vec<Multiaddr>,
+
+    /// Keep the node's identity (DIR/identity.key) and its records
+    /// (DIR/records.redb) in DIR, created on first start. Without it the
+    /// node has a fresh identity and keeps records in memory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Who may write which key: `owned` (a key "<PeerId>/<name>" only by
+    /// that peer), `open` (anyone, any key) or `allow:<peer-id>,...`
+    /// (these peers, any key).
+    #[arg(long, value_name = "POLICY", default_value = "owned")]
+    pub validator: ValidatorArg,
+
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Print one JSON object per line instead of readable text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The listen addresses asked for, or the defaults.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        if !self.listen.is_empty() {
+            return self.listen.clone();
+        }
+        DEFAULT_LISTEN
+            .iter()
+            .map(|a| a.parse().expect("default listen addresses are valid"))
+            .collect()
+    }
+}
+
+/// The `--validator` policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidatorArg {
+    Owned,
+    Open,
+    Allow(Vec<PeerId>),
+}
+
+impl ValidatorArg {
+    /// The node's `Pointer` configuration with this policy.
+    pub fn config(&self) -> Config {
+        let builder = Config::builder();
+        match self {
+            ValidatorArg::Owned => builder.validator(OwnedKeys),
+            ValidatorArg::Open => builder.validator(Open),
+            ValidatorArg::Allow(peers) => builder.validator(AllowList::new(peers.clone())),
+        }
+        .build()
+    }
+}
+
+impl FromStr for ValidatorArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owned" => Ok(ValidatorArg::Owned),
+            "open" => Ok(ValidatorArg::Open),
+            _ => {
+                let list = s
+                    .strip_prefix("allow:")
+                    .ok_or("expected owned, open or allow:<peer-id>,...")?;
+                let peers = list
+                    .split(',')
+                    .map(|p| p.trim().parse().map_err(|e| format!("{p:?}: {e}")))
+                    .collect::<Result<Vec<PeerId>, _>>()?;
+                Ok(ValidatorArg::Allow(peers))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ValidatorArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValidatorArg::Owned => f.write_str("owned"),
+            ValidatorArg::Open => f.write_str("open"),
+            ValidatorArg::Allow(peers) => {
+                let peers: Vec<String> = peers.iter().map(PeerId::to_string).collect();
+                write!(f, "allow:{}", peers.join(","))
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! What the node prints for each swarm event, and what it does about
+//! peers found by mDNS and peers that stop answering pings.
+
+use std::collections::BTreeMap;
+
+use libp2p::gossipsub::PublishError;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{mdns, ping, Multiaddr, PeerId};
+use pointer::{PointerEvent, RecordStore, Source};
+
+use crate::net::NodeEvent;
+use crate::node::Node;
+use crate::output::{dialable, Line, RecordLine};
+
+impl<S: RecordStore + 'static> Node<S> {
+    pub(crate) fn on_swarm_event(&mut self, event: SwarmEvent<NodeEvent>) {
+        match event {
+            SwarmEvent::Behaviour(NodeEvent::Pointer(e)) => self.on_pointer_event(e),
+            SwarmEvent::Behaviour(NodeEvent::Mdns(e)) => self.on_mdns_event(e),
+            SwarmEvent::Behaviour(NodeEvent::Ping(e)) => self.on_ping_event(e),
+            SwarmEvent::Behaviour(NodeEvent::Identify(e)) => tracing::debug!("identify: {e:?}"),
+            SwarmEvent::NewListenAddr { address, .. } => self.print(&Line::Listening {
+                address: dialable(&address, self.peer_id()),
+            }),
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.print(&Line::ListenExpired {
+                address: dialable(&address, self.peer_id()),
+            }),
+            SwarmEvent::ListenerError { error, .. } => {
+                self.print(&Line::network_error(format!("listener failed: {error}")))
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.user_dials.remove(&connection_id);
+                if !self.peers.contains_key(&peer_id) {
+                    let address = endpoint.get_remote_address().clone();
+                    self.print(&Line::Connected {
+                        peer_id: peer_id.to_string(),
+                        address: address.to_string(),
+                    });
+                    self.peers.insert(peer_id, address);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peers.remove(&peer_id);
+                self.print(&Line::Disconnected {
+                    peer_id: peer_id.to_string(),
+                });
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if self.user_dials.remove(&connection_id) {
+                    self.print(&Line::network_error(format!("dial failed: {error}")));
+                } else {
+                    tracing::debug!("dial failed: {error}");
+                }
+            }
+            other => tracing::trace!("{other:?}"),
+        }
+    }
+
+    fn on_pointer_event(&mut self, event: PointerEvent) {
+        let line = match event {
+            // Local writes were answered by `put` and `del` already.
+            PointerEvent::RecordUpdated { source, .. }
+            | PointerEvent::RecordDeleted { source, .. }
+                if source == Source::Local =>
+            {
+                return
+            }
+            PointerEvent::RecordUpdated { record, source } => {
+                Line::Updated(RecordLine::new(&record, source))
+            }
+            PointerEvent::RecordDeleted { record, source } => {
+                Line::Deleted(RecordLine::new(&record, source))
+            }
+            PointerEvent::GetFinished { key, outcome, .. } => Line::get(key, outcome),
+            PointerEvent::RecordRejected { peer, key, reason } => Line::Rejected {
+                peer_id: peer.to_string(),
+                key,
+                reason: reason.to_string(),
+            },
+            PointerEvent::StoreFailed { key, error } => {
+                Line::network_error(format!("could not store {key}: {error}"))
+            }
+            PointerEvent::PublishFailed { key, error } => Line::PublishFailed {
+                key,
+                reason: publish_reason(&error),
+            },
+            // A peer that left mid-answer, or one with an older protocol:
+            // the catch-up asks others; worth a log line, not an answer.
+            PointerEvent::FetchFailed { peer, key, error } => {
+                return tracing::info!(%peer, %key, "fetch failed: {error}")
+            }
+            PointerEvent::InboundFetchFailed { peer, error } => {
+                return tracing::info!(%peer, "inbound fetch failed: {error}")
+            }
+        };
+        self.print(&line);
+    }
+
+    /// Peers found on the LAN are dialed; the first connection is printed
+    /// as `connected`.
+    fn on_mdns_event(&mut self, event: mdns::Event) {
+        let mdns::Event::Discovered(found) = event else {
+            return;
+        };
+        let mut by_peer: BTreeMap<PeerId, Vec<Multiaddr>> = BTreeMap::new();
+        for (peer, addr) in found {
+            by_peer.entry(peer).or_default().push(addr);
+        }
+        for (peer, addrs) in by_peer {
+            if self.swarm.is_connected(&peer) {
+                continue;
+            }
+            self.print(&Line::Discovered {
+                peer_id: peer.to_string(),
+                address: addrs[0].to_string(),
+            });
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, "not dialing: {e}");
+            }
+        }
+    }
+
+    /// libp2p's ping leaves it to us to drop a peer that stopped answering;
+    /// otherwise a vanished laptop stays "connected" for a long time.
+    fn on_ping_event(&mut self, event: ping::Event) {
+        if let Err(ping::Failure::Timeout) = event.result {
+            tracing::info!(peer = %event.peer, "ping timed out; closing the connection");
+            self.swarm.close_connection(event.connection);
+        }
+    }
+}
+
+/// gossipsub's reason, in the words a user needs.
+fn publish_reason(error: &PublishError) -> String {
+    match error {
+        PublishError::NoPeersSubscribedToTopic => "no connected peer follows it yet".to_owned(),
+        other => other.to_string(),
+    }
+}

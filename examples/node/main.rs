@@ -1,0 +1,102 @@
+//! `cargo run --example node -- --help`
+//!
+//! A full pointer node: TCP and QUIC, noise, yamux, identify, ping and mDNS
+//! next to `Pointer`. Commands come on standard input, one a line; answers
+//! and events go to standard output, as text or (`--json`) one JSON object
+//! a line; logs go to standard error (`RUST_LOG`). The README has a
+//! walk-through and the JSON schema.
+//!
+//! Modules: `cli` (arguments), `identity` (the key in the data directory),
+//! `input` (standard input), `command` (parsing a line), `net` (the swarm),
+//! `node` (what commands do), `events` (what swarm events do), `output`
+//! (what is printed).
+
+mod cli;
+mod command;
+mod events;
+mod identity;
+mod input;
+mod net;
+mod node;
+mod output;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use libp2p::identity::Keypair;
+use pointer::{MemoryStore, RecordStore};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Args;
+use crate::node::Node;
+use crate::output::{Line, Printer};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// File name of the record store inside the data directory.
+#[cfg(feature = "redb")]
+const RECORDS_FILE: &str = "records.redb";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    // Standard output carries answers only; logs go to standard error.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match start(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Picks the identity and the store, then runs the node.
+async fn start(args: Args) -> Result<(), Error> {
+    let Some(dir) = args.data_dir.clone() else {
+        return run(args, Keypair::generate_ed25519(), MemoryStore::new()).await;
+    };
+    let keypair = identity::load_or_create(&dir)?;
+    #[cfg(feature = "redb")]
+    {
+        let path = dir.join(RECORDS_FILE);
+        let store = pointer::store::RedbStore::open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        run(args, keypair, store).await
+    }
+    #[cfg(not(feature = "redb"))]
+    {
+        tracing::warn!("built without the redb feature: records are kept in memory");
+        run(args, keypair, MemoryStore::new()).await
+    }
+}
+
+async fn run<S: RecordStore + 'static>(
+    args: Args,
+    keypair: Keypair,
+    store: S,
+) -> Result<(), Error> {
+    let printer = Printer { json: args.json };
+    let swarm = net::build(keypair, store, args.validator.config(), !args.no_mdns)?;
+    let mut node = Node::new(swarm, printer, args.validator.clone());
+    node.print(&Line::Started {
+        peer_id: node.peer_id().to_string(),
+        validator: args.validator.to_string(),
+        data_dir: args.data_dir.as_ref().map(|d| d.display().to_string()),
+        records: node.pointer().records().count(),
+        mdns: node.mdns_enabled(),
+    });
+    for addr in args.listen_addrs() {
+        node.listen(addr)?;
+    }
+    for addr in &args.dial {
+        node.dial(addr.clone(), "--dial");
+    }
+    node.run(input::lines()).await;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The running node and what each command does. Commands answer at once,
+//! except `get`, whose answer comes as an event when the peers asked have
+//! answered (see `events.rs`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+use pointer::accept::check_sizes;
+use pointer::{OwnedKeys, Pointer, RecordStore, WriteError};
+
+use crate::cli::ValidatorArg;
+use crate::command::{self, Command, HELP};
+use crate::input::Input;
+use crate::net::Behaviour;
+use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
+use crate::Error;
+
+/// How long `quit` waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Node<S: RecordStore + 'static> {
+    pub(crate) swarm: Swarm<Behaviour<S>>,
+    printer: Printer,
+    validator: ValidatorArg,
+    /// Connected peers and the address of their first connection.
+    pub(crate) peers: BTreeMap<PeerId, Multiaddr>,
+    /// Dials the user asked for: their failures are reported, while those
+    /// of mDNS dials (often to unreachable interfaces) are only logged.
+    pub(crate) user_dials: HashSet<ConnectionId>,
+}
+
+impl<S: RecordStore + 'static> Node<S> {
+    pub fn new(swarm: Swarm<Behaviour<S>>, printer: Printer, validator: ValidatorArg) -> Self {
+        Node {
+            swarm,
+            printer,
+            validator,
+            peers: BTreeMap::new(),
+            user_dials: HashSet::new(),
+        }
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    pub fn pointer(&self) -> &Pointer<S> {
+        &self.swarm.behaviour().pointer
+    }
+
+    fn pointer_mut(&mut self) -> &mut Pointer<S> {
+        &mut self.swarm.behaviour_mut().pointer
+    }
+
+    pub fn mdns_enabled(&self) -> bool {
+        self.swarm.behaviour().mdns.is_enabled()
+    }
+
+    pub fn print(&self, line: &Line) {
+        self.printer.print(line);
+    }
+
+    pub fn listen(&mut self, addr: Multiaddr) -> Result<(), Error> {
+        self.swarm
+            .listen_on(addr.clone())
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        Ok(())
+    }
+
+    /// Dials `addr`; the outcome comes as `connected` or an `error` line.
+    /// `command` names what asked for it, for that error line.
+    pub fn dial(&mut self, addr: Multiaddr, command: &str) {
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                self.user_dials.insert(id);
+                self.print(&Line::Dialing {
+                    address: addr.to_string(),
+                });
+            }
+            Err(e) => self.print(&Line::error(command, format!("cannot dial {addr}: {e}"))),
+        }
+    }
+
+    /// Runs until `quit` or the end of the input.
+    pub async fn run(mut self, mut input: UnboundedReceiver<Input>) {
+        loop {
+            tokio::select! {
+                line = input.next() => {
+                    // End of input works like `quit`.
+                    let Some(line) = line else { break };
+                    if self.on_input(line).is_break() {
+                        break;
+                    }
+                }
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+        self.close_connections().await;
+        self.print(&Line::Bye);
+    }
+
+    /// Closes every connection before exiting, so peers see this node gone
+    /// at once (over QUIC they would otherwise wait for an idle timeout).
+    async fn close_connections(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let closed = async {
+            while self.swarm.connected_peers().next().is_some() {
+                let event = self.swarm.select_next_some().await;
+                self.on_swarm_event(event);
+            }
+        };
+        // A peer that does not acknowledge is not worth waiting for.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, closed).await;
+    }
+
+    fn on_input(&mut self, line: Input) -> ControlFlow<()> {
+        let line = match line {
+            Ok(line) => line,
+            Err(message) => {
+                self.print(&Line::network_error(message));
+                return ControlFlow::Continue(());
+            }
+        };
+        match command::parse(&line) {
+            None => ControlFlow::Continue(()),
+            Some(Err(e)) => {
+                self.print(&Line::error(&e.command, e.message));
+                ControlFlow::Continue(())
+            }
+            Some(Ok(command)) => self.on_command(command),
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> ControlFlow<()> {
+        match command {
+            Command::Put { key, value } => self.put(key, value),
+            Command::Get(key) => self.get(key),
+            Command::Del(key) => self.del(key),
+            Command::Sub(key) => self.sub(key),
+            Command::Unsub(key) => self.unsub(key),
+            Command::Dial(addr) => self.dial(addr, "dial"),
+            Command::List => self.list(),
+            Command::Peers => self.print(&self.peers_line()),
+            Command::Id => self.print(&Line::Id {
+                peer_id: self.peer_id().to_string(),
+                validator: self.validator.to_string(),
+            }),
+            Command::Addrs => self.print(&self.addrs_line()),
+            Command::Help => self.print(&help_line()),
+            Command::Quit => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Under the owned validator a plain name means this node's key
+    /// `"<PeerId>/name"`: the only keys it may write. A key that starts
+    /// with a PeerId is used as given, so others' keys can be read.
+    fn full_key(&self, key: String) -> String {
+        let plain_name = OwnedKeys::owner(&key).is_none();
+        if self.validator == ValidatorArg::Owned && plain_name {
+            self.pointer().owned_key(&key)
+        } else {
+            key
+        }
+    }
+
+    fn put(&mut self, name: String, value: String) {
+        let key = self.full_key(name.clone());
+        let owned_name = (key != name).then_some(name);
+        match self.pointer_mut().put(&key, &value) {
+            Ok(record) => self.print(&Line::Put {
+                time: record.time(),
+                key,
+                value,
+                owned_name,
+            }),
+            Err(e) => self.print(&Line::error("put", self.write_error(&key, e))),
+        }
+    }
+
+    fn del(&mut self, key: String) {
+        let key = self.full_key(key);
+        match self.pointer_mut().delete(&key) {
+            Ok(record) => self.print(&Line::Del {
+                key,
+                time: record.time(),
+            }),
+            Err(e) => self.print(&Line::error("del", self.write_error(&key, e))),
+        }
+    }
+
+    fn write_error(&self, key: &str, error: WriteError) -> String {
+        match error {
+            WriteError::Invalid(pointer::accept::RejectReason::Unauthorized) => format!(
+                "this node may not write {key} (validator {})",
+                self.validator
+            ),
+            other => format!("{key}: {other}"),
+        }
+    }
+
+    /// The answer comes later, as a `get` line (see `on_pointer_event`).
+    fn get(&mut self, key: String) {
+        let key = self.full_key(key);
+        // `Pointer::get` does not check the key: a key no peer could hold
+        // would still be followed and asked for.
+        if let Err(e) = check_sizes(&key, "", self.pointer().config().limits()) {
+            return self.print(&Line::error("get", e));
+        }
+        self.pointer_mut().get(&key);
+    }
+
+    fn sub(&mut self, key: String) {
+        let key = self.full_key(key);
+        match self.pointer_mut().subscribe(&key) {
+            Ok(new) => self.print(&Line::Sub { key, new }),
+            Err(e) => self.print(&Line::error("sub", e)),
+        }
+    }
+
+    fn unsub(&mut self, key: String) {
+        let key = self.full_key(key);
+        let was_following = self.pointer_mut().unsubscribe(&key);
+        self.print(&Line::Unsub { key, was_following });
+    }
+
+    fn list(&self) {
+        let pointer = self.pointer();
+        let mut records: Vec<RecordLine> = pointer
+            .records()
+            .map(|r| RecordLine::stored(&r, pointer.is_subscribed(r.key())))
+            .collect();
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        self.print(&Line::List { records });
+    }
+
+    fn peers_line(&self) -> Line {
+        let peers = self
+            .peers
+            .iter()
+            .map(|(peer, addr)| PeerLine {
+                peer_id: peer.to_string(),
+                address: addr.to_string(),
+            })
+            .collect();
+        Line::Peers { peers }
+    }
+
+    fn addrs_line(&self) -> Line {
+        let me = self.peer_id();
+        let addresses = self.swarm.listeners().map(|a| dialable(a, me)).collect();
+        Line::Addrs { addresses }
+    }
+}
+
+fn help_line() -> Line {
+    let commands = HELP
+        .iter()
+        .map(|&(usage, description)| HelpLine { usage, description })
+        .collect();
+    Line::Help { commands }
+}

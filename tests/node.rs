@@ -1,0 +1,362 @@
+//! The `node` example as a program: separate processes on 127.0.0.1,
+//! driven through standard input, read through `--json` output. Every wait
+//! is for an output line, with a timeout; no sleeps.
+
+mod process;
+
+/// The node's own command parser, tested here because tests inside an
+/// example do not run under `cargo test`.
+#[path = "../examples/node/command.rs"]
+#[allow(dead_code)]
+mod command;
+
+use std::process::Command;
+
+use process::{connected_to, is, node_binary, text, updated, Node, LOOPBACK_TCP};
+use serde_json::{json, Value};
+
+/// Starts nodes named `names` in a line, each dialing the one started
+/// before it (so the first name is dialed by the second), with `args`, and
+/// waits until every link is up on both ends.
+fn line_of(names: &[&str], args: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for name in names {
+        let mut node_args = args.to_vec();
+        let dial = nodes.last().map(|prev| prev.addr.clone());
+        if let Some(addr) = &dial {
+            node_args.extend(["--dial", addr]);
+        }
+        nodes.push(Node::start(name, &node_args));
+    }
+    for i in 1..nodes.len() {
+        let (left, right) = nodes.split_at_mut(i);
+        let (prev, next) = (&mut left[i - 1], &mut right[0]);
+        prev.expect("connected", connected_to(&next.peer_id));
+        next.expect("connected", connected_to(&prev.peer_id));
+    }
+    nodes
+}
+
+/// A line of four, A - B - C - D (mDNS off): a put on A reaches D, by
+/// fetch when D starts following and by gossip after that; a delete on D
+/// reaches A. Records travel more than one hop.
+#[test]
+fn records_and_deletes_travel_along_a_line_of_four() {
+    // D first, so that C dials D, B dials C and A dials B.
+    let mut line = line_of(&["D", "C", "B", "A"], &["--validator", "open"]);
+    line.reverse();
+    let [a, b, c, d] = &mut line[..] else {
+        unreachable!()
+    };
+
+    a.send("put colour blue");
+    a.expect("put", is("put", "colour"));
+    // Each node follows the key in turn and catches up from its neighbour:
+    // D's copy comes from C, which got it from B, which got it from A.
+    for node in [&mut *b, &mut *c, &mut *d] {
+        node.send("sub colour");
+        node.expect("sub", is("sub", "colour"));
+        node.expect("blue by fetch", updated("colour", "blue", "fetch"));
+    }
+
+    // Now every node follows it: an update is gossiped hop by hop to D.
+    a.send("put colour green");
+    for node in [&mut *b, &mut *c, &mut *d] {
+        node.expect("green by gossip", updated("colour", "green", "gossip"));
+    }
+
+    // A delete on D goes the other way, three hops back to A.
+    d.send("del colour");
+    d.expect("del", is("del", "colour"));
+    for node in [&mut *c, &mut *b, &mut *a] {
+        node.expect("the delete", is("deleted", "colour"));
+    }
+    a.send("get colour");
+    let get = a.expect("get", is("get", "colour"));
+    assert_eq!(get["status"], "not_found", "{get}");
+
+    // Only a line: A never met C or D.
+    a.send("peers");
+    let peers = a.expect("peers", |l| l["event"] == "peers");
+    assert_eq!(peers["peers"].as_array().unwrap().len(), 1, "{peers}");
+    assert_eq!(peers["peers"][0]["peer_id"], b.peer_id.as_str());
+}
+
+/// C keeps a data directory. Killed with SIGKILL, it misses two updates;
+/// started again on the same directory it has the same PeerId, its old
+/// records from disk, follows them again and converges to both updates
+/// with no new put: by asking its peer when the connection comes up.
+/// Needs the on-disk store (feature `redb`).
+#[cfg(feature = "redb")]
+#[test]
+fn a_restarted_node_keeps_its_identity_and_records_and_catches_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Not created yet: the node creates it on first start.
+    let data_dir = dir.path().join("c");
+    let data = data_dir.to_str().expect("UTF-8 path");
+    let mut nodes = line_of(&["A", "B"], &[]);
+    let [a, b] = &mut nodes[..] else {
+        unreachable!()
+    };
+    let mut c = Node::start("C", &["--data-dir", data, "--dial", &b.addr]);
+    c.expect("connected", connected_to(&b.peer_id));
+    assert_eq!(c.started["records"], 0);
+
+    // Under the owned validator A's names become "<A>/name".
+    let (k1, k2) = (format!("{}/k1", a.peer_id), format!("{}/k2", a.peer_id));
+    for (key, value) in [(&k1, "v1"), (&k2, "w1")] {
+        a.send(&format!("put {key} {value}"));
+        a.expect("put", is("put", key));
+        for node in [&mut *b, &mut c] {
+            node.send(&format!("sub {key}"));
+            node.expect("the value", updated(key, value, "fetch"));
+        }
+    }
+
+    // Records received from peers are synced to disk in groups (within
+    // the store flush interval); a local write is durable when `put`
+    // answers, and makes every record received before it durable too.
+    // Without it, SIGKILL right after the fetch could lose the fetched
+    // records, and a lost record is a key C no longer follows.
+    c.send("put note written before the crash");
+    let note = c.expect("put", |l| l["event"] == "put")["key"].clone();
+
+    let c_id = c.peer_id.clone();
+    c.kill();
+    b.expect("C gone", |l| {
+        l["event"] == "disconnected" && l["peer_id"] == c_id.as_str()
+    });
+    for (key, value) in [(&k1, "v2"), (&k2, "w2")] {
+        a.send(&format!("put {key} {value}"));
+        b.expect("the update", updated(key, value, "gossip"));
+    }
+
+    // No --dial yet: first look at what C kept.
+    let mut c = Node::start("C again", &["--data-dir", data]);
+    assert_eq!(c.peer_id, c_id, "same identity after a restart");
+    assert_eq!(c.started["records"], 3, "{}", c.started);
+    c.send("list");
+    let list = c.expect("list", |l| l["event"] == "list");
+    let held: Vec<Value> = list["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| json!([r["key"], r["value"], r["following"]]))
+        .collect();
+    let mut kept = vec![
+        json!([k1, "v1", true]),
+        json!([k2, "w1", true]),
+        json!([note, "written before the crash", true]),
+    ];
+    kept.sort_by_key(|r| r[0].as_str().unwrap().to_owned());
+    assert_eq!(held, kept, "old records, followed again: {list}");
+
+    c.send(&format!("dial {}", b.addr));
+    c.expect("connected", connected_to(&b.peer_id));
+    c.expect("the missed update of k1", updated(&k1, "v2", "fetch"));
+    c.expect("the missed update of k2", updated(&k2, "w2", "fetch"));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::fs::metadata(data_dir.join("identity.key")).expect("identity.key");
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+/// Each bad line gets exactly one error line in answer (the very next
+/// line), and the node goes on answering.
+#[test]
+fn bad_input_gets_an_error_line_each_and_the_node_keeps_answering() {
+    let mut n = Node::start("N", &[]);
+    let other = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let oversize = "x".repeat(61 * 1024);
+    let cases = [
+        ("frobnicate", "frobnicate now".to_owned(), "unknown command"),
+        ("put", "put lonely-key".to_owned(), "usage: put KEY VALUE"),
+        ("put", "put".to_owned(), "usage: put KEY VALUE"),
+        ("get", "get".to_owned(), "usage: get KEY"),
+        ("del", "del two words".to_owned(), "usage: del KEY"),
+        ("put", format!("put {other}/name hi"), "may not write"),
+        ("del", format!("del {other}/name"), "may not write"),
+        ("put", format!("put big {oversize}"), "exceeds the limit"),
+        ("dial", "dial nowhere".to_owned(), "not a multiaddr"),
+        ("list", "list all".to_owned(), "takes no arguments"),
+    ];
+    for (command, line, says) in &cases {
+        n.send(line);
+        let error = n.expect_next("an error", |l| l["event"] == "error");
+        assert_eq!(error["command"], *command, "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(says), "{line:.40}: {message}");
+    }
+    // Lines that are no command at all: too long, not UTF-8.
+    n.send(&"y".repeat(300 * 1024));
+    let error = n.expect_next("an error", |l| l["event"] == "error");
+    assert!(error["command"].is_null(), "{error}");
+    n.send_raw(b"put k \xff\xfe");
+    n.expect_next("an error", |l| l["event"] == "error");
+
+    n.send("put name fine");
+    n.expect("put", |l| l["event"] == "put" && l["owned_name"] == "name");
+    n.send("get name");
+    let get = n.expect("get", |l| l["event"] == "get");
+    assert_eq!(
+        (&get["status"], &get["value"]),
+        (&json!("found"), &json!("fine"))
+    );
+    n.send("quit");
+    let (rest, status) = n.wait_exit();
+    assert_eq!(rest.last().map(|l| &l["event"]), Some(&json!("bye")));
+    assert!(status.success(), "{status}");
+}
+
+/// Every line of `--json` output, for every command and the events of a
+/// two-node exchange (over QUIC), is one JSON object; logs go to standard
+/// error only. End of input stops a node like `quit`.
+#[test]
+fn json_output_is_one_object_per_line_and_logs_stay_on_stderr() {
+    let quic = "/ip4/127.0.0.1/udp/0/quic-v1";
+    let mut x = Node::start("X", &["--validator", "open", "--listen", quic]);
+    assert!(x.addr.contains("/quic-v1/p2p/"), "{}", x.addr);
+    let mut y = Node::start("Y", &["--listen", quic]);
+    y.send(&format!("dial {}", x.addr));
+    y.expect("dialing", |l| l["event"] == "dialing");
+    y.expect("connected", connected_to(&x.peer_id));
+    x.expect("connected", connected_to(&y.peer_id));
+
+    // X (open validator) may write any key, even one named for Y; Y
+    // (owned) refuses that forgery when it asks X for the key.
+    let forged = format!("{}/forged", y.peer_id);
+    x.send(&format!("put {forged} hello"));
+    x.expect("put", is("put", &forged));
+    y.send("sub forged");
+    y.expect("sub", is("sub", &forged));
+    let rejected = y.expect("rejected", is("rejected", &forged));
+    assert_eq!(rejected["peer_id"], x.peer_id.as_str());
+    assert!(rejected["reason"]
+        .as_str()
+        .unwrap()
+        .contains("may not write"));
+
+    // A value of Y's: X gets it, hears its update and its delete.
+    let mine = format!("{}/mine", y.peer_id);
+    y.send("put mine hi there");
+    y.expect("put", is("put", &mine));
+    x.send(&format!("get {mine}"));
+    let get = x.expect("get", is("get", &mine));
+    assert_eq!(get["value"], "hi there", "{get}");
+    y.send("put mine bye now");
+    x.expect("the update", updated(&mine, "bye now", "gossip"));
+    y.send("del mine");
+    y.expect("del", is("del", &mine));
+    x.expect("the delete", is("deleted", &mine));
+
+    for command in [
+        "list",
+        "peers",
+        "id",
+        "addrs",
+        "help",
+        "unsub forged",
+        "nonsense",
+    ] {
+        for node in [&mut x, &mut y] {
+            node.send(command);
+            let word = command.split(' ').next().unwrap();
+            node.expect(word, |l| l["event"] == word || l["event"] == "error");
+        }
+    }
+
+    y.send("quit");
+    let (_, status) = y.wait_exit();
+    assert!(status.success(), "{status}");
+    x.expect("Y gone", |l| l["event"] == "disconnected");
+    x.close_stdin();
+    let (rest, status) = x.wait_exit();
+    assert!(status.success(), "{status}");
+    assert_eq!(rest.last().map(|l| &l["event"]), Some(&json!("bye")));
+
+    // The harness parsed every line as one JSON object with an "event".
+    let mut seen = x.events_seen.clone();
+    seen.extend(y.events_seen.iter().cloned());
+    let expected = [
+        "addrs",
+        "bye",
+        "connected",
+        "del",
+        "deleted",
+        "dialing",
+        "disconnected",
+        "error",
+        "get",
+        "help",
+        "id",
+        "list",
+        "listening",
+        "peers",
+        "publish_failed",
+        "put",
+        "rejected",
+        "started",
+        "sub",
+        "unsub",
+        "updated",
+    ];
+    let missing: Vec<&str> = expected
+        .into_iter()
+        .filter(|e| !seen.contains(*e))
+        .collect();
+    assert!(missing.is_empty(), "never printed: {missing:?}");
+    // Logs (RUST_LOG=info) went to standard error, in plain text.
+    assert!(y.stderr().contains("local_peer_id"), "{}", y.stderr());
+    assert!(!y.stderr().contains('\x1b'), "no colour codes in a pipe");
+}
+
+/// Without `--json` the answers are readable text.
+#[test]
+fn without_json_the_output_is_readable_text() {
+    let mut command = Command::new(node_binary());
+    command.args(["--no-mdns", "--listen", LOOPBACK_TCP]);
+    let mut n = Node::spawn("H", command, false);
+    let banner = n.expect("the banner", |l| text(l).starts_with("node 12D3"));
+    let id = text(&banner)["node ".len()..].to_owned();
+    n.expect("the address", |l| {
+        text(l).starts_with("listening on /ip4/127.0.0.1/tcp/") && text(l).ends_with(&id)
+    });
+    n.send("put greeting hello world");
+    let put = format!("put {id}/greeting = \"hello world\" (your owned key for \"greeting\")");
+    n.expect("the put", |l| text(l) == put);
+    n.send("get greeting");
+    let get = format!("{id}/greeting = \"hello world\"");
+    n.expect("the get", |l| text(l) == get);
+    n.send("bogus");
+    n.expect("an error", |l| {
+        text(l) == "error: unknown command \"bogus\"; type help"
+    });
+}
+
+/// The parser behind the lines above: values keep their spaces, keys are
+/// one word, comments and blank lines are no commands.
+#[test]
+fn command_lines_parse() {
+    use command::{parse, Command as C};
+    let put = |k: &str, v: &str| C::Put {
+        key: k.into(),
+        value: v.into(),
+    };
+    assert_eq!(
+        parse("put k  two  words "),
+        Some(Ok(put("k", "two  words ")))
+    );
+    assert_eq!(parse("  get k"), Some(Ok(C::Get("k".into()))));
+    assert_eq!(parse("quit"), Some(Ok(C::Quit)));
+    assert_eq!(parse("exit"), Some(Ok(C::Quit)));
+    assert_eq!(parse("# a comment"), None);
+    assert_eq!(parse("   "), None);
+    let error = parse("sub a b").unwrap().unwrap_err();
+    assert_eq!(error.command, "sub");
+    assert!(parse("dial /ip4/1.2.3.4/tcp/1").unwrap().is_ok());
+}

@@ -1,0 +1,308 @@
+//! Runs the `node` example as child processes and talks to them through
+//! standard input and their `--json` output.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any one expected line may take. Generous: CI runs the tests of
+/// this file in parallel, each with several debug-built nodes.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Every node listens here unless a test says otherwise.
+pub const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// The node binary, built once per test run with this crate's features
+/// and profile. Asks cargo where it put it, so CARGO_TARGET_DIR, a shared
+/// target directory or a `--target` build all work.
+pub fn node_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_node)
+}
+
+fn build_node() -> PathBuf {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--example",
+        "node",
+        "--message-format=json",
+    ]);
+    if cfg!(feature = "redb") {
+        cargo.args(["--features", "redb"]);
+    } else {
+        cargo.arg("--no-default-features");
+    }
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let output = cargo.output().expect("run cargo build");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cargo build --example node failed:\n{}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "node")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported the node executable")
+}
+
+/// One running node. Killed (SIGKILL) when dropped, also when a test
+/// panics; on a panic its output and logs are printed to help the reader.
+pub struct Node {
+    pub name: String,
+    pub peer_id: String,
+    /// The first address it printed, with `/p2p/<peer id>`: what others dial.
+    pub addr: String,
+    /// `started` as printed.
+    pub started: Value,
+    /// The `event` of every line read so far.
+    pub events_seen: BTreeSet<String>,
+    /// `false` for a node started without `--json`: lines are then given
+    /// to `expect` as JSON strings, unparsed.
+    json: bool,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Lines read but not yet matched by an `expect`, in order.
+    pending: VecDeque<Value>,
+    transcript: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Node {
+    /// Starts a node with `--json --no-mdns`, listening on loopback TCP
+    /// unless `args` has a `--listen`, and waits for its first address.
+    pub fn start(name: &str, args: &[&str]) -> Node {
+        let mut command = Command::new(node_binary());
+        command.args(["--json", "--no-mdns"]).args(args);
+        if !args.contains(&"--listen") {
+            command.args(["--listen", LOOPBACK_TCP]);
+        }
+        let mut node = Node::spawn(name, command, true);
+        node.started = node.expect("started", |l| l["event"] == "started");
+        node.peer_id = node.started["peer_id"].as_str().unwrap().to_owned();
+        let listening = node.expect("a listen address", |l| l["event"] == "listening");
+        node.addr = listening["address"].as_str().unwrap().to_owned();
+        node
+    }
+
+    /// Spawns `command` with piped standard streams and reader threads.
+    /// `json`: whether it was given `--json`.
+    pub fn spawn(name: &str, mut command: Command, json: bool) -> Node {
+        let mut child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let (tx, lines) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Node {
+            name: name.to_owned(),
+            peer_id: String::new(),
+            addr: String::new(),
+            started: Value::Null,
+            events_seen: BTreeSet::new(),
+            json,
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            pending: VecDeque::new(),
+            transcript: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Writes one line to the node's standard input.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(line.as_bytes());
+    }
+
+    /// Writes `bytes` and a newline, UTF-8 or not.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let shown = shorten(&String::from_utf8_lossy(bytes));
+        self.transcript.push(format!("> {shown}"));
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(bytes).expect("write to the node");
+        stdin.write_all(b"\n").expect("write to the node");
+        stdin.flush().expect("flush to the node");
+    }
+
+    /// Closes standard input: the node's end of input.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The first line, read now or earlier and not yet taken, for which
+    /// `matches` holds. Panics after [`PATIENCE`].
+    pub fn expect(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.pending.iter().position(&matches) {
+            return self.pending.remove(at).unwrap();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.next_line(deadline, what);
+            if matches(&line) {
+                return line;
+            }
+            self.pending.push_back(line);
+        }
+    }
+
+    /// The very next line, which must satisfy `matches` (nothing else may
+    /// come first). For answers on a node with no network traffic.
+    pub fn expect_next(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let line = match self.pending.pop_front() {
+            Some(line) => line,
+            None => self.next_line(Instant::now() + PATIENCE, what),
+        };
+        assert!(matches(&line), "{}: expected {what}, got {line}", self.name);
+        line
+    }
+
+    /// The next line from the node, parsed: every line must be one JSON
+    /// object with an `"event"` string.
+    fn next_line(&mut self, deadline: Instant, what: &str) -> Value {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let raw = match self.lines.recv_timeout(wait) {
+            Ok(raw) => raw,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("{}: no {what} within {PATIENCE:?}", self.name)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("{}: output ended while waiting for {what}", self.name)
+            }
+        };
+        self.parse(raw)
+    }
+
+    /// Every line of `--json` output must be one JSON object with an
+    /// `"event"` string.
+    fn parse(&mut self, raw: String) -> Value {
+        self.transcript.push(shorten(&raw));
+        if !self.json {
+            return Value::String(raw);
+        }
+        let line: Value = serde_json::from_str(&raw)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {raw}", self.name));
+        let event = line["event"].as_str();
+        let event = event.unwrap_or_else(|| panic!("{}: no event: {raw}", self.name));
+        self.events_seen.insert(event.to_owned());
+        line
+    }
+
+    /// The lines left until the node exits on its own, and its exit
+    /// status. Its output ends when the process does, so no polling.
+    pub fn wait_exit(&mut self) -> (Vec<Value>, ExitStatus) {
+        let mut rest: Vec<Value> = self.pending.drain(..).collect();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(raw) => {
+                    let line = self.parse(raw);
+                    rest.push(line);
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!("{} did not exit", self.name),
+            }
+        }
+        (rest, self.child.wait().expect("wait for the node"))
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the node logged on standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("---- {} ({}) stdout:", self.name, self.peer_id);
+            for line in &self.transcript {
+                eprintln!("{line}");
+            }
+            eprintln!("---- {} stderr (tail):", self.name);
+            let stderr = self.stderr();
+            let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn shorten(line: &str) -> String {
+    if line.len() <= 300 {
+        return line.to_owned();
+    }
+    let cut = (0..=300).rev().find(|&i| line.is_char_boundary(i)).unwrap();
+    format!("{}… ({} bytes)", &line[..cut], line.len())
+}
+
+/// `event == name` and `key == key`.
+pub fn is(event: &str, key: &str) -> impl Fn(&Value) -> bool {
+    let (event, key) = (event.to_owned(), key.to_owned());
+    move |l| l["event"] == event.as_str() && l["key"] == key.as_str()
+}
+
+/// A record line for `key` with `value` that came from `source`.
+pub fn updated(key: &str, value: &str, source: &str) -> impl Fn(&Value) -> bool {
+    let (key, value, source) = (key.to_owned(), value.to_owned(), source.to_owned());
+    move |l| {
+        l["event"] == "updated"
+            && l["key"] == key.as_str()
+            && l["value"] == value.as_str()
+            && l["source"] == source.as_str()
+    }
+}
+
+/// The text of a line of a node started without `--json`.
+pub fn text(line: &Value) -> &str {
+    line.as_str().unwrap_or_default()
+}
+
+/// `connected` to `peer`.
+pub fn connected_to(peer: &str) -> impl Fn(&Value) -> bool {
+    let peer = peer.to_owned();
+    move |l| l["event"] == "connected" && l["peer_id"] == peer.as_str()
+}
