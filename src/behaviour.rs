@@ -31,6 +31,7 @@ use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::followers::Followers;
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use crate::proto::pointer as pb;
 use crate::protocol::FetchError;
@@ -96,6 +97,7 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     gossipsub: Gossip,
     replica: Replica<S>,
     subscribed: HashSet<String>,
+    followers: Followers,
     connections: HashMap<PeerId, SmallVec<[ConnectionId; 2]>>,
     fetches: HashMap<u64, Fetch>,
     dispatch: Dispatch<PeerId, u64>,
@@ -127,6 +129,7 @@ impl<S: RecordStore> Pointer<S> {
             gossipsub,
             replica,
             subscribed: HashSet::new(),
+            followers: Followers::default(),
             connections: HashMap::new(),
             fetches: HashMap::new(),
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
@@ -202,12 +205,7 @@ impl<S: RecordStore> Pointer<S> {
 
     /// Connected peers known to follow `key` (gossipsub told us).
     pub fn peers_following(&self, key: &str) -> Vec<PeerId> {
-        let hash = topic(key).hash();
-        self.gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.contains(&&hash))
-            .map(|(peer, _)| *peer)
-            .collect()
+        self.followers.of(key).to_vec()
     }
 
     /// Finds the value of `key`. Answers from the store when subscribed and
@@ -458,7 +456,13 @@ impl<S: RecordStore> Pointer<S> {
             gossipsub::Event::Subscribed { peer_id, topic } => {
                 if let Some(key) = topic_key(&topic) {
                     let key = key.to_owned();
+                    self.followers.subscribed(peer_id, &key);
                     self.on_peer_subscribed(peer_id, &key);
+                }
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                if let Some(key) = topic_key(&topic) {
+                    self.followers.unsubscribed(&peer_id, key);
                 }
             }
             _ => {}
@@ -497,8 +501,10 @@ impl<S: RecordStore> Pointer<S> {
     fn ask_targets(&self, key: &str) -> Vec<PeerId> {
         let fanout = self.config.fetch_fanout;
         let followers: Vec<PeerId> = self
-            .peers_following(key)
-            .into_iter()
+            .followers
+            .of(key)
+            .iter()
+            .copied()
             .filter(|peer| self.connections.contains_key(peer))
             .take(fanout)
             .collect();
@@ -674,7 +680,7 @@ impl<S: RecordStore> Pointer<S> {
         let orphans: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|key| self.peers_following(key).is_empty())
+            .filter(|key| self.followers.of(key).is_empty())
             .cloned()
             .collect();
         for key in orphans {
@@ -694,6 +700,7 @@ impl<S: RecordStore> Pointer<S> {
             }
         }
         if !self.connections.contains_key(&peer) {
+            self.followers.peer_gone(&peer);
             // Fail what waited for the peer first, so that failing the asks
             // in flight below finds no queue to send from.
             for id in self.dispatch.forget(peer) {

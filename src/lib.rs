@@ -76,6 +76,7 @@ pub mod accept;
 mod behaviour;
 pub mod config;
 mod dispatch;
+mod followers;
 pub mod event;
 mod handler;
 pub mod order;
