@@ -47,7 +47,11 @@ pub(crate) fn run<S: RecordStore>(mut make: impl FnMut(Limits) -> S) {
 fn staged_records_obey_the_same_rules_as_puts<S: RecordStore>(store: &mut S) {
     let staged = rec("a", Op::Mut, "1", 1);
     store.stage(staged.clone()).expect("stage");
-    assert_eq!(get(store, "a"), Some(staged.clone()), "visible before a flush");
+    assert_eq!(
+        get(store, "a"),
+        Some(staged.clone()),
+        "visible before a flush"
+    );
     store.flush().expect("flush");
     store.flush().expect("a flush with nothing staged is fine");
     assert_eq!(get(store, "a"), Some(staged));
