@@ -117,14 +117,14 @@ impl Record {
         let author = Author::from(signer);
         let bytes = signed_bytes(key, &author, op, value, time);
         let signature = Signature(signer.sign(&bytes).to_bytes());
-        Record {
-            key: key.to_owned(),
+        Record::from_parts(
+            key.to_owned(),
             op,
-            value: value.to_owned(),
+            value.to_owned(),
             time,
             author,
             signature,
-        }
+        )
     }
 
     /// Assembles a record from its parts without checking the signature.

@@ -12,11 +12,7 @@ use pointer::{PointerEvent, Refusal};
 
 #[tokio::test]
 async fn delete_wipes_the_key_everywhere_and_the_tombstone_holds() {
-    let mut nodes = full_mesh(3).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("doc").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1, 2], "doc").await;
+    let mut nodes = following_mesh(3, "doc").await;
     let old = nodes[0].behaviour_mut().put("doc", "draft").expect("put");
     until(&mut nodes, "the value is everywhere", |n| {
         values(n, "doc").iter().all(Option::is_some)

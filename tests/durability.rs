@@ -175,12 +175,7 @@ fn note(line: &str, flushed: &mut u64, written: &mut u64) {
 /// the flushed and the last staged step (a step may be half-staged when
 /// killed: any prefix of its records is fine, as each is its own commit).
 fn check_staged_store(path: &Path, before: State, first: u64, flushed: u64, written: u64) -> State {
-    let store = RedbStore::open(path).expect("the database opens cleanly after SIGKILL");
-    let held: State = store
-        .records()
-        .map(Cow::into_owned)
-        .map(|r| (r.key().to_owned(), r))
-        .collect();
+    let (_, held) = reopen(path);
     let mut state = apply(before, first..flushed);
     if held == state {
         return held;
@@ -299,12 +294,7 @@ fn parse_step(line: &str) -> Option<u64> {
 /// `first..acked`, plus at most the whole of step `acked` (committed but
 /// killed before it could say so). Returns what it holds.
 fn check_store(path: &Path, before: State, first: u64, acked: u64) -> State {
-    let store = RedbStore::open(path).expect("the database opens cleanly after SIGKILL");
-    let held: State = store
-        .records()
-        .map(Cow::into_owned)
-        .map(|r| (r.key().to_owned(), r))
-        .collect();
+    let (store, held) = reopen(path);
     assert_eq!(held.len(), store.len(), "record count matches the records");
     let acknowledged = apply(before, first..acked);
     let with_next = apply(acknowledged.clone(), acked..acked + 1);
@@ -319,6 +309,17 @@ fn check_store(path: &Path, before: State, first: u64, acked: u64) -> State {
             .count(),
     );
     held
+}
+
+/// Reopens the store after the kill and reads every record it holds.
+fn reopen(path: &Path) -> (RedbStore, State) {
+    let store = RedbStore::open(path).expect("the database opens cleanly after SIGKILL");
+    let held = store
+        .records()
+        .map(Cow::into_owned)
+        .map(|r| (r.key().to_owned(), r))
+        .collect();
+    (store, held)
 }
 
 fn apply(mut state: State, steps: std::ops::Range<u64>) -> State {

@@ -9,11 +9,7 @@ use pointer::{Op, PointerEvent, Record, Source};
 
 #[tokio::test]
 async fn put_reaches_every_node_by_gossip() {
-    let mut nodes = full_mesh(4).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("color").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1, 2, 3], "color").await;
+    let mut nodes = following_mesh(4, "color").await;
 
     let written = nodes[0].behaviour_mut().put("color", "blue").expect("put");
 
@@ -37,11 +33,7 @@ async fn put_reaches_every_node_by_gossip() {
 
 #[tokio::test]
 async fn later_put_wins_everywhere() {
-    let mut nodes = full_mesh(3).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("color").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1, 2], "color").await;
+    let mut nodes = following_mesh(3, "color").await;
 
     nodes[0].behaviour_mut().put("color", "blue").expect("put");
     until(&mut nodes, "blue everywhere", |n| {
@@ -65,11 +57,7 @@ async fn later_put_wins_everywhere() {
 
 #[tokio::test]
 async fn concurrent_puts_with_equal_time_converge_to_one_record() {
-    let mut nodes = full_mesh(3).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("color").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1, 2], "color").await;
+    let mut nodes = following_mesh(3, "color").await;
 
     // Two authors stamp the very same millisecond; each record is injected
     // at a different node, so the nodes see them in opposite orders.

@@ -8,11 +8,7 @@ use libp2p_swarm_test::SwarmExt;
 
 #[tokio::test]
 async fn missed_update_converges_after_reconnect() {
-    let mut nodes = full_mesh(3).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("k").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1, 2], "k").await;
+    let mut nodes = following_mesh(3, "k").await;
     nodes[0].behaviour_mut().put("k", "v1").expect("put");
     until(&mut nodes, "v1 everywhere", |n| {
         values(n, "k").iter().all(|v| v.as_deref() == Some("v1"))

@@ -65,6 +65,18 @@ pub async fn full_mesh(n: usize) -> Vec<Node> {
     nodes
 }
 
+/// `n` nodes, every pair connected, all following `key` and knowing that
+/// the others do.
+pub async fn following_mesh(n: usize, key: &str) -> Vec<Node> {
+    let mut nodes = full_mesh(n).await;
+    for node in nodes.iter_mut() {
+        node.behaviour_mut().subscribe(key).expect("valid key");
+    }
+    let all: Vec<usize> = (0..n).collect();
+    until_following(&mut nodes, &all, key).await;
+    nodes
+}
+
 /// The next event of any of `nodes`, with the index of its node.
 pub async fn next_event<S: RecordStore + Send + 'static>(
     nodes: &mut [Node<S>],
