@@ -744,8 +744,17 @@ fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| MessageId::new(&Sha256::digest(&m.data)))
-        // Room for the record plus the topic and RPC framing.
-        .max_transmit_size(config.max_message_bytes + config.limits.max_key_bytes + 1024)
+        // gossipsub sends all our subscriptions in one hello RPC, and one
+        // topic per key makes it large: the RPC limit must hold it (records
+        // are held to max_message_bytes by our own decoding).
+        .max_transmit_size(
+            config
+                .max_gossip_rpc_bytes
+                .max(config.max_message_bytes + config.limits.max_key_bytes + 1024),
+        )
+        // ...and gossipsub holds the subscriptions of one RPC to this
+        // separate limit (16 KiB by default: a few hundred keys).
+        .max_control_message_size(config.max_gossip_rpc_bytes)
         .heartbeat_interval(config.heartbeat_interval)
         // Identical republishes must not be refused as duplicates when the
         // next interval comes round.

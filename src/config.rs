@@ -12,6 +12,7 @@ use crate::validator::{OwnedKeys, Validator};
 pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) max_message_bytes: usize,
+    pub(crate) max_gossip_rpc_bytes: usize,
     pub(crate) tombstone_ttl: Duration,
     pub(crate) republish_interval: Duration,
     pub(crate) fetch_timeout: Duration,
@@ -33,6 +34,7 @@ impl Default for Config {
                 max_clock_skew_ms: 5 * 60 * 1000,
             },
             max_message_bytes: 64 * 1024,
+            max_gossip_rpc_bytes: 4 * 1024 * 1024,
             tombstone_ttl: Duration::from_secs(24 * 60 * 60),
             republish_interval: Duration::from_secs(60),
             fetch_timeout: Duration::from_secs(10),
@@ -61,6 +63,11 @@ impl Config {
     /// Largest encoded record on the wire (gossip payload or fetch frame).
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+
+    /// Largest gossipsub RPC frame.
+    pub fn max_gossip_rpc_bytes(&self) -> usize {
+        self.max_gossip_rpc_bytes
     }
 
     /// How long tombstones are kept.
@@ -94,6 +101,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("limits", &self.limits)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_gossip_rpc_bytes", &self.max_gossip_rpc_bytes)
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("republish_interval", &self.republish_interval)
             .field("fetch_timeout", &self.fetch_timeout)
@@ -132,6 +140,17 @@ impl ConfigBuilder {
     /// this size plus room for the topic and framing.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.0.max_message_bytes = bytes;
+        self
+    }
+
+    /// Largest gossipsub RPC frame accepted or sent, in bytes. On connect
+    /// gossipsub sends all of a node's subscriptions in one RPC, one topic
+    /// per followed key (about 20 bytes plus the key each): a frame too
+    /// small for it is dropped and the peers never learn what the other
+    /// follows. Default: 4 MiB, room for about 100,000 short keys. Records
+    /// stay bounded by `max_message_bytes`.
+    pub fn max_gossip_rpc_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_gossip_rpc_bytes = bytes;
         self
     }
 
@@ -239,6 +258,7 @@ mod tests {
             .max_key_bytes(10)
             .max_value_bytes(20)
             .max_message_bytes(30)
+            .max_gossip_rpc_bytes(40)
             .max_clock_skew(Duration::from_secs(1))
             .tombstone_ttl(Duration::from_secs(2))
             .republish_interval(Duration::from_secs(3))
@@ -255,6 +275,7 @@ mod tests {
             }
         );
         assert_eq!(c.max_message_bytes(), 30);
+        assert_eq!(c.max_gossip_rpc_bytes(), 40);
         assert_eq!(c.tombstone_ttl(), Duration::from_secs(2));
         assert_eq!(c.republish_interval(), Duration::from_secs(3));
         assert_eq!(c.fetch_timeout(), Duration::from_secs(4));

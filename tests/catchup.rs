@@ -201,3 +201,30 @@ async fn following_many_keys_at_once_catches_up_every_one() {
     })
     .await;
 }
+
+/// Keys followed by node 0 that node 1 knows node 0 follows.
+fn known_followed(nodes: &[Node], keys: &[String]) -> usize {
+    let peer0 = *nodes[0].local_peer_id();
+    keys.iter()
+        .filter(|k| nodes[1].behaviour().peers_following(k).contains(&peer0))
+        .count()
+}
+
+#[tokio::test]
+async fn peers_that_follow_thousands_of_keys_learn_each_others_topics() {
+    // gossipsub sends every subscription in one hello RPC on connect; with
+    // 3,000 keys it is far over gossipsub's default 64 KiB frame.
+    let keys: Vec<String> = (0..3_000)
+        .map(|i| format!("a-somewhat-long-key-{i}"))
+        .collect();
+    let mut nodes = vec![node().await, node().await];
+    for key in &keys {
+        nodes[0].behaviour_mut().subscribe(key).expect("valid key");
+    }
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+    until(&mut nodes, "node 1 knows every key node 0 follows", |n| {
+        known_followed(n, &keys) == keys.len()
+    })
+    .await;
+}

@@ -1,0 +1,170 @@
+//! Criterion micro-benchmarks of the pure core (issue 5):
+//! `cargo bench --bench micro`.
+//!
+//! One record with a 100-byte value under a 60-byte `OwnedKeys` key, as the
+//! network benchmark sends: encode/decode of the gossip payload, sign,
+//! verify, the accept path for a stale record (a comparison, no signature
+//! check) and a fresh one (signature checked), and `MemoryStore` put/get.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use ed25519_dalek::SigningKey;
+use libp2p::identity::Keypair;
+use pointer::accept::{judge, Limits, Verdict};
+use pointer::record::signing_key;
+use pointer::replica::Replica;
+use pointer::store::{MemoryStore, RecordStore};
+use pointer::wire::{decode_operate, encode_operate};
+use pointer::{Config, Op, OwnedKeys, Record};
+
+const VALUE_BYTES: usize = 100;
+const TIME: i64 = 1_700_000_000_000;
+
+struct Fixture {
+    signer: SigningKey,
+    key: String,
+    value: String,
+    record: Record,
+    older: Record,
+    limits: Limits,
+}
+
+fn fixture() -> Fixture {
+    let keypair = Keypair::generate_ed25519();
+    let signer = signing_key(&keypair).expect("ed25519");
+    let key = OwnedKeys::key(&keypair.public().to_peer_id(), "bench");
+    let value = "v".repeat(VALUE_BYTES);
+    let record = Record::sign(&key, Op::Mut, &value, TIME, &signer);
+    let older = Record::sign(&key, Op::Mut, &value, TIME - 1, &signer);
+    Fixture {
+        signer,
+        key,
+        value,
+        record,
+        older,
+        limits: *Config::default().limits(),
+    }
+}
+
+fn wire(c: &mut Criterion) {
+    let f = fixture();
+    let bytes = encode_operate(&f.record);
+    let limit = Config::default().max_message_bytes();
+    c.bench_function("wire/encode_operate", |b| {
+        b.iter(|| encode_operate(black_box(&f.record)))
+    });
+    c.bench_function("wire/decode_operate", |b| {
+        b.iter(|| decode_operate(black_box(&f.key), black_box(&bytes), limit).expect("decodes"))
+    });
+}
+
+fn crypto(c: &mut Criterion) {
+    let f = fixture();
+    c.bench_function("record/sign", |b| {
+        b.iter(|| {
+            Record::sign(
+                black_box(&f.key),
+                Op::Mut,
+                black_box(&f.value),
+                TIME,
+                &f.signer,
+            )
+        })
+    });
+    c.bench_function("record/verify", |b| {
+        b.iter(|| assert!(black_box(&f.record).verify()))
+    });
+}
+
+fn accept(c: &mut Criterion) {
+    let f = fixture();
+    let validator = OwnedKeys;
+    // Stale: the stored record is newer, so the incoming one loses on
+    // precedence before any signature check.
+    c.bench_function("accept/judge_stale", |b| {
+        b.iter(|| {
+            let v = judge(
+                black_box(&f.older),
+                Some(black_box(&f.record)),
+                TIME,
+                &f.limits,
+                &validator,
+            );
+            assert_eq!(v, Verdict::Older);
+        })
+    });
+    // Fresh: newer than the stored one, so its signature and the validator
+    // are checked.
+    c.bench_function("accept/judge_fresh", |b| {
+        b.iter(|| {
+            let v = judge(
+                black_box(&f.record),
+                Some(black_box(&f.older)),
+                TIME,
+                &f.limits,
+                &validator,
+            );
+            assert_eq!(v, Verdict::Newer);
+        })
+    });
+    // The whole receive path of a replica (judge + store), stale and fresh.
+    let max_message = Config::default().max_message_bytes();
+    let mut stale = Replica::new(
+        MemoryStore::new(),
+        Box::new(OwnedKeys),
+        f.limits,
+        max_message,
+    );
+    stale.receive(f.record.clone(), TIME).expect("stored");
+    c.bench_function("accept/replica_receive_stale", |b| {
+        b.iter_batched(
+            || f.older.clone(),
+            |r| stale.receive(r, TIME).expect_err("stale"),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("accept/replica_receive_fresh", |b| {
+        b.iter_batched(
+            || {
+                let mut replica = Replica::new(
+                    MemoryStore::new(),
+                    Box::new(OwnedKeys),
+                    f.limits,
+                    max_message,
+                );
+                replica.receive(f.older.clone(), TIME).expect("stored");
+                (replica, f.record.clone())
+            },
+            |(mut replica, r)| {
+                replica.receive(r, TIME).expect("fresh");
+                replica
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn store(c: &mut Criterion) {
+    let f = fixture();
+    let mut store = MemoryStore::new();
+    // 10,000 other keys, so the map is of a realistic size.
+    for i in 0..10_000 {
+        let r = Record::sign(&format!("{}{i}", f.key), Op::Mut, &f.value, TIME, &f.signer);
+        store.put(r).expect("room");
+    }
+    store.put(f.record.clone()).expect("room");
+    c.bench_function("store/memory_put_overwrite", |b| {
+        b.iter_batched(
+            || f.record.clone(),
+            |r| store.put(r).expect("room"),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("store/memory_get", |b| {
+        b.iter(|| store.get(black_box(&f.key)).expect("held").time())
+    });
+}
+
+criterion_group!(benches, wire, crypto, accept, store);
+criterion_main!(benches);
