@@ -345,8 +345,20 @@ impl<S: RecordStore> Pointer<S> {
     /// Publishes a record on its topic. `Duplicate` means the network
     /// already has these exact bytes, so it is success.
     fn publish(&mut self, record: &Record) -> Result<(), PublishError> {
-        let bytes = wire::encode_operate(record);
-        match self.gossipsub.publish(topic(record.key()), bytes) {
+        self.publish_bytes(record.key(), wire::encode_operate(record))
+    }
+
+    /// Publishes a record again, stamped with this republish round so that
+    /// gossipsub's duplicate cache does not swallow it (see
+    /// [`wire::encode_republish`]).
+    fn republish(&mut self, record: &Record) -> Result<(), PublishError> {
+        let interval = self.config.republish_interval.as_millis().max(1);
+        let round = u64::try_from(now_ms()).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
+        self.publish_bytes(record.key(), wire::encode_republish(record, round))
+    }
+
+    fn publish_bytes(&mut self, key: &str, bytes: Vec<u8>) -> Result<(), PublishError> {
+        match self.gossipsub.publish(topic(key), bytes) {
             Ok(_) | Err(PublishError::Duplicate) => Ok(()),
             Err(e) => Err(e),
         }
@@ -479,7 +491,7 @@ impl<S: RecordStore> Pointer<S> {
         }
         let tombstone = self.replica.get(key).filter(|r| r.is_tombstone());
         if let Some(tombstone) = tombstone.map(Cow::into_owned) {
-            if let Err(e) = self.publish(&tombstone) {
+            if let Err(e) = self.republish(&tombstone) {
                 tracing::debug!(%key, "could not push tombstone: {e}");
             }
         }
@@ -656,7 +668,7 @@ impl<S: RecordStore> Pointer<S> {
             .collect();
         for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
             if let Some(record) = self.value_record(&key) {
-                if let Err(e) = self.publish(&record) {
+                if let Err(e) = self.republish(&record) {
                     tracing::debug!(%key, "republish not sent: {e}");
                 }
             }

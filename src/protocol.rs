@@ -271,6 +271,7 @@ mod tests {
                 sign: "s".into(),
                 time: 7,
                 author: vec![1; 32],
+                round: 0,
             }),
         };
         let mut frame = BytesMut::new();

@@ -318,6 +318,7 @@ fn record(value: &str) -> Operate {
         sign: "c2lnbmF0dXJl".to_owned(),
         time: 1_700_000_000_000,
         author: vec![7; 32],
+        round: 0,
     }
 }
 

@@ -47,3 +47,46 @@ async fn republish_delivers_what_nobody_asked_for() {
     .await;
     assert_eq!(got, record);
 }
+
+#[tokio::test]
+async fn republish_reaches_a_peer_that_lost_the_record_in_a_quiet_network() {
+    // gossipsub refuses to publish bytes still in its duplicate cache, and
+    // in a quiet network it never purges it: an unchanged republish would be
+    // swallowed for good. Each round's republish must get through.
+    let config = || {
+        test_config()
+            .republish_interval(Duration::from_millis(300))
+            .build()
+    };
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    let (a, b) = nodes.split_at_mut(1);
+    libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
+    for n in nodes.iter_mut() {
+        n.behaviour_mut().subscribe("k").expect("valid key");
+    }
+    until_following(&mut nodes, &[0, 1], "k").await;
+    let written = nodes[0].behaviour_mut().put("k", "v").expect("put");
+    until(&mut nodes, "node 1 holds it", |n| {
+        n[1].behaviour().record("k").is_some()
+    })
+    .await;
+
+    // Node 1 loses the record (a store rolled back, say) and hears of it
+    // again only through node 0's republish of the very same record.
+    for round in 0..2 {
+        nodes[1]
+            .behaviour_mut()
+            .store_mut()
+            .remove("k")
+            .expect("remove");
+        let (_, got) = wait_for(&mut nodes, "the republish", |i, e| match e {
+            PointerEvent::RecordUpdated {
+                record,
+                source: Source::Gossip { .. },
+            } if i == 1 => Some(record.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, written, "round {round}");
+    }
+}
