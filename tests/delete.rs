@@ -69,18 +69,8 @@ async fn get_of_a_deleted_key_is_not_found_and_does_not_follow_it() {
 async fn a_node_that_missed_the_delete_learns_it_after_reconnecting() {
     // A short republish interval: the returning node follows a key that no
     // connected peer follows any more, and rechecks it with its peers.
-    let config = || {
-        test_config()
-            .republish_interval(Duration::from_millis(200))
-            .build()
-    };
-    let mut nodes = vec![node_with(config).await, node_with(config).await];
-    let (a, b) = nodes.split_at_mut(1);
-    libp2p_swarm_test::SwarmExt::connect(&mut a[0], &mut b[0]).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("doc").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1], "doc").await;
+    let config = || republishing_every(Duration::from_millis(200));
+    let mut nodes = following_mesh_with(2, "doc", config).await;
     nodes[0].behaviour_mut().put("doc", "draft").expect("put");
     until(&mut nodes, "both hold the value", |n| {
         values(n, "doc").iter().all(Option::is_some)

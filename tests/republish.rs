@@ -11,18 +11,8 @@ use pointer::{Op, PointerEvent, Record, RecordStore, Source};
 
 #[tokio::test]
 async fn republish_delivers_what_nobody_asked_for() {
-    let config = || {
-        test_config()
-            .republish_interval(Duration::from_millis(300))
-            .build()
-    };
-    let mut nodes = vec![node_with(config).await, node_with(config).await];
-    let (a, b) = nodes.split_at_mut(1);
-    libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("k").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1], "k").await;
+    let config = || republishing_every(Duration::from_millis(300));
+    let mut nodes = following_mesh_with(2, "k", config).await;
 
     // Both caught up (nothing there) long ago; the record appears on node 0
     // without a put, so only a republish can carry it to node 1.
@@ -53,18 +43,8 @@ async fn republish_reaches_a_peer_that_lost_the_record_in_a_quiet_network() {
     // gossipsub refuses to publish bytes still in its duplicate cache, and
     // in a quiet network it never purges it: an unchanged republish would be
     // swallowed for good. Each round's republish must get through.
-    let config = || {
-        test_config()
-            .republish_interval(Duration::from_millis(300))
-            .build()
-    };
-    let mut nodes = vec![node_with(config).await, node_with(config).await];
-    let (a, b) = nodes.split_at_mut(1);
-    libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
-    for n in nodes.iter_mut() {
-        n.behaviour_mut().subscribe("k").expect("valid key");
-    }
-    until_following(&mut nodes, &[0, 1], "k").await;
+    let config = || republishing_every(Duration::from_millis(300));
+    let mut nodes = following_mesh_with(2, "k", config).await;
     let written = nodes[0].behaviour_mut().put("k", "v").expect("put");
     until(&mut nodes, "node 1 holds it", |n| {
         n[1].behaviour().record("k").is_some()

@@ -52,9 +52,14 @@ pub async fn node() -> Node {
 
 /// `n` nodes, every pair connected.
 pub async fn full_mesh(n: usize) -> Vec<Node> {
+    full_mesh_with(n, || test_config().build()).await
+}
+
+/// `n` nodes with `config`, every pair connected.
+pub async fn full_mesh_with(n: usize, config: impl Fn() -> Config + Send + Copy) -> Vec<Node> {
     let mut nodes = Vec::new();
     for _ in 0..n {
-        nodes.push(node().await);
+        nodes.push(node_with(config).await);
     }
     for i in 0..n {
         for j in (i + 1)..n {
@@ -68,13 +73,27 @@ pub async fn full_mesh(n: usize) -> Vec<Node> {
 /// `n` nodes, every pair connected, all following `key` and knowing that
 /// the others do.
 pub async fn following_mesh(n: usize, key: &str) -> Vec<Node> {
-    let mut nodes = full_mesh(n).await;
+    following_mesh_with(n, key, || test_config().build()).await
+}
+
+/// [`following_mesh`] with `config`.
+pub async fn following_mesh_with(
+    n: usize,
+    key: &str,
+    config: impl Fn() -> Config + Send + Copy,
+) -> Vec<Node> {
+    let mut nodes = full_mesh_with(n, config).await;
     for node in nodes.iter_mut() {
         node.behaviour_mut().subscribe(key).expect("valid key");
     }
     let all: Vec<usize> = (0..n).collect();
     until_following(&mut nodes, &all, key).await;
     nodes
+}
+
+/// Test settings with a short republish interval.
+pub fn republishing_every(interval: Duration) -> Config {
+    test_config().republish_interval(interval).build()
 }
 
 /// The next event of any of `nodes`, with the index of its node.
