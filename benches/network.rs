@@ -837,6 +837,28 @@ impl Net {
         })
     }
 
+    /// Waits until `count` distinct nodes produced an observation that
+    /// `arrival` maps to `(node, time)`; returns the latest time, or `None`
+    /// if the deadline passed first.
+    async fn all_arrived(
+        &mut self,
+        deadline: Instant,
+        count: usize,
+        mut arrival: impl FnMut(&Obs) -> Option<(usize, Instant)>,
+    ) -> Option<Instant> {
+        let mut seen = HashSet::new();
+        let mut last = None;
+        while seen.len() < count {
+            let obs = self.next_obs(deadline).await?;
+            if let Some((node, at)) = arrival(&obs) {
+                if seen.insert(node) {
+                    last = last.max(Some(at));
+                }
+            }
+        }
+        last
+    }
+
     async fn next_obs(&mut self, deadline: Instant) -> Option<Obs> {
         tokio::time::timeout_at(deadline.into(), self.obs.next())
             .await
@@ -921,6 +943,14 @@ struct Latencies {
 }
 
 impl Latencies {
+    /// One round that started at `t0` and was complete at `last`, if ever.
+    fn record(&mut self, t0: Instant, last: Option<Instant>) {
+        match last {
+            Some(last) => self.ms.push((last.max(t0) - t0).as_secs_f64() * 1e3),
+            None => self.timeouts += 1,
+        }
+    }
+
     fn pct(&self, p: f64) -> Option<f64> {
         if self.ms.is_empty() {
             return None;
@@ -1090,29 +1120,18 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
         let record = record.expect("put");
         payloads.push(pointer::wire::encode_operate(&record));
         let deadline = Instant::now() + s.round_timeout;
-        let mut seen = HashSet::new();
-        let mut last = t0;
-        while seen.len() < n - 1 {
-            match net.next_obs(deadline).await {
-                Some(Obs::Updated {
+        let last = net
+            .all_arrived(deadline, n - 1, |obs| match obs {
+                Obs::Updated {
                     node,
                     at,
                     key: k,
                     tag: t,
-                }) if node != w && t == tag && k == key => {
-                    if seen.insert(node) {
-                        last = last.max(at);
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        if seen.len() == n - 1 {
-            pointer_lat.ms.push((last - t0).as_secs_f64() * 1e3);
-        } else {
-            pointer_lat.timeouts += 1;
-        }
+                } if *node != w && *t == tag && *k == key => Some((*node, *at)),
+                _ => None,
+            })
+            .await;
+        pointer_lat.record(t0, last);
     }
     let pointer_secs = t_phase.elapsed().as_secs_f64();
     let pointer_wire = net.wire().since(w0);
@@ -1138,24 +1157,13 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
             continue;
         };
         let deadline = Instant::now() + s.round_timeout;
-        let mut seen = HashSet::new();
-        let mut last = t0;
-        while seen.len() < n - 1 {
-            match net.next_obs(deadline).await {
-                Some(Obs::Raw { node, at, id: got }) if node != w && got == id => {
-                    if seen.insert(node) {
-                        last = last.max(at);
-                    }
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        if seen.len() == n - 1 {
-            raw_lat.ms.push((last - t0).as_secs_f64() * 1e3);
-        } else {
-            raw_lat.timeouts += 1;
-        }
+        let last = net
+            .all_arrived(deadline, n - 1, |obs| match obs {
+                Obs::Raw { node, at, id: got } if *node != w && *got == id => Some((*node, *at)),
+                _ => None,
+            })
+            .await;
+        raw_lat.record(t0, last);
     }
     let raw_secs = t_phase.elapsed().as_secs_f64();
     let raw_wire = net.wire().since(w0);
