@@ -923,6 +923,24 @@ where
     }
 }
 
+/// `k` signed records with `value_bytes`-byte values, on keys
+/// `"<owner>/<prefix><i>"` owned in turn by each of `owners`, all stamped now.
+fn owned_records(owners: &[Keypair], k: usize, prefix: &str, value_bytes: usize) -> Vec<Record> {
+    let owners: Vec<_> = owners
+        .iter()
+        .map(|kp| (kp.public().to_peer_id(), signing_key(kp).expect("ed25519")))
+        .collect();
+    let time = now_ms();
+    (0..k)
+        .map(|i| {
+            let (peer, signer) = &owners[i % owners.len()];
+            let key = OwnedKeys::key(peer, &format!("{prefix}{i}"));
+            let value = value_for(i as u64, value_bytes);
+            Record::sign(&key, Op::Mut, &value, time, signer)
+        })
+        .collect()
+}
+
 fn value_for(tag: u64, len: usize) -> String {
     let mut v = format!("{tag:016x}");
     v.extend(std::iter::repeat_n('v', len.saturating_sub(16)));
@@ -1662,21 +1680,7 @@ async fn catchup(s: &Settings, k: usize, rng: &mut Rng, report: &mut Report) {
     // of them, in Pointer's store (so it follows every key, as a node
     // restarted on its store does) and in kad's.
     let keypairs: Vec<Keypair> = (0..NODES).map(|_| Keypair::generate_ed25519()).collect();
-    let time = now_ms();
-    let records: Vec<Record> = (0..k)
-        .map(|i| {
-            let kp = &keypairs[i % NODES];
-            let key = OwnedKeys::key(&kp.public().to_peer_id(), &format!("c{i}"));
-            let signer = signing_key(kp).expect("ed25519");
-            Record::sign(
-                &key,
-                Op::Mut,
-                &value_for(i as u64, s.value_bytes),
-                time,
-                &signer,
-            )
-        })
-        .collect();
+    let records = owned_records(&keypairs, k, "c", s.value_bytes);
     let kad_records: Vec<kad::Record> = records
         .iter()
         .map(|r| kad::Record::new(r.key().as_bytes().to_vec(), r.value().as_bytes().to_vec()))
@@ -1956,21 +1960,7 @@ async fn memory_alone(s: &Settings, report: &mut Report) {
     let mut points = Vec::new();
     for &k in &s.mem_ks {
         let keypair = Keypair::generate_ed25519();
-        let signer = signing_key(&keypair).expect("ed25519");
-        let peer = keypair.public().to_peer_id();
-        let time = now_ms();
-        let records: Vec<Record> = (0..k)
-            .map(|i| {
-                let key = OwnedKeys::key(&peer, &format!("m{i}"));
-                Record::sign(
-                    &key,
-                    Op::Mut,
-                    &value_for(i as u64, s.value_bytes),
-                    time,
-                    &signer,
-                )
-            })
-            .collect();
+        let records = owned_records(std::slice::from_ref(&keypair), k, "m", s.value_bytes);
         // What the records themselves own on the heap (key and value
         // strings), measured by copying them.
         let h = heap();

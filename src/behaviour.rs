@@ -660,10 +660,11 @@ impl<S: RecordStore> Pointer<S> {
 
     /// Republishes what Trickle says is due, then collects old tombstones.
     fn on_republish_timer(&mut self) {
+        // Borrow, not clone: this runs over every followed key each interval.
         let candidates: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|k| self.value_record(k).is_some())
+            .filter(|k| self.replica.get(k).is_some_and(|r| !r.is_tombstone()))
             .cloned()
             .collect();
         for key in self.trickle.fire(candidates.iter().map(String::as_str)) {

@@ -27,15 +27,7 @@ async fn republish_delivers_what_nobody_asked_for() {
         .put(record.clone())
         .expect("room");
 
-    let (_, got) = wait_for(&mut nodes, "the republish", |i, e| match e {
-        PointerEvent::RecordUpdated {
-            record,
-            source: Source::Gossip { .. },
-        } if i == 1 => Some(record.clone()),
-        _ => None,
-    })
-    .await;
-    assert_eq!(got, record);
+    assert_eq!(gossiped_to_node_1(&mut nodes).await, record);
 }
 
 #[tokio::test]
@@ -59,14 +51,23 @@ async fn republish_reaches_a_peer_that_lost_the_record_in_a_quiet_network() {
             .store_mut()
             .remove("k")
             .expect("remove");
-        let (_, got) = wait_for(&mut nodes, "the republish", |i, e| match e {
-            PointerEvent::RecordUpdated {
-                record,
-                source: Source::Gossip { .. },
-            } if i == 1 => Some(record.clone()),
-            _ => None,
-        })
-        .await;
-        assert_eq!(got, written, "round {round}");
+        assert_eq!(
+            gossiped_to_node_1(&mut nodes).await,
+            written,
+            "round {round}"
+        );
     }
+}
+
+/// The next record node 1 takes in from gossip (a republish, here).
+async fn gossiped_to_node_1(nodes: &mut [Node]) -> Record {
+    let (_, got) = wait_for(nodes, "the republish", |i, e| match e {
+        PointerEvent::RecordUpdated {
+            record,
+            source: Source::Gossip { .. },
+        } if i == 1 => Some(record.clone()),
+        _ => None,
+    })
+    .await;
+    got
 }
