@@ -859,6 +859,21 @@ impl Net {
         last
     }
 
+    /// Waits until the network sends less than 64 KiB in 200 ms (or
+    /// `max` passes): what it was busy with has finished.
+    async fn quiet(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut last = self.wire();
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.wire();
+            if now.since(last).tx < 64 * 1024 {
+                return;
+            }
+            last = now;
+        }
+    }
+
     async fn next_obs(&mut self, deadline: Instant) -> Option<Obs> {
         tokio::time::timeout_at(deadline.into(), self.obs.next())
             .await
@@ -1709,14 +1724,26 @@ async fn catchup(s: &Settings, k: usize, rng: &mut Rng, report: &mut Report) {
         net.shutdown().await;
         return;
     }
-    // Do the network's nodes know each other's subscriptions? (They learn
-    // them from the hello RPC each sends on connect.)
+    // Let the network settle first: every node learns its neighbours'
+    // subscriptions from their hello RPCs and catches up from them (all
+    // hold the same records, so nothing changes), which with many keys
+    // takes a while and would otherwise overlap the measurement.
     let sample = records[k - 1].key().to_owned();
+    let net_degree0 = net.neighbours[0].len();
+    let (node0, s2) = (&net.nodes[0], &sample);
+    poll_until(s.setup_timeout, move || async move {
+        let s2 = s2.clone();
+        node0
+            .call(move |sw, _| sw.behaviour().pointer.peers_following(&s2).len() >= net_degree0)
+            .await
+    })
+    .await;
     let s2 = sample.clone();
     let known_in_net = net.nodes[0]
         .call(move |sw, _| sw.behaviour().pointer.peers_following(&s2).len())
         .await;
-    let net_degree0 = net.neighbours[0].len();
+    net.quiet(s.setup_timeout).await;
+    net.drain();
 
     // The fresh node dials `degree` random nodes of the network.
     let heap_before_node = heap();

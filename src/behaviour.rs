@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 
 use crate::accept::RejectReason;
+use crate::batch;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
@@ -77,14 +78,19 @@ fn topic_key(topic: &TopicHash) -> Option<&str> {
     topic.as_str().strip_prefix(TOPIC_PREFIX)
 }
 
-/// One `Ask`, waiting for its turn or in flight.
+/// One key to ask one peer about: a catch-up, or part of a `get`.
+#[derive(Debug)]
+struct Wanted {
+    key: String,
+    query: Option<QueryId>,
+}
+
+/// One `Ask` in flight: the keys it carries, in the order they were asked.
 #[derive(Debug)]
 struct Fetch {
     peer: PeerId,
-    /// The connection it was sent on; `None` while it waits in `dispatch`.
-    connection: Option<ConnectionId>,
-    key: String,
-    query: Option<QueryId>,
+    connection: ConnectionId,
+    wanted: Vec<Wanted>,
 }
 
 /// A decentralized key-value store inside a libp2p swarm.
@@ -100,7 +106,7 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     followers: Followers,
     connections: HashMap<PeerId, SmallVec<[ConnectionId; 2]>>,
     fetches: HashMap<u64, Fetch>,
-    dispatch: Dispatch<PeerId, u64>,
+    dispatch: Dispatch<PeerId, Wanted>,
     catching_up: HashSet<(PeerId, String)>,
     queries: Queries,
     trickle: Trickle,
@@ -526,8 +532,10 @@ impl<S: RecordStore> Pointer<S> {
         self.connections.keys().copied().take(fanout).collect()
     }
 
-    /// Sends one `Ask`. Catch-up asks (no query) are not repeated while one
-    /// to the same peer for the same key is in flight.
+    /// Queues one key to ask `peer` about; it goes out with the next `Ask`
+    /// to that peer (see [`Self::send_waiting`]). Catch-up asks (no query)
+    /// are not repeated while one to the same peer for the same key waits or
+    /// is in flight.
     fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
         if !self.connections.contains_key(&peer) {
             return false;
@@ -535,87 +543,112 @@ impl<S: RecordStore> Pointer<S> {
         if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
             return false;
         }
-        let id = self.next_id();
-        let fetch = Fetch {
-            peer,
-            connection: None,
-            key: key.to_owned(),
-            query,
-        };
-        self.fetches.insert(id, fetch);
-        if let Some(id) = self.dispatch.push(peer, id) {
-            self.send(id);
-        }
+        let key = key.to_owned();
+        self.dispatch.push(peer, Wanted { key, query });
         true
     }
 
-    /// Hands a waiting `Ask` to a connection of its peer.
-    fn send(&mut self, id: u64) {
-        let Some(fetch) = self.fetches.get_mut(&id) else {
-            return;
-        };
-        let peer = fetch.peer;
-        let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
-            self.on_answer(id, Err(FetchError::ConnectionClosed));
-            return;
-        };
-        fetch.connection = Some(connection);
-        let key = fetch.key.clone();
-        self.events.push_back(ToSwarm::NotifyHandler {
-            peer_id: peer,
-            handler: NotifyHandler::One(connection),
-            event: Either::Right(HandlerIn::Ask { id, key }),
-        });
+    /// Packs the keys waiting for each peer into `Ask`s, as many as the
+    /// peer has free slots. Runs once the events at hand are handled, so
+    /// that a burst (a peer's subscriptions, a user following many keys)
+    /// goes out in a few full `Ask`s rather than many single-key ones.
+    fn send_waiting(&mut self) {
+        let max_keys = self.config.max_keys_per_ask;
+        let budget = self.config.max_message_bytes + ANSWER_OVERHEAD;
+        let cost = |wanted: &Wanted| batch::ask_cost(&wanted.key);
+        while let Some((peer, wanted)) = self.dispatch.next_batch(max_keys, budget, cost) {
+            let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
+                self.dispatch.finished(peer);
+                self.fail(peer, wanted, FetchError::ConnectionClosed);
+                continue;
+            };
+            let id = self.next_id();
+            let keys = wanted.iter().map(|w| w.key.clone()).collect();
+            let fetch = Fetch {
+                peer,
+                connection,
+                wanted,
+            };
+            self.fetches.insert(id, fetch);
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(connection),
+                event: Either::Right(HandlerIn::Ask { id, keys }),
+            });
+        }
     }
 
     fn on_answer(&mut self, id: u64, result: Result<pb::Answer, FetchError>) {
-        let Some(fetch) = self.fetches.remove(&id) else {
+        let Some(mut fetch) = self.fetches.remove(&id) else {
             return;
         };
-        if fetch.connection.is_some() {
-            if let Some(next) = self.dispatch.finished(fetch.peer) {
-                self.send(next);
-            }
-        }
-        if fetch.query.is_none() {
-            self.catching_up.remove(&(fetch.peer, fetch.key.clone()));
-        }
-        let answered = match result {
-            Ok(answer) => {
-                self.on_answer_ok(&fetch, answer);
-                true
-            }
-            Err(error) => {
-                self.push_event(PointerEvent::FetchFailed {
-                    peer: fetch.peer,
-                    key: fetch.key.clone(),
-                    error,
-                });
-                false
-            }
+        let peer = fetch.peer;
+        self.dispatch.finished(peer);
+        let asked = fetch.wanted.len();
+        let entries = result.and_then(|answer| {
+            batch::entries(answer, asked).map_err(|e| FetchError::Malformed(e.to_string()))
+        });
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(error) => return self.fail(peer, fetch.wanted, error),
         };
-        if let Some(query) = fetch.query {
-            self.on_query_reply(query, answered);
+        // Keys past the answered ones did not fit the answer: ask again.
+        let unanswered = fetch.wanted.split_off(entries.len());
+        for (wanted, entry) in fetch.wanted.into_iter().zip(entries) {
+            self.on_entry(peer, wanted, entry);
+        }
+        if self.connections.contains_key(&peer) {
+            self.dispatch.requeue(peer, unanswered);
+        } else {
+            self.fail(peer, unanswered, FetchError::ConnectionClosed);
         }
     }
 
-    fn on_answer_ok(&mut self, fetch: &Fetch, answer: pb::Answer) {
-        let peer = fetch.peer;
-        match (answer.status, answer.op) {
+    /// The peer's answer for one key.
+    fn on_entry(&mut self, peer: PeerId, wanted: Wanted, entry: pb::Entry) {
+        if wanted.query.is_none() {
+            self.catching_up.remove(&(peer, wanted.key.clone()));
+        }
+        match (entry.status, entry.op) {
             (pb::Status::NotExist, _) => {}
-            (pb::Status::Ok_pb, Some(op)) => match wire::from_operate(&fetch.key, op) {
+            (pb::Status::Ok_pb, Some(op)) => match wire::from_operate(&wanted.key, op) {
                 Ok(record) => {
                     self.absorb(record, peer, Source::Fetch { peer });
                 }
                 Err(e) => {
-                    self.reject(peer, fetch.key.clone(), e.into());
+                    self.reject(peer, wanted.key.clone(), e.into());
                 }
             },
             (pb::Status::Ok_pb, None) => {
                 let reason =
                     crate::wire::DecodeError::Protobuf("Ok answer without a record".into());
-                self.reject(peer, fetch.key.clone(), reason.into());
+                self.reject(peer, wanted.key.clone(), reason.into());
             }
+        }
+        if let Some(query) = wanted.query {
+            self.on_query_reply(query, true);
+        }
+    }
+
+    /// Nothing was learnt from `peer` for these keys.
+    fn fail(&mut self, peer: PeerId, wanted: Vec<Wanted>, error: FetchError) {
+        if wanted.is_empty() {
+            return;
+        }
+        let mut keys = Vec::with_capacity(wanted.len());
+        let mut queries = Vec::new();
+        for Wanted { key, query } in wanted {
+            match query {
+                None => {
+                    self.catching_up.remove(&(peer, key.clone()));
+                }
+                Some(query) => queries.push(query),
+            }
+            keys.push(key);
+        }
+        self.push_event(PointerEvent::FetchFailed { peer, keys, error });
+        for query in queries {
+            self.on_query_reply(query, false);
         }
     }
 
@@ -643,17 +676,19 @@ impl<S: RecordStore> Pointer<S> {
         self.push_event(PointerEvent::GetFinished { id, key, outcome });
     }
 
-    fn on_inbound_ask(&mut self, key: &str, reply: futures::channel::oneshot::Sender<pb::Answer>) {
-        let answer = match self.replica.get(key) {
-            Some(record) => pb::Answer {
-                status: pb::Status::Ok_pb,
-                op: Some(wire::to_operate(&record)),
-            },
-            None => pb::Answer {
-                status: pb::Status::NotExist,
-                op: None,
-            },
-        };
+    /// Answers a peer's `Ask` from the store: its keys in order, as many as
+    /// fit one answer.
+    fn on_inbound_ask(
+        &mut self,
+        keys: &[String],
+        reply: futures::channel::oneshot::Sender<pb::Answer>,
+    ) {
+        let replica = &self.replica;
+        let entries = keys
+            .iter()
+            .map(|key| batch::entry(replica.get(key).as_deref()));
+        let max_bytes = self.config.max_message_bytes + ANSWER_OVERHEAD;
+        let answer = batch::answer(entries, max_bytes, self.config.max_keys_per_ask);
         // The stream may have been closed meanwhile; nothing to do then.
         let _ = reply.send(answer);
     }
@@ -714,16 +749,15 @@ impl<S: RecordStore> Pointer<S> {
         }
         if !self.connections.contains_key(&peer) {
             self.followers.peer_gone(&peer);
-            // Fail what waited for the peer first, so that failing the asks
-            // in flight below finds no queue to send from.
-            for id in self.dispatch.forget(peer) {
-                self.on_answer(id, Err(FetchError::ConnectionClosed));
-            }
+            // Fail what waited for the peer first, so that the unanswered
+            // rest of the asks failed below is not queued again.
+            let waiting = self.dispatch.forget(peer);
+            self.fail(peer, waiting, FetchError::ConnectionClosed);
         }
         let lost: Vec<u64> = self
             .fetches
             .iter()
-            .filter(|(_, f)| f.connection == Some(connection))
+            .filter(|(_, f)| f.connection == connection)
             .map(|(id, _)| *id)
             .collect();
         for id in lost {
@@ -889,8 +923,8 @@ impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
             Either::Left(gossip) => self
                 .gossipsub
                 .on_connection_handler_event(peer, connection, gossip),
-            Either::Right(HandlerOut::InboundAsk { key, reply }) => {
-                self.on_inbound_ask(&key, reply)
+            Either::Right(HandlerOut::InboundAsk { keys, reply }) => {
+                self.on_inbound_ask(&keys, reply)
             }
             Either::Right(HandlerOut::Answered { id, result }) => self.on_answer(id, result),
             Either::Right(HandlerOut::InboundFailed { error }) => {
@@ -926,7 +960,12 @@ impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
                             .map_out(|_| unreachable!("gossipsub events are handled above")),
                     )
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.send_waiting();
+                    if self.events.is_empty() {
+                        return Poll::Pending;
+                    }
+                }
             }
         }
     }

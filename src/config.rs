@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) republish_interval: Duration,
     pub(crate) fetch_timeout: Duration,
     pub(crate) fetch_fanout: usize,
+    pub(crate) max_keys_per_ask: usize,
     pub(crate) max_inbound_fetch_streams: usize,
     pub(crate) max_outbound_fetch_streams: usize,
     pub(crate) gossipsub_protocol_prefix: Option<String>,
@@ -39,6 +40,7 @@ impl Default for Config {
             republish_interval: Duration::from_secs(60),
             fetch_timeout: Duration::from_secs(10),
             fetch_fanout: 3,
+            max_keys_per_ask: 256,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
             gossipsub_protocol_prefix: None,
@@ -90,6 +92,11 @@ impl Config {
         self.fetch_fanout
     }
 
+    /// Most keys in one `Ask`, and most records in one `Answer`.
+    pub fn max_keys_per_ask(&self) -> usize {
+        self.max_keys_per_ask
+    }
+
     /// Longest wait before received records are made durable.
     pub fn store_flush_interval(&self) -> Duration {
         self.store_flush_interval
@@ -106,6 +113,7 @@ impl fmt::Debug for Config {
             .field("republish_interval", &self.republish_interval)
             .field("fetch_timeout", &self.fetch_timeout)
             .field("fetch_fanout", &self.fetch_fanout)
+            .field("max_keys_per_ask", &self.max_keys_per_ask)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
                 "max_outbound_fetch_streams",
@@ -190,6 +198,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// Most keys one `Ask` carries, and most records one `Answer` gives.
+    /// Catch-up of many keys packs the keys waiting for a peer into one
+    /// `Ask` (within `max_message_bytes` too), so following 10,000 keys
+    /// costs tens of streams, not tens of thousands; an answerer gives at
+    /// most this many records, as far as they fit `max_message_bytes`, and
+    /// the asker asks again for the rest. `1` asks one key per stream, as
+    /// peers that only know the original schema do. Default: 256.
+    pub fn max_keys_per_ask(mut self, keys: usize) -> Self {
+        self.0.max_keys_per_ask = keys.max(1);
+        self
+    }
+
     /// Concurrent inbound fetch streams per connection; further streams are
     /// closed at once. Default: 32.
     pub fn max_inbound_fetch_streams(mut self, streams: usize) -> Self {
@@ -264,6 +284,7 @@ mod tests {
             .republish_interval(Duration::from_secs(3))
             .fetch_timeout(Duration::from_secs(4))
             .fetch_fanout(5)
+            .max_keys_per_ask(7)
             .store_flush_interval(Duration::from_millis(6))
             .build();
         assert_eq!(
@@ -280,6 +301,7 @@ mod tests {
         assert_eq!(c.republish_interval(), Duration::from_secs(3));
         assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
         assert_eq!(c.fetch_fanout(), 5);
+        assert_eq!(c.max_keys_per_ask(), 7);
         assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
     }
 }

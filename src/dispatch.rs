@@ -1,8 +1,9 @@
-//! How many `Ask`s go to one peer at once. The fetch handler refuses asks
-//! beyond its per-connection cap, so the behaviour keeps the rest waiting
-//! here and sends the next one as each answer comes in: a node that follows
-//! ten thousand keys at once catches up at the pace the peer allows, and
-//! loses none of them.
+//! What the behaviour still has to ask each peer, and how many `Ask`s are
+//! in flight to it. Keys wait here per peer; when the peer has a free slot,
+//! as many of them as fit go out together in one `Ask`. A node that follows
+//! ten thousand keys at once therefore opens tens of streams per peer, not
+//! ten thousand, and loses none of its catch-ups to the handler's cap on
+//! streams per connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -13,7 +14,16 @@ struct Lane<T> {
     waiting: VecDeque<T>,
 }
 
-/// Per-peer queues with a cap on items in flight.
+impl<T> Default for Lane<T> {
+    fn default() -> Self {
+        Lane {
+            in_flight: 0,
+            waiting: VecDeque::new(),
+        }
+    }
+}
+
+/// Per-peer queues with a cap on batches in flight.
 #[derive(Debug)]
 pub(crate) struct Dispatch<P, T> {
     limit: usize,
@@ -21,7 +31,7 @@ pub(crate) struct Dispatch<P, T> {
 }
 
 impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
-    /// At most `limit` items in flight per peer (at least one).
+    /// At most `limit` batches in flight per peer (at least one).
     pub fn new(limit: usize) -> Self {
         Dispatch {
             limit: limit.max(1),
@@ -29,31 +39,61 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
         }
     }
 
-    /// Queues `item` for `peer`; returns it if it may be sent now.
-    pub fn push(&mut self, peer: P, item: T) -> Option<T> {
-        let lane = self.lanes.entry(peer).or_insert_with(|| Lane {
-            in_flight: 0,
-            waiting: VecDeque::new(),
-        });
-        if lane.in_flight < self.limit {
-            lane.in_flight += 1;
-            return Some(item);
-        }
-        lane.waiting.push_back(item);
-        None
+    /// Queues `item` for `peer`, behind what already waits.
+    pub fn push(&mut self, peer: P, item: T) {
+        self.lanes.entry(peer).or_default().waiting.push_back(item);
     }
 
-    /// One item to `peer` finished; returns the next one to send, if any.
-    pub fn finished(&mut self, peer: P) -> Option<T> {
-        let lane = self.lanes.get_mut(&peer)?;
-        if let Some(next) = lane.waiting.pop_front() {
-            return Some(next);
+    /// Puts `items` back at the front of `peer`'s queue, in their order:
+    /// the part of a batch the peer did not answer goes out next.
+    pub fn requeue(&mut self, peer: P, items: Vec<T>) {
+        if items.is_empty() {
+            return;
         }
+        let lane = self.lanes.entry(peer).or_default();
+        for item in items.into_iter().rev() {
+            lane.waiting.push_front(item);
+        }
+    }
+
+    /// The next batch to send: a peer with waiting items and a free slot,
+    /// and its oldest items, as many as `max_items` and a total `cost` of
+    /// `budget` allow (always at least one). The batch counts as in flight
+    /// until [`finished`](Self::finished).
+    pub fn next_batch(
+        &mut self,
+        max_items: usize,
+        budget: usize,
+        cost: impl Fn(&T) -> usize,
+    ) -> Option<(P, Vec<T>)> {
+        let limit = self.limit;
+        let (&peer, lane) = self
+            .lanes
+            .iter_mut()
+            .find(|(_, lane)| lane.in_flight < limit && !lane.waiting.is_empty())?;
+        let mut batch = Vec::new();
+        let mut spent = 0;
+        while let Some(item) = lane.waiting.front() {
+            let c = cost(item);
+            if !batch.is_empty() && (batch.len() >= max_items || spent + c > budget) {
+                break;
+            }
+            spent += c;
+            batch.extend(lane.waiting.pop_front());
+        }
+        lane.in_flight += 1;
+        Some((peer, batch))
+    }
+
+    /// A batch to `peer` finished (answered or failed): its slot is free.
+    pub fn finished(&mut self, peer: P) {
+        let Some(lane) = self.lanes.get_mut(&peer) else {
+            return;
+        };
         lane.in_flight = lane.in_flight.saturating_sub(1);
-        if lane.in_flight == 0 {
+        if lane.in_flight == 0 && lane.waiting.is_empty() {
             self.lanes.remove(&peer);
         }
-        None
     }
 
     /// The peer is gone: everything still waiting for it.
@@ -69,28 +109,79 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
 mod tests {
     use super::*;
 
+    fn unit(_: &u32) -> usize {
+        1
+    }
+
     #[test]
-    fn sends_up_to_the_limit_then_one_per_finish() {
+    fn batches_up_to_the_item_limit_then_waits_for_a_free_slot() {
         let mut d = Dispatch::new(2);
-        assert_eq!(d.push('p', 1), Some(1));
-        assert_eq!(d.push('p', 2), Some(2));
-        assert_eq!(d.push('p', 3), None);
-        assert_eq!(d.push('q', 9), Some(9), "peers are independent");
-        assert_eq!(d.finished('p'), Some(3));
-        assert_eq!(d.finished('p'), None);
-        assert_eq!(d.finished('p'), None);
-        // Both slots are free again.
-        assert_eq!(d.push('p', 4), Some(4));
-        assert_eq!(d.push('p', 5), Some(5));
+        for i in 1..=7 {
+            d.push('p', i);
+        }
+        assert_eq!(d.next_batch(3, 100, unit), Some(('p', vec![1, 2, 3])));
+        assert_eq!(d.next_batch(3, 100, unit), Some(('p', vec![4, 5, 6])));
+        assert_eq!(d.next_batch(3, 100, unit), None, "both slots taken");
+        d.finished('p');
+        assert_eq!(d.next_batch(3, 100, unit), Some(('p', vec![7])));
+        assert_eq!(d.next_batch(3, 100, unit), None, "nothing waits");
+    }
+
+    #[test]
+    fn batches_stop_at_the_budget_but_always_carry_one_item() {
+        let mut d = Dispatch::new(4);
+        for i in [5, 5, 20, 1] {
+            d.push('p', i);
+        }
+        let cost = |i: &u32| *i as usize;
+        assert_eq!(d.next_batch(10, 12, cost), Some(('p', vec![5, 5])));
+        assert_eq!(
+            d.next_batch(10, 12, cost),
+            Some(('p', vec![20])),
+            "over budget alone"
+        );
+        assert_eq!(d.next_batch(10, 12, cost), Some(('p', vec![1])));
+    }
+
+    #[test]
+    fn peers_are_independent() {
+        let mut d = Dispatch::new(1);
+        d.push('p', 1);
+        d.push('q', 2);
+        let mut sent = vec![
+            d.next_batch(8, 100, unit).expect("one peer"),
+            d.next_batch(8, 100, unit).expect("the other"),
+        ];
+        sent.sort();
+        assert_eq!(sent, vec![('p', vec![1]), ('q', vec![2])]);
+    }
+
+    #[test]
+    fn requeued_items_go_out_first_in_their_order() {
+        let mut d = Dispatch::new(1);
+        for i in 1..=4 {
+            d.push('p', i);
+        }
+        assert_eq!(d.next_batch(3, 100, unit), Some(('p', vec![1, 2, 3])));
+        d.finished('p');
+        d.requeue('p', vec![2, 3]);
+        assert_eq!(d.next_batch(8, 100, unit), Some(('p', vec![2, 3, 4])));
     }
 
     #[test]
     fn forgetting_a_peer_returns_what_waited() {
         let mut d = Dispatch::new(1);
-        assert_eq!(d.push('p', 1), Some(1));
-        assert_eq!(d.push('p', 2), None);
-        assert_eq!(d.push('p', 3), None);
+        for i in 1..=3 {
+            d.push('p', i);
+        }
+        assert_eq!(d.next_batch(1, 100, unit), Some(('p', vec![1])));
         assert_eq!(d.forget('p'), vec![2, 3]);
-        assert_eq!(d.push('p', 4), Some(4), "a fresh lane after forgetting");
+        d.finished('p');
+        d.push('p', 4);
+        assert_eq!(
+            d.next_batch(1, 100, unit),
+            Some(('p', vec![4])),
+            "a fresh lane"
+        );
     }
 }

@@ -94,12 +94,16 @@ pub enum PointerEvent {
         /// gossipsub's error.
         error: PublishError,
     },
-    /// An `Ask` we sent failed.
+    /// An `Ask` we sent failed. Nothing was learnt for its keys from this
+    /// peer; their catch-ups and `get`s count the peer as not answering.
     FetchFailed {
         /// The peer we asked.
         peer: PeerId,
-        /// The key we asked for.
-        key: String,
+        /// The keys the `Ask` carried (several when a catch-up packed them
+        /// into one; see [`ConfigBuilder::max_keys_per_ask`]).
+        ///
+        /// [`ConfigBuilder::max_keys_per_ask`]: crate::ConfigBuilder::max_keys_per_ask
+        keys: Vec<String>,
         /// What went wrong.
         error: FetchError,
     },

@@ -1,6 +1,6 @@
 //! The per-connection handler of `/pointer/fetch/0.0.1`.
 //!
-//! One `Ask` and one `Answer` per stream. Both directions run as futures in
+//! One `Ask` and one `Answer` per stream (an `Ask` may carry many keys). Both directions run as futures in
 //! bounded sets with a timeout (`futures_bounded`, as identify and
 //! request-response do), so a peer can neither pile up streams nor hold one
 //! open forever. Inbound asks are passed to the behaviour, which answers
@@ -55,19 +55,19 @@ pub struct FetchLimits {
 /// A command from the behaviour.
 #[derive(Debug)]
 pub enum HandlerIn {
-    /// Ask the remote for `key`. The result comes back as
+    /// Ask the remote for `keys`, in one `Ask`. The result comes back as
     /// [`HandlerOut::Answered`] with the same `id`, which must be unique
     /// among this connection's asks in flight.
-    Ask { id: u64, key: String },
+    Ask { id: u64, keys: Vec<String> },
 }
 
 /// An event for the behaviour.
 #[derive(Debug)]
 pub enum HandlerOut {
-    /// The remote asked for `key`. Send the answer on `reply`; dropping
-    /// `reply` closes the stream without an answer.
+    /// The remote asked for `keys`, in this order. Send the answer on
+    /// `reply`; dropping `reply` closes the stream without an answer.
     InboundAsk {
-        key: String,
+        keys: Vec<String>,
         reply: oneshot::Sender<Answer>,
     },
     /// The outcome of [`HandlerIn::Ask`] `id`.
@@ -83,13 +83,13 @@ pub enum HandlerOut {
 #[derive(Debug)]
 pub struct OutboundAsk {
     id: u64,
-    key: String,
+    keys: Vec<String>,
     /// The whole exchange must end by then, negotiation included.
     deadline: Instant,
 }
 
 /// A decoded inbound `Ask` travelling from its stream future to `poll`.
-type InboundAsk = (String, oneshot::Sender<Answer>);
+type InboundAsk = (Vec<String>, oneshot::Sender<Answer>);
 
 /// The fetch [`ConnectionHandler`]: bounded, timed ask/answer streams.
 pub struct Handler {
@@ -134,7 +134,7 @@ impl Handler {
         self.pending.len() + self.negotiating + self.outbound.len()
     }
 
-    fn on_ask(&mut self, id: u64, key: String) {
+    fn on_ask(&mut self, id: u64, keys: Vec<String>) {
         let limit = self.limits.max_outbound_streams;
         if self.outbound_in_flight() >= limit {
             let result = Err(FetchError::TooManyRequests { limit });
@@ -142,7 +142,7 @@ impl Handler {
             return;
         }
         let deadline = Instant::now() + self.limits.timeout;
-        self.pending.push_back(OutboundAsk { id, key, deadline });
+        self.pending.push_back(OutboundAsk { id, keys, deadline });
     }
 
     fn on_inbound_stream(&mut self, stream: Stream) {
@@ -158,7 +158,7 @@ impl Handler {
 
     fn on_outbound_stream(&mut self, stream: Stream, ask: OutboundAsk) {
         self.negotiating = self.negotiating.saturating_sub(1);
-        let exchange = protocol::ask(stream, ask.key, self.limits.max_message_size);
+        let exchange = protocol::ask(stream, ask.keys, self.limits.max_message_size);
         match self
             .outbound
             .try_push(ask.id, within(ask.deadline, exchange))
@@ -218,9 +218,9 @@ async fn serve(
     max_message_size: usize,
     mut asks: mpsc::Sender<InboundAsk>,
 ) -> Result<(), InboundError> {
-    let (key, responder) = protocol::read_ask(stream, max_message_size).await?;
+    let (keys, responder) = protocol::read_ask(stream, max_message_size).await?;
     let (reply, answer) = oneshot::channel();
-    if asks.send((key, reply)).await.is_err() {
+    if asks.send((keys, reply)).await.is_err() {
         // Only the handler holds the receiver: it is gone, and so is the
         // connection this stream belongs to.
         return Ok(());
@@ -263,7 +263,7 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         match event {
-            HandlerIn::Ask { id, key } => self.on_ask(id, key),
+            HandlerIn::Ask { id, keys } => self.on_ask(id, keys),
         }
     }
 
@@ -279,8 +279,8 @@ impl ConnectionHandler for Handler {
             let protocol = self.stream_request(ask);
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { protocol });
         }
-        if let Poll::Ready(Some((key, reply))) = self.asks_rx.poll_next_unpin(cx) {
-            let event = HandlerOut::InboundAsk { key, reply };
+        if let Poll::Ready(Some((keys, reply))) = self.asks_rx.poll_next_unpin(cx) {
+            let event = HandlerOut::InboundAsk { keys, reply };
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
         if let Poll::Ready((id, result)) = self.outbound.poll_unpin(cx) {
@@ -344,7 +344,7 @@ mod tests {
         assert!(!handler.connection_keep_alive());
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            key: "k".into(),
+            keys: vec!["k".into()],
         });
         assert!(handler.connection_keep_alive(), "queued ask");
         let requested = poll(&mut handler);
@@ -361,11 +361,11 @@ mod tests {
         let mut handler = Handler::new(limits(1));
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            key: "a".into(),
+            keys: vec!["a".into()],
         });
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 2,
-            key: "b".into(),
+            keys: vec!["b".into()],
         });
         let refused = poll(&mut handler);
         assert!(matches!(

@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod accept;
+mod batch;
 mod behaviour;
 pub mod config;
 mod dispatch;

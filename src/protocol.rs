@@ -13,7 +13,7 @@ use libp2p::{Stream, StreamProtocol};
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite};
 use quick_protobuf_codec::Codec;
 
-use crate::proto::pointer::{Answer, Ask, Operate};
+use crate::proto::pointer::{Answer, Ask, Entry, Operate};
 
 /// Protocol id of the fetch protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1");
@@ -92,14 +92,15 @@ pub(crate) struct Responder {
     max_message_size: usize,
 }
 
-/// Sends one `Ask` for `key` on a fresh outbound stream and reads the `Answer`.
+/// Sends one `Ask` for `keys` on a fresh outbound stream and reads the
+/// `Answer` (see `batch` for how several keys share one exchange).
 pub(crate) async fn ask(
     stream: Stream,
-    key: String,
+    keys: Vec<String>,
     max_message_size: usize,
 ) -> Result<Answer, FetchError> {
     let fail = |e| FetchError::from_failure(e, max_message_size);
-    let ask = Ask { key };
+    let ask = ask_for(keys);
     check_size(&ask, max_message_size).map_err(fail)?;
     let mut framed = Framed::new(stream, Codec::<Ask, SafeAnswer>::new(max_message_size));
     framed.send(ask).await.map_err(|e| fail(e.into()))?;
@@ -112,15 +113,16 @@ pub(crate) async fn ask(
     }
 }
 
-/// Reads the one `Ask` of an inbound stream; answer it through the [`Responder`].
+/// Reads the one `Ask` of an inbound stream: the keys it asks for, in
+/// order. Answer it through the [`Responder`].
 pub(crate) async fn read_ask(
     stream: Stream,
     max_message_size: usize,
-) -> Result<(String, Responder), InboundError> {
+) -> Result<(Vec<String>, Responder), InboundError> {
     let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(max_message_size));
     match framed.next().await {
-        Some(Ok(Ask { key })) => Ok((
-            key,
+        Some(Ok(ask)) => Ok((
+            asked_keys(ask),
             Responder {
                 framed,
                 max_message_size,
@@ -152,6 +154,26 @@ pub(crate) async fn decline(mut responder: Responder) -> Result<(), InboundError
     let limit = responder.max_message_size;
     let closed = responder.framed.close().await;
     closed.map_err(|e| InboundError::from_failure(e.into(), limit))
+}
+
+/// The `Ask` for `keys`: the first in `key`, as the original schema has it,
+/// the rest in the `more` extension. An empty list asks for the empty key.
+fn ask_for(mut keys: Vec<String>) -> Ask {
+    let more = if keys.is_empty() {
+        Vec::new()
+    } else {
+        keys.split_off(1)
+    };
+    let key = keys.pop().unwrap_or_default();
+    Ask { key, more }
+}
+
+/// The keys an `Ask` asks for, in the order they are to be answered.
+fn asked_keys(ask: Ask) -> Vec<String> {
+    let mut keys = Vec::with_capacity(1 + ask.more.len());
+    keys.push(ask.key);
+    keys.extend(ask.more);
+    keys
 }
 
 /// Refuses to send what the peer would refuse to read.
@@ -225,7 +247,8 @@ impl InboundError {
 /// `BytesReader::read_unknown` computes `end - start` with `start > end` and
 /// panics on overflow (debug builds) or reads garbage. Here the nested bytes
 /// are cut out first and decoded as a top-level message, which quick-protobuf
-/// bounds correctly. The wire format is unchanged.
+/// bounds correctly; the same goes for each `Entry` of `Answer.more` and
+/// the `Operate` inside it. The wire format is unchanged.
 struct SafeAnswer(Answer);
 
 impl<'a> MessageRead<'a> for SafeAnswer {
@@ -234,7 +257,10 @@ impl<'a> MessageRead<'a> for SafeAnswer {
         while !r.is_eof() {
             match r.next_tag(bytes)? {
                 8 => answer.status = r.read_enum(bytes)?,
-                18 => answer.op = Some(decode_operate(r.read_bytes(bytes)?)?),
+                18 => answer.op = Some(decode_nested::<Operate>(r.read_bytes(bytes)?)?),
+                26 => answer
+                    .more
+                    .push(decode_nested::<SafeEntry>(r.read_bytes(bytes)?)?.0),
                 tag => r.read_unknown(bytes, tag)?,
             }
         }
@@ -242,8 +268,27 @@ impl<'a> MessageRead<'a> for SafeAnswer {
     }
 }
 
-fn decode_operate(bytes: &[u8]) -> quick_protobuf::Result<Operate> {
-    Operate::from_reader(&mut BytesReader::from_bytes(bytes), bytes)
+/// One `Entry` of `Answer.more`, read the way [`SafeAnswer`] is.
+struct SafeEntry(Entry);
+
+impl<'a> MessageRead<'a> for SafeEntry {
+    fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
+        let mut entry = Entry::default();
+        while !r.is_eof() {
+            match r.next_tag(bytes)? {
+                8 => entry.status = r.read_enum(bytes)?,
+                18 => entry.op = Some(decode_nested::<Operate>(r.read_bytes(bytes)?)?),
+                tag => r.read_unknown(bytes, tag)?,
+            }
+        }
+        Ok(Self(entry))
+    }
+}
+
+/// Decodes nested message bytes, already cut to their own length, as a
+/// top-level message.
+fn decode_nested<'a, M: MessageRead<'a>>(bytes: &'a [u8]) -> quick_protobuf::Result<M> {
+    M::from_reader(&mut BytesReader::from_bytes(bytes), bytes)
 }
 
 #[cfg(test)]
@@ -273,6 +318,22 @@ mod tests {
                 author: vec![1; 32],
                 round: 0,
             }),
+            more: vec![
+                Entry {
+                    status: Status::NotExist,
+                    op: None,
+                },
+                Entry {
+                    status: Status::Ok_pb,
+                    op: Some(Operate {
+                        op: Operations::Del,
+                        sign: "t".into(),
+                        time: 8,
+                        author: vec![2; 32],
+                        ..Operate::default()
+                    }),
+                },
+            ],
         };
         let mut frame = BytesMut::new();
         Codec::<Answer, Ask>::new(1024)
@@ -282,12 +343,35 @@ mod tests {
     }
 
     #[test]
+    fn ask_carries_its_keys_in_order() {
+        let keys: Vec<String> = (0..5).map(|i| format!("key-{i}")).collect();
+        assert_eq!(asked_keys(ask_for(keys.clone())), keys);
+        let single = ask_for(vec!["k".into()]);
+        assert_eq!(single.key, "k");
+        assert!(single.more.is_empty(), "one key is the original Ask");
+        assert_eq!(asked_keys(ask_for(Vec::new())), vec![String::new()]);
+    }
+
+    #[test]
     fn nested_overrun_is_malformed_not_a_panic() {
         // Answer.op claims 1 byte; inside, a string tag whose length byte lies
         // past the nested end, then an unknown fixed64 field.
         let body = [0x12, 0x01, 0x12, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
         let mut frame = vec![body.len() as u8];
         frame.extend_from_slice(&body);
+        assert!(matches!(
+            decode_answer(&frame, 64),
+            Err(Failure::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn nested_overrun_inside_an_entry_is_malformed_not_a_panic() {
+        // Answer.more[0] holds an Entry whose op claims 1 byte and hides the
+        // same overrun as above inside it.
+        let entry = [0x12, 0x01, 0x12, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+        let body = [&[0x1a, entry.len() as u8][..], &entry].concat();
+        let frame = [vec![body.len() as u8], body].concat();
         assert!(matches!(
             decode_answer(&frame, 64),
             Err(Failure::Malformed(_))
@@ -323,7 +407,9 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_frames_never_panic(
-            head in prop::sample::select(vec![vec![], vec![0x12, 0x01], vec![0x12, 0x03]]),
+            head in prop::sample::select(vec![
+                vec![], vec![0x12, 0x01], vec![0x12, 0x03], vec![0x1a, 0x02, 0x12], vec![0x1a, 0x05],
+            ]),
             tail in prop::collection::vec(any::<u8>(), 0..80),
         ) {
             let body = [head, tail].concat();

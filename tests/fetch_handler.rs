@@ -30,7 +30,7 @@ use libp2p::{
 use libp2p_swarm_test::SwarmExt as _;
 
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
-use proto::pointer::{Answer, Operate, Operations, Status};
+use proto::pointer::{Answer, Entry, Operate, Operations, Status};
 use protocol::{FetchError, InboundError, PROTOCOL};
 
 /// Upper bound for any test; a hang fails instead of blocking CI.
@@ -65,7 +65,7 @@ enum FetchEvent {
         result: Result<Answer, FetchError>,
     },
     Served {
-        key: String,
+        keys: Vec<String>,
     },
     InboundFailed {
         error: InboundError,
@@ -95,11 +95,15 @@ impl Fetch {
     }
 
     fn ask(&mut self, peer_id: PeerId, key: &str) -> u64 {
+        self.ask_many(peer_id, &[key])
+    }
+
+    fn ask_many(&mut self, peer_id: PeerId, keys: &[&str]) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         let event = HandlerIn::Ask {
             id,
-            key: key.to_owned(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
         };
         let handler = NotifyHandler::Any;
         self.actions.push_back(ToSwarm::NotifyHandler {
@@ -110,18 +114,25 @@ impl Fetch {
         id
     }
 
-    fn on_inbound_ask(&mut self, key: String, reply: oneshot::Sender<Answer>) {
+    /// Answers every asked key, in order.
+    fn on_inbound_ask(&mut self, keys: Vec<String>, reply: oneshot::Sender<Answer>) {
         match self.mode {
             Mode::Answer => {
-                let answer = match self.store.get(&key) {
-                    Some(op) => Answer {
+                let mut entries = keys.iter().map(|key| match self.store.get(key) {
+                    Some(op) => Entry {
                         status: Status::Ok_pb,
                         op: Some(op.clone()),
                     },
-                    None => Answer {
+                    None => Entry {
                         status: Status::NotExist,
                         op: None,
                     },
+                });
+                let first = entries.next().expect("an ask has a key");
+                let answer = Answer {
+                    status: first.status,
+                    op: first.op,
+                    more: entries.collect(),
                 };
                 let _ = reply.send(answer);
             }
@@ -129,7 +140,7 @@ impl Fetch {
             Mode::Decline => drop(reply),
         }
         self.actions
-            .push_back(ToSwarm::GenerateEvent(FetchEvent::Served { key }));
+            .push_back(ToSwarm::GenerateEvent(FetchEvent::Served { keys }));
     }
 }
 
@@ -167,7 +178,7 @@ impl NetworkBehaviour for Fetch {
         event: THandlerOutEvent<Self>,
     ) {
         let event = match event {
-            HandlerOut::InboundAsk { key, reply } => return self.on_inbound_ask(key, reply),
+            HandlerOut::InboundAsk { keys, reply } => return self.on_inbound_ask(keys, reply),
             HandlerOut::Answered { id, result } => FetchEvent::Answered { id, result },
             HandlerOut::InboundFailed { error } => FetchEvent::InboundFailed { error },
         };
@@ -379,11 +390,40 @@ async fn round_trip_ok_and_not_exist() {
             answer,
             Answer {
                 status: Status::NotExist,
-                op: None
+                op: None,
+                more: Vec::new(),
             }
         );
 
-        let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { key } if key == "k");
+        let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { keys } if keys == &["k"]);
+        pair.wait(Side::B, served).await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn many_keys_travel_in_one_ask_and_are_answered_in_order() {
+    bounded(async {
+        let mut b = Fetch::new(limits(), Mode::Answer);
+        b.store.insert("one".into(), record("1"));
+        b.store.insert("three".into(), record("3"));
+        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let peer = pair.b_id();
+
+        let id = pair.fetch_a().ask_many(peer, &["one", "two", "three"]);
+        let answer = pair.answer_to(id).await.expect("answer");
+        assert_eq!(answer.op, Some(record("1")));
+        let more: Vec<_> = answer
+            .more
+            .iter()
+            .map(|e| (e.status, e.op.clone()))
+            .collect();
+        assert_eq!(
+            more,
+            vec![(Status::NotExist, None), (Status::Ok_pb, Some(record("3")))]
+        );
+        let all = ["one", "two", "three"];
+        let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { keys } if keys == &all);
         pair.wait(Side::B, served).await;
     })
     .await

@@ -7,7 +7,7 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::SigningKey;
-use pointer::proto::pointer::{Answer, Ask, Status};
+use pointer::proto::pointer::{Answer, Ask, Entry, Status};
 use pointer::{wire, Author, Op, Record};
 use quick_protobuf::{MessageWrite, Writer};
 use sha2::{Digest, Sha256};
@@ -134,6 +134,15 @@ fn signed(v: &Vector) -> Record {
 }
 
 /// A message with its unsigned-varint length prefix, as on the fetch stream.
+/// A message's protobuf bytes, without the length prefix.
+fn body(message: &impl MessageWrite) -> Vec<u8> {
+    let mut out = Vec::new();
+    message
+        .write_message(&mut Writer::new(&mut out))
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
 fn frame(message: &impl MessageWrite) -> Vec<u8> {
     let mut out = Vec::new();
     Writer::new(&mut out)
@@ -236,11 +245,13 @@ fn fetch_frames() {
     let v = &VECTORS[0];
     let ask = Ask {
         key: v.key.to_owned(),
+        more: Vec::new(),
     };
     assert_eq!(hex(&frame(&ask)), ASK_FRAME_HEX);
     let found = Answer {
         status: Status::Ok_pb,
         op: Some(wire::to_operate(&signed(v))),
+        more: Vec::new(),
     };
     assert_eq!(hex(&frame(&found)), ANSWER_OK_FRAME_HEX);
     // The Answer's `op` field is the vector's Operate bytes, verbatim.
@@ -248,6 +259,57 @@ fn fetch_frames() {
     let missing = Answer {
         status: Status::NotExist,
         op: None,
+        more: Vec::new(),
     };
     assert_eq!(hex(&frame(&missing)), ANSWER_NOT_EXIST_FRAME_HEX);
+}
+
+/// The batch extension (spec §13): further keys follow the first as field
+/// 2 of `Ask`, their answers as field 3 of `Answer`, each an `Entry` with
+/// the fields of `Answer`. A single-key exchange is byte for byte the
+/// original one.
+#[test]
+fn batched_fetch_frames_extend_the_single_ones() {
+    let (v, w) = (&VECTORS[0], &VECTORS[1]);
+    let single = body(&Ask {
+        key: v.key.to_owned(),
+        more: Vec::new(),
+    });
+    let batched = body(&Ask {
+        key: v.key.to_owned(),
+        more: vec![w.key.to_owned()],
+    });
+    let field = [&[0x12, w.key.len() as u8][..], w.key.as_bytes()].concat();
+    assert_eq!(batched, [single, field].concat());
+
+    let operate = wire::to_operate(&signed(v));
+    let first = Answer {
+        status: Status::Ok_pb,
+        op: Some(operate.clone()),
+        more: Vec::new(),
+    };
+    let entry = Entry {
+        status: Status::Ok_pb,
+        op: Some(operate),
+    };
+    let with_more = Answer {
+        more: vec![
+            entry.clone(),
+            Entry {
+                status: Status::NotExist,
+                op: None,
+            },
+        ],
+        ..first.clone()
+    };
+    // An Entry encodes exactly like an Answer with the same two fields.
+    let entry_bytes = body(&entry);
+    assert_eq!(entry_bytes, body(&first));
+    let len = entry_bytes.len();
+    assert!((128..16_384).contains(&len), "a two-byte length here");
+    let mut expected = body(&first);
+    expected.extend([0x1a, (len as u8 & 0x7f) | 0x80, (len >> 7) as u8]);
+    expected.extend(&entry_bytes);
+    expected.extend([0x1a, 0x02, 0x08, 0x01]);
+    assert_eq!(body(&with_more), expected);
 }

@@ -100,8 +100,10 @@ impl<S: RecordStore + 'static> Node<S> {
             },
             // A peer that left mid-answer, or one with an older protocol:
             // the catch-up asks others; worth a log line, not an answer.
-            PointerEvent::FetchFailed { peer, key, error } => {
-                return tracing::info!(%peer, %key, "fetch failed: {error}")
+            PointerEvent::FetchFailed { peer, keys, error } => {
+                let first = keys.first().map(String::as_str).unwrap_or_default();
+                let keys = keys.len();
+                return tracing::info!(%peer, %first, keys, "fetch failed: {error}");
             }
             PointerEvent::InboundFetchFailed { peer, error } => {
                 return tracing::info!(%peer, "inbound fetch failed: {error}")

@@ -1,0 +1,293 @@
+//! Many keys in one `Ask` (spec §13, batch extension), against raw peers
+//! that speak `/pointer/fetch/0.0.1` by hand: a node that follows many keys
+//! at once asks for them in a few full `Ask`s, copes with a peer that
+//! answers one key per `Ask` (as the original schema does), refuses an
+//! answer with more entries than keys, and answers a batch within its own
+//! limits.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use asynchronous_codec::Framed;
+use common::*;
+use ed25519_dalek::SigningKey;
+use futures::{SinkExt as _, StreamExt as _};
+use libp2p::{PeerId, Stream, Swarm};
+use libp2p_swarm_test::SwarmExt;
+use pointer::proto::pointer::{Answer, Ask, Entry, Operate, Status};
+use pointer::protocol::{FetchError, PROTOCOL};
+use pointer::{wire, Op, PointerEvent, Record};
+use quick_protobuf_codec::Codec;
+
+/// How the raw peer answers an `Ask`.
+#[derive(Clone, Copy, PartialEq)]
+enum Answers {
+    /// Every asked key, in order.
+    All,
+    /// The first key only, as a peer that knows only the original schema.
+    FirstOnly,
+    /// One entry more than there were keys.
+    TooMany,
+}
+
+/// The keys of every `Ask` the raw peer received, in arrival order.
+type Asks = Arc<Mutex<Vec<Vec<String>>>>;
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH);
+    i64::try_from(since.expect("clock after 1970").as_millis()).expect("ms fit")
+}
+
+fn operates(keys: &[String]) -> HashMap<String, Operate> {
+    let signer = SigningKey::from_bytes(&[9; 32]);
+    keys.iter()
+        .map(|k| {
+            let record = Record::sign(k, Op::Mut, &format!("value of {k}"), now_ms(), &signer);
+            (k.clone(), wire::to_operate(&record))
+        })
+        .collect()
+}
+
+fn entry(records: &HashMap<String, Operate>, key: &str) -> Entry {
+    match records.get(key) {
+        Some(op) => Entry {
+            status: Status::Ok_pb,
+            op: Some(op.clone()),
+        },
+        None => Entry {
+            status: Status::NotExist,
+            op: None,
+        },
+    }
+}
+
+/// Answers one fetch stream the way `mode` says.
+async fn answer(stream: Stream, records: &HashMap<String, Operate>, mode: Answers, asks: &Asks) {
+    let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
+    let Some(Ok(ask)) = framed.next().await else {
+        return;
+    };
+    let keys: Vec<String> = std::iter::once(ask.key).chain(ask.more).collect();
+    asks.lock().expect("not poisoned").push(keys.clone());
+    let first = entry(records, &keys[0]);
+    let more = match mode {
+        Answers::All => keys[1..].iter().map(|k| entry(records, k)).collect(),
+        Answers::FirstOnly => Vec::new(),
+        Answers::TooMany => keys.iter().map(|k| entry(records, k)).collect(),
+    };
+    let reply = Answer {
+        status: first.status,
+        op: first.op,
+        more,
+    };
+    let _ = framed.send(reply).await;
+    let _ = framed.close().await;
+}
+
+/// A raw peer holding a record for each of `keys`, connected to `node`,
+/// serving fetch streams in the background. Returns its id and its log.
+///
+/// libp2p-stream drops inbound streams that arrive while the previous one
+/// is still being handed over, so the node under test must ask it one
+/// stream at a time ([`asking_one_at_a_time`]).
+async fn raw_peer(node: &mut Node, keys: &[String], mode: Answers) -> (PeerId, Asks) {
+    let mut peer = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    peer.connect(node).await;
+    let id = *peer.local_peer_id();
+    let mut incoming = peer
+        .behaviour()
+        .new_control()
+        .accept(PROTOCOL)
+        .expect("first to accept the protocol");
+    tokio::spawn(peer.loop_on_next());
+    let records = Arc::new(operates(keys));
+    let asks = Asks::default();
+    let log = asks.clone();
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            let (records, asks) = (records.clone(), asks.clone());
+            tokio::spawn(async move { answer(stream, &records, mode, &asks).await });
+        }
+    });
+    (id, log)
+}
+
+/// The node under test: at most one `Ask` in flight per peer.
+fn asking_one_at_a_time() -> pointer::ConfigBuilder {
+    test_config().max_outbound_fetch_streams(1)
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("key-{i}")).collect()
+}
+
+/// Node follows every key, then runs until it holds them all.
+async fn follow_all_and_catch_up(node: Node, keys: &[String]) -> Node {
+    let mut nodes = vec![node];
+    for key in keys {
+        nodes[0].behaviour_mut().subscribe(key).expect("valid key");
+    }
+    until(&mut nodes, "every key is caught up", |n| {
+        keys.iter().all(|k| n[0].behaviour().value(k).is_some())
+    })
+    .await;
+    nodes.pop().expect("one node")
+}
+
+fn logged(asks: &Asks) -> Vec<Vec<String>> {
+    asks.lock().expect("not poisoned").clone()
+}
+
+#[tokio::test]
+async fn following_many_keys_asks_for_them_in_a_few_full_asks() {
+    let keys = keys(600);
+    let mut node = node_with(|| asking_one_at_a_time().build()).await;
+    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
+    follow_all_and_catch_up(node, &keys).await;
+    let asks = logged(&asks);
+    let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
+    // 600 keys at 256 per Ask (the default): three streams, not 600.
+    assert_eq!(sizes, vec![256, 256, 88], "keys per Ask");
+    assert_eq!(asks.concat(), keys, "each key asked once, in order");
+}
+
+#[tokio::test]
+async fn max_keys_per_ask_bounds_every_ask() {
+    let keys = keys(50);
+    let mut node = node_with(|| asking_one_at_a_time().max_keys_per_ask(8).build()).await;
+    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
+    follow_all_and_catch_up(node, &keys).await;
+    let sizes: Vec<usize> = logged(&asks).iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![8, 8, 8, 8, 8, 8, 2]);
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_one_key_per_ask_is_asked_again_for_the_rest() {
+    let keys = keys(40);
+    let mut node = node_with(|| asking_one_at_a_time().build()).await;
+    let (_, asks) = raw_peer(&mut node, &keys, Answers::FirstOnly).await;
+    follow_all_and_catch_up(node, &keys).await;
+    let asks = logged(&asks);
+    // Each Ask carries what is still missing, oldest first.
+    assert_eq!(asks.len(), 40);
+    for (i, ask) in asks.iter().enumerate() {
+        assert_eq!(ask[..], keys[i..], "ask {i}");
+    }
+}
+
+#[tokio::test]
+async fn an_answer_with_more_entries_than_keys_is_refused_whole() {
+    let keys = keys(3);
+    let mut nodes = vec![node_with(|| asking_one_at_a_time().build()).await];
+    let (peer, _) = raw_peer(&mut nodes[0], &keys, Answers::TooMany).await;
+    for key in &keys {
+        nodes[0].behaviour_mut().subscribe(key).expect("valid key");
+    }
+    let failed = wait_for(&mut nodes, "the broken answer", |_, e| match e {
+        PointerEvent::FetchFailed {
+            peer: from,
+            keys,
+            error: FetchError::Malformed(_),
+        } if *from == peer => Some(keys.clone()),
+        _ => None,
+    })
+    .await
+    .1;
+    assert_eq!(failed, keys);
+    for key in &keys {
+        assert_eq!(
+            nodes[0].behaviour().record(key),
+            None,
+            "{key}: nothing stored"
+        );
+    }
+}
+
+/// Sends one `Ask` for `keys` to `server` over a raw stream.
+async fn ask_raw(control: &mut libp2p_stream::Control, server: PeerId, keys: &[String]) -> Answer {
+    let stream = control.open_stream(server, PROTOCOL).await.expect("opens");
+    let mut framed = Framed::new(stream, Codec::<Ask, Answer>::new(1 << 20));
+    let ask = Ask {
+        key: keys[0].clone(),
+        more: keys[1..].to_vec(),
+    };
+    framed.send(ask).await.expect("ask sent");
+    framed.close().await.expect("half-close");
+    framed
+        .next()
+        .await
+        .expect("an answer")
+        .expect("well-formed")
+}
+
+/// A served node holding `keys` (values of `value_len` bytes), a raw
+/// asker connected to it, and the asker's stream control.
+async fn served(
+    config: impl FnOnce() -> pointer::Config + Send,
+    keys: &[String],
+    value_len: usize,
+) -> (libp2p_stream::Control, PeerId) {
+    let mut server = node_with(config).await;
+    for key in keys {
+        let value = format!("{key}:{}", "x".repeat(value_len));
+        server.behaviour_mut().put(key, &value).expect("put");
+    }
+    let mut asker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+    asker.connect(&mut server).await;
+    let control = asker.behaviour().new_control();
+    let id = *server.local_peer_id();
+    tokio::spawn(asker.loop_on_next());
+    tokio::spawn(server.loop_on_next());
+    (control, id)
+}
+
+#[tokio::test]
+async fn a_node_answers_a_batch_in_order_up_to_its_key_limit() {
+    let keys = keys(20);
+    let (mut control, server) = served(
+        || test_config().max_keys_per_ask(5).build(),
+        &keys[..10],
+        10,
+    )
+    .await;
+    let answer = ask_raw(&mut control, server, &keys[5..15]).await;
+    // Keys 5..15 asked; 5..10 held, 10..15 not: five entries at most.
+    let entries: Vec<Entry> = std::iter::once(Entry {
+        status: answer.status,
+        op: answer.op,
+    })
+    .chain(answer.more)
+    .collect();
+    assert_eq!(entries.len(), 5, "capped at max_keys_per_ask");
+    assert!(entries.iter().all(|e| e.status == Status::Ok_pb));
+    for (entry, key) in entries.iter().zip(&keys[5..]) {
+        let op = entry.op.clone().expect("a record");
+        let record = wire::from_operate(key, op).expect("well-formed");
+        assert!(
+            record.verify(),
+            "{key}: the record of the key asked, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_answers_a_batch_within_its_message_limit() {
+    let keys = keys(10);
+    let limit = 2048;
+    let config = move || {
+        test_config()
+            .max_message_bytes(limit)
+            .max_value_bytes(1024)
+            .build()
+    };
+    let (mut control, server) = served(config, &keys, 500).await;
+    let answer = ask_raw(&mut control, server, &keys).await;
+    let size = quick_protobuf::MessageWrite::get_size(&answer);
+    // Records of ~650 bytes each: the answer stops before the limit
+    // (plus the 16 bytes an Answer may add around one record).
+    assert!(size <= limit + 16, "answer of {size} bytes");
+    assert_eq!(1 + answer.more.len(), 3, "as many as fit");
+}
