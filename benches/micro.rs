@@ -75,6 +75,21 @@ fn crypto(c: &mut Criterion) {
     c.bench_function("record/verify", |b| {
         b.iter(|| assert!(black_box(&f.record).verify()))
     });
+    // The parts of a verify: decompressing the author's public key, and
+    // the signature check proper with the key at hand.
+    let author = *f.record.author().as_bytes();
+    c.bench_function("record/verify_parts/decompress_author", |b| {
+        b.iter(|| ed25519_dalek::VerifyingKey::from_bytes(black_box(&author)).expect("valid"))
+    });
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&author).expect("valid");
+    let bytes = f.record.signed_bytes();
+    let signature = ed25519_dalek::Signature::from_bytes(f.record.signature().as_bytes());
+    c.bench_function("record/verify_parts/verify_strict", |b| {
+        b.iter(|| {
+            key.verify_strict(black_box(&bytes), black_box(&signature))
+                .expect("valid")
+        })
+    });
 }
 
 fn accept(c: &mut Criterion) {

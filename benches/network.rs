@@ -732,6 +732,50 @@ impl Net {
         idx
     }
 
+    /// Like [`Net::add`], but the node, its connections included, runs on
+    /// a thread of its own (a current-thread runtime), so its work is
+    /// measurable as that thread's CPU time ([`thread_cpu`]).
+    async fn add_on_own_thread(&mut self, keypair: Keypair) -> usize {
+        let idx = self.nodes.len();
+        let obs = self.obs_tx.clone();
+        let (node_tx, node_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let store = MemoryStore::new();
+                let republish = Duration::from_secs(3600);
+                let node = start_node(idx, keypair, republish, store, Vec::new(), obs).await;
+                let Node {
+                    peer,
+                    addr,
+                    jobs,
+                    wire,
+                    task,
+                } = node;
+                let _ = node_tx.send((peer, addr, jobs, wire));
+                let _ = task.await;
+                let _ = done_tx.send(());
+            });
+        });
+        let (peer, addr, jobs, wire) = node_rx.await.expect("node thread starts");
+        let task = tokio::spawn(async move {
+            let _ = done_rx.await;
+        });
+        self.nodes.push(Node {
+            peer,
+            addr,
+            jobs,
+            wire,
+            task,
+        });
+        self.neighbours.push(HashSet::new());
+        idx
+    }
+
     /// `a` dials `b`.
     async fn link(&mut self, a: usize, b: usize) {
         if a == b || self.neighbours[a].contains(&b) {
@@ -2060,22 +2104,10 @@ async fn memory_alone(s: &Settings, report: &mut Report) {
 async fn throughput(s: &Settings, report: &mut Report) {
     println!("## throughput");
     let mut net = Net::new();
-    let w = net
-        .add(
-            Keypair::generate_ed25519(),
-            Duration::from_secs(3600),
-            MemoryStore::new(),
-            Vec::new(),
-        )
-        .await;
-    let r = net
-        .add(
-            Keypair::generate_ed25519(),
-            Duration::from_secs(3600),
-            MemoryStore::new(),
-            Vec::new(),
-        )
-        .await;
+    // Writer and receiver each on a thread of their own: on this 2-core
+    // machine, one core each, and the receiver's CPU time is its own.
+    let w = net.add_on_own_thread(Keypair::generate_ed25519()).await;
+    let r = net.add_on_own_thread(Keypair::generate_ed25519()).await;
     net.link(w, r).await;
     let key = OwnedKeys::key(&net.nodes[w].peer, "tp");
     if !net.until_connected(s.setup_timeout).await {
@@ -2119,7 +2151,7 @@ async fn throughput(s: &Settings, report: &mut Report) {
         );
         return;
     }
-    let before = net.nodes[r].call(|_, st| st.updates).await;
+    let (before, cpu_before) = net.nodes[r].call(|_, st| (st.updates, thread_cpu())).await;
     let (tx, rx) = oneshot::channel();
     let filler: String = std::iter::repeat_n('t', s.value_bytes.saturating_sub(16)).collect();
     let secs = s.write_secs;
@@ -2163,6 +2195,13 @@ async fn throughput(s: &Settings, report: &mut Report) {
     }
     let applied = count - before;
     let recv_secs = last_at.map_or(0.0, |at| (at - t0).as_secs_f64());
+    // The drain loop above waited half a second past the last update; the
+    // receiver idles then, so its CPU time is the work of the updates.
+    let cpu_after = net.nodes[r].call(|_, _| thread_cpu()).await;
+    let recv_cpu = cpu_before
+        .zip(cpu_after)
+        .map(|(a, b)| b.saturating_sub(a).as_secs_f64());
+    let per_core = recv_cpu.map(|cpu| applied as f64 / cpu.max(1e-9));
     let publish_failed = net.nodes[w].call(|_, st| st.publish_failed).await;
     let writer_rate = puts as f64 / elapsed.as_secs_f64().max(1e-9);
     let recv_rate = applied as f64 / recv_secs.max(1e-9);
@@ -2183,8 +2222,15 @@ async fn throughput(s: &Settings, report: &mut Report) {
         "1 key, 2 nodes",
         format!("{recv_rate:.0} updates/s applied"),
         format!(
-            "{applied} applied (signature verified) in {recv_secs:.2} s from the first put to the last applied; {:.1}% of published",
-            100.0 * applied as f64 / published.max(1) as f64
+            "{applied} applied (signature verified) in {recv_secs:.2} s from the first put to the last applied; {:.1}% of published; receiver thread CPU {}",
+            100.0 * applied as f64 / published.max(1) as f64,
+            match (recv_cpu, per_core) {
+                (Some(cpu), Some(rate)) => format!(
+                    "{cpu:.2} s = {rate:.0} updates per CPU-second ({:.1} µs each)",
+                    1e6 / rate.max(1e-9)
+                ),
+                _ => "unknown".into(),
+            }
         ),
     );
     report.section("throughput").push(json!({
@@ -2192,11 +2238,20 @@ async fn throughput(s: &Settings, report: &mut Report) {
         "publish_failed": publish_failed, "writer_puts_per_sec": writer_rate,
         "receiver_applied": applied, "receiver_secs": recv_secs,
         "receiver_applied_per_sec": recv_rate,
+        "receiver_cpu_secs": recv_cpu, "receiver_applied_per_cpu_sec": per_core,
+        "nodes_on_own_threads": true,
     }));
     net.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------
+
+/// CPU time the calling thread has used (Linux `schedstat`), if known.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
