@@ -81,6 +81,15 @@ fn crypto(c: &mut Criterion) {
     c.bench_function("record/verify_parts/decompress_author", |b| {
         b.iter(|| ed25519_dalek::VerifyingKey::from_bytes(black_box(&author)).expect("valid"))
     });
+    c.bench_function("validator/owned_keys", |b| {
+        b.iter(|| {
+            assert!(pointer::Validator::may_write(
+                &OwnedKeys,
+                black_box(f.record.key()),
+                black_box(f.record.author())
+            ))
+        })
+    });
     let key = ed25519_dalek::VerifyingKey::from_bytes(&author).expect("valid");
     let bytes = f.record.signed_bytes();
     let signature = ed25519_dalek::Signature::from_bytes(f.record.signature().as_bytes());

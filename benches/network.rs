@@ -1180,6 +1180,7 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
     // Pointer.
     net.drain();
     let w0 = net.wire();
+    let cpu0 = process_cpu();
     let t_phase = Instant::now();
     let mut pointer_lat = Latencies::default();
     for (round, &w) in writers.iter().take(s.rounds).enumerate() {
@@ -1212,11 +1213,13 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
     }
     let pointer_secs = t_phase.elapsed().as_secs_f64();
     let pointer_wire = net.wire().since(w0);
+    let pointer_cpu = cpu_per_node_update(cpu0, n, s.rounds);
 
     println!("  pointer done in {pointer_secs:.1} s");
     // Raw gossipsub: the same writers, the same bytes.
     net.drain();
     let w0 = net.wire();
+    let cpu0 = process_cpu();
     let t_phase = Instant::now();
     let mut raw_lat = Latencies::default();
     for (round, &w) in writers.iter().take(s.rounds).enumerate() {
@@ -1244,6 +1247,7 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
     }
     let raw_secs = t_phase.elapsed().as_secs_f64();
     let raw_wire = net.wire().since(w0);
+    let raw_cpu = cpu_per_node_update(cpu0, n, s.rounds);
 
     // Idle republish traffic (N in idle_ns), before kad adds connections.
     let idle = if s.runs("idle") && s.idle_ns.contains(&n) {
@@ -1381,16 +1385,22 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
             w.writes as f64 / n as f64 / rounds.max(1) as f64
         )
     };
+    let cpu_note = |cpu: Option<f64>| {
+        cpu.map_or(String::new(), |us| {
+            format!("; process CPU/node/update {us:.0} µs")
+        })
+    };
     report.row(
         "1 propagation",
         "pointer",
         &size,
         pointer_lat.cell(),
         format!(
-            "p50 ratio vs gossipsub {}; p99 ratio {}; {}",
+            "p50 ratio vs gossipsub {}; p99 ratio {}; {}{}",
             ratio.map_or("-".into(), |r| format!("{r:.2}x")),
             ratio99.map_or("-".into(), |r| format!("{r:.2}x")),
-            wire_note(pointer_wire, s.rounds)
+            wire_note(pointer_wire, s.rounds),
+            cpu_note(pointer_cpu),
         ),
     );
     report.row(
@@ -1398,7 +1408,7 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
         "raw gossipsub",
         &size,
         raw_lat.cell(),
-        wire_note(raw_wire, s.rounds),
+        format!("{}{}", wire_note(raw_wire, s.rounds), cpu_note(raw_cpu)),
     );
     let put_p50 = Latencies {
         ms: kad_put_ms.clone(),
@@ -1425,9 +1435,11 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
         "payload_bytes": payload,
         "warm_up_complete": warm_ok,
         "pointer": { "latency": pointer_lat.to_json(), "phase_secs": pointer_secs,
-            "wire": wire_json(pointer_wire, n, s.rounds) },
+            "wire": wire_json(pointer_wire, n, s.rounds),
+            "process_cpu_us_per_node_update": pointer_cpu },
         "raw_gossipsub": { "latency": raw_lat.to_json(), "phase_secs": raw_secs,
-            "wire": wire_json(raw_wire, n, s.rounds) },
+            "wire": wire_json(raw_wire, n, s.rounds),
+            "process_cpu_us_per_node_update": raw_cpu },
         "kad": { "latency": kad_lat.to_json(), "phase_secs": kad_secs,
             "put_latency": Latencies { ms: kad_put_ms, timeouts: 0 }.to_json(),
             "put_failed_quorum": kad_put_failed,
@@ -2245,6 +2257,27 @@ async fn throughput(s: &Settings, report: &mut Report) {
 }
 
 // ---------------------------------------------------------------------------
+
+/// CPU time all threads of this process have used (Linux `schedstat`).
+fn process_cpu() -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread may end between listing and reading: skip it.
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+        total += Duration::from_nanos(ns);
+    }
+    Some(total)
+}
+
+/// Process CPU since `before`, in µs per node per update.
+fn cpu_per_node_update(before: Option<Duration>, n: usize, rounds: usize) -> Option<f64> {
+    let spent = process_cpu()?.checked_sub(before?)?;
+    Some(spent.as_secs_f64() * 1e6 / (n * rounds.max(1)) as f64)
+}
 
 /// CPU time the calling thread has used (Linux `schedstat`), if known.
 fn thread_cpu() -> Option<Duration> {
