@@ -533,9 +533,10 @@ impl<S: RecordStore> Pointer<S> {
     }
 
     /// Queues one key to ask `peer` about; it goes out with the next `Ask`
-    /// to that peer (see [`Self::send_waiting`]). Catch-up asks (no query)
-    /// are not repeated while one to the same peer for the same key waits or
-    /// is in flight.
+    /// to that peer (see [`Self::send_waiting`]). A `get`'s key goes ahead
+    /// of waiting catch-ups, so a user's read is not stuck behind a bulk
+    /// catch-up. Catch-up asks (no query) are not repeated while one to the
+    /// same peer for the same key waits or is in flight.
     fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
         if !self.connections.contains_key(&peer) {
             return false;
@@ -543,8 +544,14 @@ impl<S: RecordStore> Pointer<S> {
         if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
             return false;
         }
-        let key = key.to_owned();
-        self.dispatch.push(peer, Wanted { key, query });
+        let wanted = Wanted {
+            key: key.to_owned(),
+            query,
+        };
+        match query {
+            Some(_) => self.dispatch.push_front(peer, wanted),
+            None => self.dispatch.push(peer, wanted),
+        }
         true
     }
 

@@ -44,6 +44,11 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
         self.lanes.entry(peer).or_default().waiting.push_back(item);
     }
 
+    /// Queues `item` for `peer` ahead of what already waits.
+    pub fn push_front(&mut self, peer: P, item: T) {
+        self.lanes.entry(peer).or_default().waiting.push_front(item);
+    }
+
     /// Puts `items` back at the front of `peer`'s queue, in their order:
     /// the part of a batch the peer did not answer goes out next.
     pub fn requeue(&mut self, peer: P, items: Vec<T>) {
@@ -166,6 +171,16 @@ mod tests {
         d.finished('p');
         d.requeue('p', vec![2, 3]);
         assert_eq!(d.next_batch(8, 100, unit), Some(('p', vec![2, 3, 4])));
+    }
+
+    #[test]
+    fn an_item_pushed_to_the_front_goes_out_with_the_next_batch() {
+        let mut d = Dispatch::new(1);
+        for i in 1..=4 {
+            d.push('p', i);
+        }
+        d.push_front('p', 9);
+        assert_eq!(d.next_batch(2, 100, unit), Some(('p', vec![9, 1])));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Ask, Entry, Operate, Status};
 use pointer::protocol::{FetchError, PROTOCOL};
-use pointer::{wire, Op, PointerEvent, Record};
+use pointer::{wire, GetOutcome, Op, PointerEvent, Record};
 use quick_protobuf_codec::Codec;
 
 /// How the raw peer answers an `Ask`.
@@ -152,6 +152,30 @@ async fn following_many_keys_asks_for_them_in_a_few_full_asks() {
     // 600 keys at 256 per Ask (the default): three streams, not 600.
     assert_eq!(sizes, vec![256, 256, 88], "keys per Ask");
     assert_eq!(asks.concat(), keys, "each key asked once, in order");
+}
+
+#[tokio::test]
+async fn a_get_goes_ahead_of_a_bulk_catch_up() {
+    let keys = keys(601);
+    let (bulk, wanted) = keys.split_at(600);
+    let mut nodes = vec![node_with(|| asking_one_at_a_time().build()).await];
+    let (_, asks) = raw_peer(&mut nodes[0], &keys, Answers::All).await;
+    for key in bulk {
+        nodes[0].behaviour_mut().subscribe(key).expect("valid key");
+    }
+    let id = nodes[0].behaviour_mut().get(&wanted[0]);
+    let outcome = wait_for(&mut nodes, "the get", |_, e| match e {
+        PointerEvent::GetFinished {
+            id: got, outcome, ..
+        } if *got == id => Some(outcome.clone()),
+        _ => None,
+    })
+    .await
+    .1;
+    assert!(matches!(outcome, GetOutcome::Found(_)), "{outcome:?}");
+    let first = logged(&asks).first().cloned().expect("an ask");
+    assert_eq!(first[0], wanted[0], "the get's key leads the first Ask");
+    assert_eq!(first[1..], bulk[..255], "then the catch-ups, in order");
 }
 
 #[tokio::test]
