@@ -590,24 +590,29 @@ impl<S: RecordStore> Pointer<S> {
             return;
         };
         let peer = fetch.peer;
-        self.dispatch.finished(peer);
         let asked = fetch.wanted.len();
         let entries = result.and_then(|answer| {
             batch::entries(answer, asked).map_err(|e| FetchError::Malformed(e.to_string()))
         });
         let entries = match entries {
             Ok(entries) => entries,
-            Err(error) => return self.fail(peer, fetch.wanted, error),
+            Err(error) => {
+                self.dispatch.finished(peer);
+                return self.fail(peer, fetch.wanted, error);
+            }
         };
-        // Keys past the answered ones did not fit the answer: ask again.
+        // Keys past the answered ones did not fit the answer: ask again,
+        // in batches sized by what this peer answers.
         let unanswered = fetch.wanted.split_off(entries.len());
-        for (wanted, entry) in fetch.wanted.into_iter().zip(entries) {
-            self.on_entry(peer, wanted, entry);
-        }
         if self.connections.contains_key(&peer) {
+            self.dispatch.answered(peer, asked, entries.len());
             self.dispatch.requeue(peer, unanswered);
         } else {
             self.fail(peer, unanswered, FetchError::ConnectionClosed);
+        }
+        self.dispatch.finished(peer);
+        for (wanted, entry) in fetch.wanted.into_iter().zip(entries) {
+            self.on_entry(peer, wanted, entry);
         }
     }
 
@@ -756,8 +761,8 @@ impl<S: RecordStore> Pointer<S> {
         }
         if !self.connections.contains_key(&peer) {
             self.followers.peer_gone(&peer);
-            // Fail what waited for the peer first, so that the unanswered
-            // rest of the asks failed below is not queued again.
+            // What still waited for the peer fails now; the asks in flight
+            // on this connection fail below.
             let waiting = self.dispatch.forget(peer);
             self.fail(peer, waiting, FetchError::ConnectionClosed);
         }

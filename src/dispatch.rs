@@ -4,6 +4,14 @@
 //! ten thousand keys at once therefore opens tens of streams per peer, not
 //! ten thousand, and loses none of its catch-ups to the handler's cap on
 //! streams per connection.
+//!
+//! How many keys go in one batch adapts to the peer: after an answer that
+//! left keys out (a peer that knows only the original schema answers one key
+//! per `Ask`; large records fill the message limit sooner), the next batch
+//! to that peer is only as large as that answer was, and each complete
+//! answer doubles it again, up to the configured maximum. Re-asking the
+//! rest therefore costs a constant factor, not a full batch per answered
+//! key.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -12,13 +20,16 @@ use std::hash::Hash;
 struct Lane<T> {
     in_flight: usize,
     waiting: VecDeque<T>,
+    /// Largest batch for this peer now (see the module docs).
+    batch: usize,
 }
 
-impl<T> Default for Lane<T> {
-    fn default() -> Self {
+impl<T> Lane<T> {
+    fn new() -> Self {
         Lane {
             in_flight: 0,
             waiting: VecDeque::new(),
+            batch: usize::MAX,
         }
     }
 }
@@ -41,12 +52,20 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
 
     /// Queues `item` for `peer`, behind what already waits.
     pub fn push(&mut self, peer: P, item: T) {
-        self.lanes.entry(peer).or_default().waiting.push_back(item);
+        self.lanes
+            .entry(peer)
+            .or_insert_with(Lane::new)
+            .waiting
+            .push_back(item);
     }
 
     /// Queues `item` for `peer` ahead of what already waits.
     pub fn push_front(&mut self, peer: P, item: T) {
-        self.lanes.entry(peer).or_default().waiting.push_front(item);
+        self.lanes
+            .entry(peer)
+            .or_insert_with(Lane::new)
+            .waiting
+            .push_front(item);
     }
 
     /// Puts `items` back at the front of `peer`'s queue, in their order:
@@ -55,7 +74,7 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
         if items.is_empty() {
             return;
         }
-        let lane = self.lanes.entry(peer).or_default();
+        let lane = self.lanes.entry(peer).or_insert_with(Lane::new);
         for item in items.into_iter().rev() {
             lane.waiting.push_front(item);
         }
@@ -76,6 +95,7 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
             .lanes
             .iter_mut()
             .find(|(_, lane)| lane.in_flight < limit && !lane.waiting.is_empty())?;
+        let max_items = max_items.min(lane.batch);
         let mut batch = Vec::new();
         let mut spent = 0;
         while let Some(item) = lane.waiting.front() {
@@ -88,6 +108,19 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
         }
         lane.in_flight += 1;
         Some((peer, batch))
+    }
+
+    /// A batch of `sent` items to `peer` was answered for `answered` of
+    /// them: the next batches to that peer are sized by it.
+    pub fn answered(&mut self, peer: P, sent: usize, answered: usize) {
+        let Some(lane) = self.lanes.get_mut(&peer) else {
+            return;
+        };
+        lane.batch = if answered < sent {
+            answered.max(1)
+        } else {
+            sent.saturating_mul(2)
+        };
     }
 
     /// A batch to `peer` finished (answered or failed): its slot is free.
@@ -181,6 +214,30 @@ mod tests {
         }
         d.push_front('p', 9);
         assert_eq!(d.next_batch(2, 100, unit), Some(('p', vec![9, 1])));
+    }
+
+    #[test]
+    fn batches_shrink_to_what_the_peer_answers_and_grow_back() {
+        let mut d = Dispatch::new(1);
+        for i in 1..=40 {
+            d.push('p', i);
+        }
+        let (_, first) = d.next_batch(16, 100, unit).expect("a batch");
+        assert_eq!(first.len(), 16);
+        d.answered('p', 16, 1);
+        d.finished('p');
+        d.requeue('p', first[1..].to_vec());
+        let sizes: Vec<usize> = (0..4)
+            .map(|_| {
+                let (_, batch) = d.next_batch(16, 100, unit).expect("a batch");
+                d.answered('p', batch.len(), batch.len());
+                d.finished('p');
+                batch.len()
+            })
+            .collect();
+        assert_eq!(sizes, vec![1, 2, 4, 8], "doubling after complete answers");
+        let (_, batch) = d.next_batch(16, 100, unit).expect("a batch");
+        assert_eq!(batch.len(), 16, "never past the maximum");
     }
 
     #[test]
