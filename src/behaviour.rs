@@ -596,6 +596,16 @@ impl<S: RecordStore> Pointer<S> {
         });
         let entries = match entries {
             Ok(entries) => entries,
+            // A peer with a larger message limit than ours packed more
+            // than we read: ask again, a key at a time to begin with.
+            Err(FetchError::TooLarge { .. })
+                if asked > 1 && self.connections.contains_key(&peer) =>
+            {
+                self.dispatch.answered(peer, asked, 0);
+                self.dispatch.requeue(peer, fetch.wanted);
+                self.dispatch.finished(peer);
+                return;
+            }
             Err(error) => {
                 self.dispatch.finished(peer);
                 return self.fail(peer, fetch.wanted, error);

@@ -209,6 +209,22 @@ async fn a_peer_that_answers_one_key_per_ask_is_asked_again_for_the_rest() {
 }
 
 #[tokio::test]
+async fn an_answer_over_our_message_limit_is_asked_again_in_smaller_batches() {
+    // The raw peer answers every asked key whatever the size, as a peer
+    // with a larger `max_message_bytes` would: 20 records of ~650 bytes do
+    // not fit our 4 KiB frames.
+    let keys: Vec<String> = (0..20)
+        .map(|i| format!("{i:03}{}", "k".repeat(400)))
+        .collect();
+    let config = || asking_one_at_a_time().max_message_bytes(4096).build();
+    let mut node = node_with(config).await;
+    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
+    follow_all_and_catch_up(node, &keys).await;
+    let sizes: Vec<usize> = logged(&asks).iter().map(Vec::len).collect();
+    assert!(sizes.len() > 2 && sizes[1] == 1, "asks of {sizes:?} keys");
+}
+
+#[tokio::test]
 async fn an_answer_with_more_entries_than_keys_is_refused_whole() {
     let keys = keys(3);
     let mut nodes = vec![node_with(|| asking_one_at_a_time().build()).await];
