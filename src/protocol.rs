@@ -13,7 +13,7 @@ use libp2p::{Stream, StreamProtocol};
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite};
 use quick_protobuf_codec::Codec;
 
-use crate::proto::pointer::{Answer, Ask, Entry, Operate};
+use crate::proto::pointer::{Answer, Ask, Entry, Operate, Status};
 
 /// Protocol id of the fetch protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1");
@@ -256,12 +256,10 @@ impl<'a> MessageRead<'a> for SafeAnswer {
         let mut answer = Answer::default();
         while !r.is_eof() {
             match r.next_tag(bytes)? {
-                8 => answer.status = r.read_enum(bytes)?,
-                18 => answer.op = Some(decode_nested::<Operate>(r.read_bytes(bytes)?)?),
                 26 => answer
                     .more
                     .push(decode_nested::<SafeEntry>(r.read_bytes(bytes)?)?.0),
-                tag => r.read_unknown(bytes, tag)?,
+                tag => read_entry_field(r, bytes, tag, &mut answer.status, &mut answer.op)?,
             }
         }
         Ok(Self(answer))
@@ -275,14 +273,28 @@ impl<'a> MessageRead<'a> for SafeEntry {
     fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
         let mut entry = Entry::default();
         while !r.is_eof() {
-            match r.next_tag(bytes)? {
-                8 => entry.status = r.read_enum(bytes)?,
-                18 => entry.op = Some(decode_nested::<Operate>(r.read_bytes(bytes)?)?),
-                tag => r.read_unknown(bytes, tag)?,
-            }
+            let tag = r.next_tag(bytes)?;
+            read_entry_field(r, bytes, tag, &mut entry.status, &mut entry.op)?;
         }
         Ok(Self(entry))
     }
+}
+
+/// Reads one field of the `status`/`op` pair that `Answer` and `Entry`
+/// share; unknown fields are skipped.
+fn read_entry_field(
+    r: &mut BytesReader,
+    bytes: &[u8],
+    tag: u32,
+    status: &mut Status,
+    op: &mut Option<Operate>,
+) -> quick_protobuf::Result<()> {
+    match tag {
+        8 => *status = r.read_enum(bytes)?,
+        18 => *op = Some(decode_nested::<Operate>(r.read_bytes(bytes)?)?),
+        tag => r.read_unknown(bytes, tag)?,
+    }
+    Ok(())
 }
 
 /// Decodes nested message bytes, already cut to their own length, as a

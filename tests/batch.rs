@@ -141,13 +141,24 @@ fn logged(asks: &Asks) -> Vec<Vec<String>> {
     asks.lock().expect("not poisoned").clone()
 }
 
+/// A node with `config` follows `keys`, which a raw peer answering as
+/// `mode` holds, until it holds them all. Returns the keys of every `Ask`
+/// the peer received.
+async fn catch_up_from_raw_peer(
+    keys: &[String],
+    config: impl FnOnce() -> pointer::Config + Send,
+    mode: Answers,
+) -> Vec<Vec<String>> {
+    let mut node = node_with(config).await;
+    let (_, asks) = raw_peer(&mut node, keys, mode).await;
+    follow_all_and_catch_up(node, keys).await;
+    logged(&asks)
+}
+
 #[tokio::test]
 async fn following_many_keys_asks_for_them_in_a_few_full_asks() {
     let keys = keys(600);
-    let mut node = node_with(|| asking_one_at_a_time().build()).await;
-    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
-    follow_all_and_catch_up(node, &keys).await;
-    let asks = logged(&asks);
+    let asks = catch_up_from_raw_peer(&keys, || asking_one_at_a_time().build(), Answers::All).await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     // 600 keys at 256 per Ask (the default): three streams, not 600.
     assert_eq!(sizes, vec![256, 256, 88], "keys per Ask");
@@ -181,20 +192,17 @@ async fn a_get_goes_ahead_of_a_bulk_catch_up() {
 #[tokio::test]
 async fn max_keys_per_ask_bounds_every_ask() {
     let keys = keys(50);
-    let mut node = node_with(|| asking_one_at_a_time().max_keys_per_ask(8).build()).await;
-    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
-    follow_all_and_catch_up(node, &keys).await;
-    let sizes: Vec<usize> = logged(&asks).iter().map(Vec::len).collect();
+    let config = || asking_one_at_a_time().max_keys_per_ask(8).build();
+    let asks = catch_up_from_raw_peer(&keys, config, Answers::All).await;
+    let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![8, 8, 8, 8, 8, 8, 2]);
 }
 
 #[tokio::test]
 async fn a_peer_that_answers_one_key_per_ask_is_asked_again_for_the_rest() {
     let keys = keys(40);
-    let mut node = node_with(|| asking_one_at_a_time().build()).await;
-    let (_, asks) = raw_peer(&mut node, &keys, Answers::FirstOnly).await;
-    follow_all_and_catch_up(node, &keys).await;
-    let asks = logged(&asks);
+    let config = || asking_one_at_a_time().build();
+    let asks = catch_up_from_raw_peer(&keys, config, Answers::FirstOnly).await;
     // Every Ask starts with the oldest key still missing; after the first
     // came back with one answer, the batches shrink to what the peer
     // answers instead of repeating all that is missing each time.
@@ -217,10 +225,8 @@ async fn an_answer_over_our_message_limit_is_asked_again_in_smaller_batches() {
         .map(|i| format!("{i:03}{}", "k".repeat(400)))
         .collect();
     let config = || asking_one_at_a_time().max_message_bytes(4096).build();
-    let mut node = node_with(config).await;
-    let (_, asks) = raw_peer(&mut node, &keys, Answers::All).await;
-    follow_all_and_catch_up(node, &keys).await;
-    let sizes: Vec<usize> = logged(&asks).iter().map(Vec::len).collect();
+    let asks = catch_up_from_raw_peer(&keys, config, Answers::All).await;
+    let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert!(sizes.len() > 2 && sizes[1] == 1, "asks of {sizes:?} keys");
 }
 
