@@ -91,6 +91,20 @@ pub fn judge(
     limits: &Limits,
     validator: &dyn Validator,
 ) -> Verdict {
+    judge_with(incoming, stored, now_ms, limits, validator, Record::verify)
+}
+
+/// [`judge`] with the signature check supplied by the caller (a replica
+/// checks with its cache of authors' keys); `verify` must decide exactly as
+/// [`Record::verify`] does, and is called only when the record would win.
+pub fn judge_with(
+    incoming: &Record,
+    stored: Option<&Record>,
+    now_ms: i64,
+    limits: &Limits,
+    validator: &dyn Validator,
+    verify: impl FnOnce(&Record) -> bool,
+) -> Verdict {
     if let Err(reason) = check_shape(incoming, now_ms, limits) {
         return Verdict::Invalid(reason);
     }
@@ -99,7 +113,7 @@ pub fn judge(
         Some(Ordering::Less) => return Verdict::Older,
         Some(Ordering::Greater) | None => {}
     }
-    if !incoming.verify() {
+    if !verify(incoming) {
         return Verdict::Invalid(RejectReason::BadSignature);
     }
     if !validator.may_write(incoming.key(), incoming.author()) {

@@ -126,7 +126,8 @@ impl<S: RecordStore> Pointer<S> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
         let validator = std::mem::replace(&mut config.validator, Box::new(OwnedKeys));
-        let replica = Replica::new(store, validator, config.limits, config.max_message_bytes);
+        let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
+            .with_author_key_cache(config.author_key_cache);
         let mut trickle = Trickle::new(config.republish_interval);
         let first = trickle.next_delay(rand::random());
         let mut pointer = Pointer {

@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) fetch_timeout: Duration,
     pub(crate) fetch_fanout: usize,
     pub(crate) max_keys_per_ask: usize,
+    pub(crate) author_key_cache: usize,
     pub(crate) max_inbound_fetch_streams: usize,
     pub(crate) max_outbound_fetch_streams: usize,
     pub(crate) gossipsub_protocol_prefix: Option<String>,
@@ -41,6 +42,7 @@ impl Default for Config {
             fetch_timeout: Duration::from_secs(10),
             fetch_fanout: 3,
             max_keys_per_ask: 256,
+            author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
             gossipsub_protocol_prefix: None,
@@ -97,6 +99,11 @@ impl Config {
         self.max_keys_per_ask
     }
 
+    /// Most authors whose decompressed public keys are kept.
+    pub fn author_key_cache(&self) -> usize {
+        self.author_key_cache
+    }
+
     /// Longest wait before received records are made durable.
     pub fn store_flush_interval(&self) -> Duration {
         self.store_flush_interval
@@ -114,6 +121,7 @@ impl fmt::Debug for Config {
             .field("fetch_timeout", &self.fetch_timeout)
             .field("fetch_fanout", &self.fetch_fanout)
             .field("max_keys_per_ask", &self.max_keys_per_ask)
+            .field("author_key_cache", &self.author_key_cache)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
                 "max_outbound_fetch_streams",
@@ -210,6 +218,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// Most authors whose decompressed Ed25519 public keys are kept, so
+    /// that checking their next records skips decompressing the key (about
+    /// 3 µs of a 35 µs check). About 200 bytes each; when full, the cache
+    /// starts over. `0` keeps none. Default: 1,024.
+    pub fn author_key_cache(mut self, authors: usize) -> Self {
+        self.0.author_key_cache = authors;
+        self
+    }
+
     /// Concurrent inbound fetch streams per connection; further streams are
     /// closed at once. Default: 32.
     pub fn max_inbound_fetch_streams(mut self, streams: usize) -> Self {
@@ -285,6 +302,7 @@ mod tests {
             .fetch_timeout(Duration::from_secs(4))
             .fetch_fanout(5)
             .max_keys_per_ask(7)
+            .author_key_cache(8)
             .store_flush_interval(Duration::from_millis(6))
             .build();
         assert_eq!(
@@ -302,6 +320,7 @@ mod tests {
         assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
         assert_eq!(c.fetch_fanout(), 5);
         assert_eq!(c.max_keys_per_ask(), 7);
+        assert_eq!(c.author_key_cache(), 8);
         assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
     }
 }

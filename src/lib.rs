@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod accept;
+mod author_keys;
 mod batch;
 mod behaviour;
 pub mod config;

@@ -193,6 +193,13 @@ impl Record {
         let Ok(key) = VerifyingKey::from_bytes(&self.author.0) else {
             return false;
         };
+        self.verify_with(&key)
+    }
+
+    /// [`Record::verify`] with the author's key already decompressed; `key`
+    /// must be the decompression of [`Record::author`].
+    pub(crate) fn verify_with(&self, key: &VerifyingKey) -> bool {
+        debug_assert_eq!(key.as_bytes(), &self.author.0, "the author's own key");
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
         key.verify_strict(&self.signed_bytes(), &signature).is_ok()
     }

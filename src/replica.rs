@@ -6,7 +6,8 @@ use std::borrow::Cow;
 
 use ed25519_dalek::SigningKey;
 
-use crate::accept::{check_sizes, judge, Limits, RejectReason, Verdict};
+use crate::accept::{check_sizes, judge_with, Limits, RejectReason, Verdict};
+use crate::author_keys::AuthorKeys;
 use crate::record::{Author, Op, Record};
 use crate::store::{self, RecordStore};
 use crate::validator::Validator;
@@ -55,7 +56,11 @@ pub struct Replica<S> {
     validator: Box<dyn Validator>,
     limits: Limits,
     max_message_bytes: usize,
+    author_keys: AuthorKeys,
 }
+
+/// Authors whose decompressed keys a [`Replica`] keeps by default.
+pub const DEFAULT_AUTHOR_KEY_CACHE: usize = 1024;
 
 impl<S: RecordStore> Replica<S> {
     /// A replica over `store` that admits what `validator` allows.
@@ -70,7 +75,16 @@ impl<S: RecordStore> Replica<S> {
             validator,
             limits,
             max_message_bytes,
+            author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
         }
+    }
+
+    /// Keeps the decompressed keys of at most `authors` authors, so their
+    /// next records are checked without decompressing the key again
+    /// (default [`DEFAULT_AUTHOR_KEY_CACHE`]; `0` keeps none).
+    pub fn with_author_key_cache(mut self, authors: usize) -> Self {
+        self.author_keys = AuthorKeys::new(authors);
+        self
     }
 
     /// The record held for `key`, tombstone or value.
@@ -97,12 +111,14 @@ impl<S: RecordStore> Replica<S> {
     pub fn receive(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
         let verdict = {
             let stored = self.store.get(record.key());
-            judge(
+            let keys = &mut self.author_keys;
+            judge_with(
                 &record,
                 stored.as_deref(),
                 now_ms,
                 &self.limits,
                 self.validator.as_ref(),
+                |r| keys.verify(r),
             )
         };
         match verdict {
