@@ -598,8 +598,10 @@ impl<S: RecordStore> Pointer<S> {
         let entries = match entries {
             Ok(entries) => entries,
             // A peer with a larger message limit than ours packed more
-            // than we read: ask again, a key at a time to begin with.
-            Err(FetchError::TooLarge { .. })
+            // than we read, or one with a smaller limit (or a glitch)
+            // dropped the stream: ask again, a key at a time to begin with.
+            // A single key that fails this way fails for good.
+            Err(FetchError::TooLarge { .. } | FetchError::ConnectionClosed)
                 if asked > 1 && self.connections.contains_key(&peer) =>
             {
                 self.dispatch.answered(peer, asked, 0);

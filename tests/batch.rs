@@ -31,6 +31,9 @@ enum Answers {
     FirstOnly,
     /// One entry more than there were keys.
     TooMany,
+    /// Drops the stream unanswered when the `Ask` has more keys than
+    /// this, as a peer with a smaller frame limit does.
+    DropOver(usize),
 }
 
 /// The keys of every `Ask` the raw peer received, in arrival order.
@@ -72,9 +75,14 @@ async fn answer(stream: Stream, records: &HashMap<String, Operate>, mode: Answer
     };
     let keys: Vec<String> = std::iter::once(ask.key).chain(ask.more).collect();
     asks.lock().expect("not poisoned").push(keys.clone());
+    if matches!(mode, Answers::DropOver(n) if keys.len() > n) {
+        return;
+    }
     let first = entry(records, &keys[0]);
     let more = match mode {
-        Answers::All => keys[1..].iter().map(|k| entry(records, k)).collect(),
+        Answers::All | Answers::DropOver(_) => {
+            keys[1..].iter().map(|k| entry(records, k)).collect()
+        }
         Answers::FirstOnly => Vec::new(),
         Answers::TooMany => keys.iter().map(|k| entry(records, k)).collect(),
     };
@@ -228,6 +236,16 @@ async fn an_answer_over_our_message_limit_is_asked_again_in_smaller_batches() {
     let asks = catch_up_from_raw_peer(&keys, config, Answers::All).await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert!(sizes.len() > 2 && sizes[1] == 1, "asks of {sizes:?} keys");
+}
+
+#[tokio::test]
+async fn an_ask_the_peer_drops_is_asked_again_in_smaller_batches() {
+    let keys = keys(20);
+    let config = || asking_one_at_a_time().build();
+    let asks = catch_up_from_raw_peer(&keys, config, Answers::DropOver(4)).await;
+    let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
+    assert_eq!(sizes[..2], [20, 1], "asks of {sizes:?} keys");
+    assert!(sizes.iter().skip(1).all(|&n| n <= 4 * 2), "{sizes:?}");
 }
 
 #[tokio::test]
