@@ -3,7 +3,8 @@
 //! at once asks for them in a few full `Ask`s, copes with a peer that
 //! answers one key per `Ask` (as the original schema does), refuses an
 //! answer with more entries than keys, and answers a batch within its own
-//! limits.
+//! limits; and two real nodes with different message limits still catch up
+//! from each other.
 
 mod common;
 
@@ -360,4 +361,41 @@ async fn a_node_answers_a_batch_within_its_message_limit() {
     // (plus the 16 bytes an Answer may add around one record).
     assert!(size <= limit + 16, "answer of {size} bytes");
     assert_eq!(1 + answer.more.len(), 3, "as many as fit");
+}
+
+#[tokio::test]
+async fn peers_with_different_message_limits_still_catch_up_both_ways() {
+    // Node 0 reads frames of at most 4 KiB; node 1 has the default 64 KiB.
+    // Node 1's answers to a batch overflow node 0's frames, and node 1's
+    // batched asks (long keys) overflow them too; both ways must recover.
+    let small = || {
+        test_config()
+            .max_message_bytes(4096)
+            .max_value_bytes(1024)
+            .build()
+    };
+    let mut nodes = vec![node_with(small).await, node().await];
+    let long = |side: usize, i: usize| format!("{side}-{i:02}-{}", "k".repeat(120));
+    let keys: [Vec<String>; 2] = [0, 1].map(|side| (0..40).map(|i| long(side, i)).collect());
+    for (side, node) in nodes.iter_mut().enumerate() {
+        for key in &keys[side] {
+            let value = format!("{key}:{}", "v".repeat(500));
+            node.behaviour_mut().put(key, &value).expect("put");
+        }
+    }
+    for (side, node) in nodes.iter_mut().enumerate() {
+        for key in &keys[1 - side] {
+            node.behaviour_mut().subscribe(key).expect("valid key");
+        }
+    }
+    let (a, b) = nodes.split_at_mut(1);
+    b[0].connect(&mut a[0]).await;
+    until(&mut nodes, "both nodes hold every key", |n| {
+        (0..2).all(|side| {
+            keys[1 - side]
+                .iter()
+                .all(|k| n[side].behaviour().value(k).is_some())
+        })
+    })
+    .await;
 }
