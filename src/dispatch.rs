@@ -119,7 +119,9 @@ impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
         lane.batch = if answered < sent {
             answered.max(1)
         } else {
-            sent.saturating_mul(2)
+            // A small batch answered whole (only one key was waiting) must
+            // not cap the batches of a burst that follows.
+            lane.batch.max(sent.saturating_mul(2))
         };
     }
 
@@ -238,6 +240,20 @@ mod tests {
         assert_eq!(sizes, vec![1, 2, 4, 8], "doubling after complete answers");
         let (_, batch) = d.next_batch(16, 100, unit).expect("a batch");
         assert_eq!(batch.len(), 16, "never past the maximum");
+    }
+
+    #[test]
+    fn a_small_batch_answered_whole_does_not_cap_later_ones() {
+        let mut d = Dispatch::new(2);
+        d.push('p', 1);
+        assert_eq!(d.next_batch(16, 100, unit), Some(('p', vec![1])));
+        for i in 2..=40 {
+            d.push('p', i);
+        }
+        d.answered('p', 1, 1);
+        d.finished('p');
+        let (_, batch) = d.next_batch(16, 100, unit).expect("a batch");
+        assert_eq!(batch.len(), 16);
     }
 
     #[test]
