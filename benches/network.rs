@@ -1178,10 +1178,7 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
     let mut payloads: Vec<Vec<u8>> = Vec::new();
 
     // Pointer.
-    net.drain();
-    let w0 = net.wire();
-    let cpu0 = process_cpu();
-    let t_phase = Instant::now();
+    let phase = Phase::start(&mut net);
     let mut pointer_lat = Latencies::default();
     for (round, &w) in writers.iter().take(s.rounds).enumerate() {
         let tag = 1_000_000 + round as u64;
@@ -1211,16 +1208,11 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
             .await;
         pointer_lat.record(t0, last);
     }
-    let pointer_secs = t_phase.elapsed().as_secs_f64();
-    let pointer_wire = net.wire().since(w0);
-    let pointer_cpu = cpu_per_node_update(cpu0, n, s.rounds);
+    let (pointer_secs, pointer_wire, pointer_cpu) = phase.end(&net, n, s.rounds);
 
     println!("  pointer done in {pointer_secs:.1} s");
     // Raw gossipsub: the same writers, the same bytes.
-    net.drain();
-    let w0 = net.wire();
-    let cpu0 = process_cpu();
-    let t_phase = Instant::now();
+    let phase = Phase::start(&mut net);
     let mut raw_lat = Latencies::default();
     for (round, &w) in writers.iter().take(s.rounds).enumerate() {
         let topic = raw_topic(&keys[w]);
@@ -1245,9 +1237,7 @@ async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report)
             .await;
         raw_lat.record(t0, last);
     }
-    let raw_secs = t_phase.elapsed().as_secs_f64();
-    let raw_wire = net.wire().since(w0);
-    let raw_cpu = cpu_per_node_update(cpu0, n, s.rounds);
+    let (raw_secs, raw_wire, raw_cpu) = phase.end(&net, n, s.rounds);
 
     // Idle republish traffic (N in idle_ns), before kad adds connections.
     let idle = if s.runs("idle") && s.idle_ns.contains(&n) {
@@ -2258,32 +2248,58 @@ async fn throughput(s: &Settings, report: &mut Report) {
 
 // ---------------------------------------------------------------------------
 
-/// CPU time all threads of this process have used (Linux `schedstat`).
+/// The CPU time a Linux `schedstat` file reports (its first field, in ns).
+fn schedstat(path: &std::path::Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// CPU time all threads of this process have used.
 fn process_cpu() -> Option<Duration> {
     let mut total = Duration::ZERO;
     for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = task.ok()?.path().join("schedstat");
         // A thread may end between listing and reading: skip it.
-        let Ok(stat) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
-        total += Duration::from_nanos(ns);
+        total += schedstat(&task.ok()?.path().join("schedstat")).unwrap_or_default();
     }
     Some(total)
 }
 
-/// Process CPU since `before`, in µs per node per update.
-fn cpu_per_node_update(before: Option<Duration>, n: usize, rounds: usize) -> Option<f64> {
-    let spent = process_cpu()?.checked_sub(before?)?;
-    Some(spent.as_secs_f64() * 1e6 / (n * rounds.max(1)) as f64)
+/// CPU time the calling thread has used, if known.
+fn thread_cpu() -> Option<Duration> {
+    schedstat("/proc/thread-self/schedstat".as_ref())
 }
 
-/// CPU time the calling thread has used (Linux `schedstat`), if known.
-fn thread_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
+/// The start of a timed phase of the propagation scenario.
+struct Phase {
+    started: Instant,
+    wire: WireSnap,
+    cpu: Option<Duration>,
+}
+
+impl Phase {
+    /// Drops stale observations, then notes the clock, the wire and the
+    /// process CPU.
+    fn start(net: &mut Net) -> Phase {
+        net.drain();
+        Phase {
+            wire: net.wire(),
+            cpu: process_cpu(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Seconds, wire traffic and process CPU in µs per node and update
+    /// (`n` nodes, `rounds` updates) since the start.
+    fn end(&self, net: &Net, n: usize, rounds: usize) -> (f64, WireSnap, Option<f64>) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let wire = net.wire().since(self.wire);
+        let cpu = process_cpu()
+            .zip(self.cpu)
+            .and_then(|(now, before)| now.checked_sub(before))
+            .map(|spent| spent.as_secs_f64() * 1e6 / (n * rounds.max(1)) as f64);
+        (secs, wire, cpu)
+    }
 }
 
 fn load_average() -> String {
