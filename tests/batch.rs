@@ -55,19 +55,6 @@ fn operates(keys: &[String]) -> HashMap<String, Operate> {
         .collect()
 }
 
-fn entry(records: &HashMap<String, Operate>, key: &str) -> Entry {
-    match records.get(key) {
-        Some(op) => Entry {
-            status: Status::Ok_pb,
-            op: Some(op.clone()),
-        },
-        None => Entry {
-            status: Status::NotExist,
-            op: None,
-        },
-    }
-}
-
 /// Answers one fetch stream the way `mode` says.
 async fn answer(stream: Stream, records: &HashMap<String, Operate>, mode: Answers, asks: &Asks) {
     let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
@@ -79,19 +66,12 @@ async fn answer(stream: Stream, records: &HashMap<String, Operate>, mode: Answer
     if matches!(mode, Answers::DropOver(n) if keys.len() > n) {
         return;
     }
-    let first = entry(records, &keys[0]);
-    let more = match mode {
-        Answers::All | Answers::DropOver(_) => {
-            keys[1..].iter().map(|k| entry(records, k)).collect()
-        }
-        Answers::FirstOnly => Vec::new(),
-        Answers::TooMany => keys.iter().map(|k| entry(records, k)).collect(),
+    let answered: Vec<&String> = match mode {
+        Answers::All | Answers::DropOver(_) => keys.iter().collect(),
+        Answers::FirstOnly => keys.iter().take(1).collect(),
+        Answers::TooMany => std::iter::once(&keys[0]).chain(&keys).collect(),
     };
-    let reply = Answer {
-        status: first.status,
-        op: first.op,
-        more,
-    };
+    let reply = answer_of(answered.into_iter().map(|k| entry_for(records, k)));
     let _ = framed.send(reply).await;
     let _ = framed.close().await;
 }

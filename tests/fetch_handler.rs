@@ -4,6 +4,8 @@
 //! compiles the very same files as its own modules (`#[path]`) and borrows
 //! the generated protobuf types from the library.
 
+mod common;
+
 #[path = "../src/handler.rs"]
 mod handler;
 #[path = "../src/protocol.rs"]
@@ -29,8 +31,9 @@ use libp2p::{
 };
 use libp2p_swarm_test::SwarmExt as _;
 
+use common::{answer_of, entry_for};
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
-use proto::pointer::{Answer, Entry, Operate, Operations, Status};
+use proto::pointer::{Answer, Operate, Operations, Status};
 use protocol::{FetchError, InboundError, PROTOCOL};
 
 /// Upper bound for any test; a hang fails instead of blocking CI.
@@ -118,23 +121,8 @@ impl Fetch {
     fn on_inbound_ask(&mut self, keys: Vec<String>, reply: oneshot::Sender<Answer>) {
         match self.mode {
             Mode::Answer => {
-                let mut entries = keys.iter().map(|key| match self.store.get(key) {
-                    Some(op) => Entry {
-                        status: Status::Ok_pb,
-                        op: Some(op.clone()),
-                    },
-                    None => Entry {
-                        status: Status::NotExist,
-                        op: None,
-                    },
-                });
-                let first = entries.next().expect("an ask has a key");
-                let answer = Answer {
-                    status: first.status,
-                    op: first.op,
-                    more: entries.collect(),
-                };
-                let _ = reply.send(answer);
+                let entries = keys.iter().map(|key| entry_for(&self.store, key));
+                let _ = reply.send(answer_of(entries));
             }
             Mode::Hold => self.held.push(reply),
             Mode::Decline => drop(reply),

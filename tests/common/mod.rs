@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
+use pointer::proto::pointer::{Answer, Entry, Operate, Status};
 use pointer::{Config, MemoryStore, Open, Pointer, PointerEvent, RecordStore};
 
 pub type Node<S = MemoryStore> = Swarm<Pointer<S>>;
@@ -177,4 +179,29 @@ pub async fn until_following<S: RecordStore + Send + 'static>(
 /// The value every node holds for `key`.
 pub fn values<S: RecordStore + 'static>(nodes: &[Node<S>], key: &str) -> Vec<Option<String>> {
     nodes.iter().map(|n| n.behaviour().value(key)).collect()
+}
+
+/// What a peer holding `records` answers for `key` (raw fetch peers).
+pub fn entry_for(records: &HashMap<String, Operate>, key: &str) -> Entry {
+    match records.get(key) {
+        Some(op) => Entry {
+            status: Status::Ok_pb,
+            op: Some(op.clone()),
+        },
+        None => Entry {
+            status: Status::NotExist,
+            op: None,
+        },
+    }
+}
+
+/// The `Answer` carrying `entries` in order: the first in `status`/`op`,
+/// the rest in `more`.
+pub fn answer_of(mut entries: impl Iterator<Item = Entry>) -> Answer {
+    let first = entries.next().expect("an answer has a first entry");
+    Answer {
+        status: first.status,
+        op: first.op,
+        more: entries.collect(),
+    }
 }
