@@ -599,15 +599,13 @@ impl<S: RecordStore> Pointer<S> {
             Ok(entries) => entries,
             // A peer with a larger message limit than ours packed more
             // than we read, or one with a smaller limit (or a glitch)
-            // dropped the stream: ask again, a key at a time to begin with.
-            // A single key that fails this way fails for good.
+            // dropped the stream: as an answer that left every key out, so
+            // they are asked again, a key at a time to begin with. A single
+            // key that fails this way fails for good.
             Err(FetchError::TooLarge { .. } | FetchError::ConnectionClosed)
                 if asked > 1 && self.connections.contains_key(&peer) =>
             {
-                self.dispatch.answered(peer, asked, 0);
-                self.dispatch.requeue(peer, fetch.wanted);
-                self.dispatch.finished(peer);
-                return;
+                Vec::new()
             }
             Err(error) => {
                 self.dispatch.finished(peer);
