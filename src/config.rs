@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) gossipsub_protocol_prefix: Option<String>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) store_flush_interval: Duration,
+    pub(crate) push_delay: Duration,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -48,6 +49,7 @@ impl Default for Config {
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
             store_flush_interval: Duration::from_millis(100),
+            push_delay: Duration::from_millis(100),
             validator: Box::new(OwnedKeys),
         }
     }
@@ -104,6 +106,11 @@ impl Config {
         self.author_key_cache
     }
 
+    /// Wait before a record the mesh may lack is pushed to it.
+    pub fn push_delay(&self) -> Duration {
+        self.push_delay
+    }
+
     /// Longest wait before received records are made durable.
     pub fn store_flush_interval(&self) -> Duration {
         self.store_flush_interval
@@ -130,6 +137,7 @@ impl fmt::Debug for Config {
             .field("gossipsub_protocol_prefix", &self.gossipsub_protocol_prefix)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("store_flush_interval", &self.store_flush_interval)
+            .field("push_delay", &self.push_delay)
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +277,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a node waits before it pushes to its mesh neighbours a
+    /// record they may lack: one it learnt through a fetch (they did not see
+    /// it pass), or one a peer showed it is behind on (it gossiped an older
+    /// record). Pushes due within this delay go out in one pass, and a
+    /// record that arrives by gossip meanwhile is not pushed. Default:
+    /// 100 ms.
+    pub fn push_delay(mut self, delay: Duration) -> Self {
+        self.0.push_delay = delay;
+        self
+    }
+
     /// Who may write which key. Default: [`OwnedKeys`].
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.0.validator = Box::new(validator);
@@ -304,6 +323,7 @@ mod tests {
             .max_keys_per_ask(7)
             .author_key_cache(8)
             .store_flush_interval(Duration::from_millis(6))
+            .push_delay(Duration::from_millis(9))
             .build();
         assert_eq!(
             c.limits(),
@@ -322,5 +342,6 @@ mod tests {
         assert_eq!(c.max_keys_per_ask(), 7);
         assert_eq!(c.author_key_cache(), 8);
         assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
+        assert_eq!(c.push_delay(), Duration::from_millis(9));
     }
 }

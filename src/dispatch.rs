@@ -13,8 +13,7 @@
 //! rest therefore costs a constant factor, not a full batch per answered
 //! key.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug)]
 struct Lane<T> {
@@ -38,15 +37,16 @@ impl<T> Lane<T> {
 #[derive(Debug)]
 pub(crate) struct Dispatch<P, T> {
     limit: usize,
-    lanes: HashMap<P, Lane<T>>,
+    /// Ordered, so that which peer goes first replays from a seed.
+    lanes: BTreeMap<P, Lane<T>>,
 }
 
-impl<P: Eq + Hash + Copy, T> Dispatch<P, T> {
+impl<P: Ord + Copy, T> Dispatch<P, T> {
     /// At most `limit` batches in flight per peer (at least one).
     pub fn new(limit: usize) -> Self {
         Dispatch {
             limit: limit.max(1),
-            lanes: HashMap::new(),
+            lanes: BTreeMap::new(),
         }
     }
 

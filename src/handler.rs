@@ -34,8 +34,8 @@ use libp2p::{
 };
 
 use crate::{
-    proto::pointer::Answer,
-    protocol::{self, FetchError, InboundError, PROTOCOL},
+    exchange::{AskKey, Entry},
+    protocol::{self, Answered, FetchError, InboundError, PROTOCOL},
 };
 
 /// Limits of the fetch protocol on one connection.
@@ -58,7 +58,7 @@ pub enum HandlerIn {
     /// Ask the remote for `keys`, in one `Ask`. The result comes back as
     /// [`HandlerOut::Answered`] with the same `id`, which must be unique
     /// among this connection's asks in flight.
-    Ask { id: u64, keys: Vec<String> },
+    Ask { id: u64, keys: Vec<AskKey> },
 }
 
 /// An event for the behaviour.
@@ -67,13 +67,13 @@ pub enum HandlerOut {
     /// The remote asked for `keys`, in this order. Send the answer on
     /// `reply`; dropping `reply` closes the stream without an answer.
     InboundAsk {
-        keys: Vec<String>,
-        reply: oneshot::Sender<Answer>,
+        keys: Vec<AskKey>,
+        reply: oneshot::Sender<Vec<Entry>>,
     },
     /// The outcome of [`HandlerIn::Ask`] `id`.
     Answered {
         id: u64,
-        result: Result<Answer, FetchError>,
+        result: Result<Answered, FetchError>,
     },
     /// Serving an inbound stream failed; the stream is closed.
     InboundFailed { error: InboundError },
@@ -83,13 +83,13 @@ pub enum HandlerOut {
 #[derive(Debug)]
 pub struct OutboundAsk {
     id: u64,
-    keys: Vec<String>,
+    keys: Vec<AskKey>,
     /// The whole exchange must end by then, negotiation included.
     deadline: Instant,
 }
 
 /// A decoded inbound `Ask` travelling from its stream future to `poll`.
-type InboundAsk = (Vec<String>, oneshot::Sender<Answer>);
+type InboundAsk = (Vec<AskKey>, oneshot::Sender<Vec<Entry>>);
 
 /// The fetch [`ConnectionHandler`]: bounded, timed ask/answer streams.
 pub struct Handler {
@@ -99,7 +99,7 @@ pub struct Handler {
     /// Outbound streams requested from the swarm and not yet negotiated.
     negotiating: usize,
     /// Outbound exchanges by ask id.
-    outbound: FuturesMap<u64, Result<Answer, FetchError>>,
+    outbound: FuturesMap<u64, Result<Answered, FetchError>>,
     /// Inbound exchanges; the cap is `max_inbound_streams`.
     inbound: FuturesSet<Result<(), InboundError>>,
     /// Inbound futures cannot emit events, so they hand decoded asks to
@@ -134,7 +134,7 @@ impl Handler {
         self.pending.len() + self.negotiating + self.outbound.len()
     }
 
-    fn on_ask(&mut self, id: u64, keys: Vec<String>) {
+    fn on_ask(&mut self, id: u64, keys: Vec<AskKey>) {
         let limit = self.limits.max_outbound_streams;
         if self.outbound_in_flight() >= limit {
             let result = Err(FetchError::TooManyRequests { limit });
@@ -344,7 +344,10 @@ mod tests {
         assert!(!handler.connection_keep_alive());
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            keys: vec!["k".into()],
+            keys: vec![AskKey {
+                key: "k".into(),
+                have: None,
+            }],
         });
         assert!(handler.connection_keep_alive(), "queued ask");
         let requested = poll(&mut handler);
@@ -361,11 +364,17 @@ mod tests {
         let mut handler = Handler::new(limits(1));
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            keys: vec!["a".into()],
+            keys: vec![AskKey {
+                key: "a".into(),
+                have: None,
+            }],
         });
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 2,
-            keys: vec!["b".into()],
+            keys: vec![AskKey {
+                key: "b".into(),
+                have: None,
+            }],
         });
         let refused = poll(&mut handler);
         assert!(matches!(

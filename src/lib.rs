@@ -74,11 +74,12 @@
 
 pub mod accept;
 mod author_keys;
-mod batch;
 mod behaviour;
 pub mod config;
+pub mod coordinator;
 mod dispatch;
 pub mod event;
+pub mod exchange;
 mod followers;
 mod handler;
 pub mod order;

@@ -16,10 +16,19 @@ use crate::record::{Op, Record};
 /// wins over `b`. `Equal` only for records with the same time, op and
 /// signature, which are the same write.
 pub fn precedence(a: &Record, b: &Record) -> Ordering {
-    a.time()
-        .cmp(&b.time())
-        .then_with(|| op_rank(a.op()).cmp(&op_rank(b.op())))
-        .then_with(|| a.signature().as_bytes().cmp(b.signature().as_bytes()))
+    precedence_of(
+        (a.time(), a.op(), a.signature().as_bytes()),
+        (b.time(), b.op(), b.signature().as_bytes()),
+    )
+}
+
+/// [`precedence`] on the parts that decide it: time, operation and
+/// signature bytes (or a prefix of them, as a
+/// [`Version`](crate::exchange::Version) keeps).
+pub fn precedence_of(a: (i64, Op, &[u8]), b: (i64, Op, &[u8])) -> Ordering {
+    a.0.cmp(&b.0)
+        .then_with(|| op_rank(a.1).cmp(&op_rank(b.1)))
+        .then_with(|| a.2.cmp(b.2))
 }
 
 /// Whether `candidate` should replace `stored`.

@@ -13,7 +13,9 @@ use libp2p::{Stream, StreamProtocol};
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite};
 use quick_protobuf_codec::Codec;
 
-use crate::proto::pointer::{Answer, Ask, Entry, Operate, Status};
+use crate::exchange::{AskKey, Entry as KeyAnswer};
+use crate::proto::pointer::{Answer, Ask, Entry, Have, Operate, Status};
+use crate::wire::{self, DecodeError};
 
 /// Protocol id of the fetch protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1");
@@ -88,41 +90,46 @@ pub enum InboundError {
 
 /// The stream of an `Ask` we read, waiting for our answer.
 pub(crate) struct Responder {
-    framed: Framed<Stream, Codec<Answer, Ask>>,
+    framed: Framed<Stream, Codec<Answer, SafeAsk>>,
     max_message_size: usize,
 }
 
+/// What one `Ask` learnt: an entry per key answered, in the order asked.
+pub(crate) type Answered = Vec<Result<KeyAnswer, DecodeError>>;
+
 /// Sends one `Ask` for `keys` on a fresh outbound stream and reads the
-/// `Answer` (see `batch` for how several keys share one exchange).
+/// `Answer` (see [`wire`] for how several keys share one exchange).
 pub(crate) async fn ask(
     stream: Stream,
-    keys: Vec<String>,
+    keys: Vec<AskKey>,
     max_message_size: usize,
-) -> Result<Answer, FetchError> {
+) -> Result<Answered, FetchError> {
     let fail = |e| FetchError::from_failure(e, max_message_size);
-    let ask = ask_for(keys);
+    let names: Vec<String> = keys.iter().map(|k| k.key.clone()).collect();
+    let ask = wire::to_ask(keys);
     check_size(&ask, max_message_size).map_err(fail)?;
     let mut framed = Framed::new(stream, Codec::<Ask, SafeAnswer>::new(max_message_size));
     framed.send(ask).await.map_err(|e| fail(e.into()))?;
     // Closing our write side tells the peer that no second ask follows.
     framed.close().await.map_err(|e| fail(e.into()))?;
     match framed.next().await {
-        Some(Ok(SafeAnswer(answer))) => Ok(answer),
+        Some(Ok(SafeAnswer(answer))) => wire::from_answer(answer, &names)
+            .map_err(|e| FetchError::Malformed(e.to_string())),
         Some(Err(e)) => Err(fail(e.into())),
         None => Err(FetchError::ConnectionClosed),
     }
 }
 
 /// Reads the one `Ask` of an inbound stream: the keys it asks for, in
-/// order. Answer it through the [`Responder`].
+/// order, with the asker's versions. Answer it through the [`Responder`].
 pub(crate) async fn read_ask(
     stream: Stream,
     max_message_size: usize,
-) -> Result<(Vec<String>, Responder), InboundError> {
-    let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(max_message_size));
+) -> Result<(Vec<AskKey>, Responder), InboundError> {
+    let mut framed = Framed::new(stream, Codec::<Answer, SafeAsk>::new(max_message_size));
     match framed.next().await {
-        Some(Ok(ask)) => Ok((
-            asked_keys(ask),
+        Some(Ok(SafeAsk(ask))) => Ok((
+            wire::from_ask(ask),
             Responder {
                 framed,
                 max_message_size,
@@ -133,12 +140,14 @@ pub(crate) async fn read_ask(
     }
 }
 
-/// Writes the `Answer` and closes the stream.
+/// Writes the `Answer` of `entries` (as many as fit the message limit, in
+/// order) and closes the stream.
 pub(crate) async fn write_answer(
     mut responder: Responder,
-    answer: Answer,
+    entries: Vec<KeyAnswer>,
 ) -> Result<(), InboundError> {
     let limit = responder.max_message_size;
+    let answer = wire::to_answer(entries, limit);
     let fail = |e| InboundError::from_failure(e, limit);
     check_size(&answer, limit).map_err(fail)?;
     responder
@@ -154,26 +163,6 @@ pub(crate) async fn decline(mut responder: Responder) -> Result<(), InboundError
     let limit = responder.max_message_size;
     let closed = responder.framed.close().await;
     closed.map_err(|e| InboundError::from_failure(e.into(), limit))
-}
-
-/// The `Ask` for `keys`: the first in `key`, as the original schema has it,
-/// the rest in the `more` extension. An empty list asks for the empty key.
-fn ask_for(mut keys: Vec<String>) -> Ask {
-    let more = if keys.is_empty() {
-        Vec::new()
-    } else {
-        keys.split_off(1)
-    };
-    let key = keys.pop().unwrap_or_default();
-    Ask { key, more }
-}
-
-/// The keys an `Ask` asks for, in the order they are to be answered.
-fn asked_keys(ask: Ask) -> Vec<String> {
-    let mut keys = Vec::with_capacity(1 + ask.more.len());
-    keys.push(ask.key);
-    keys.extend(ask.more);
-    keys
 }
 
 /// Refuses to send what the peer would refuse to read.
@@ -266,6 +255,25 @@ impl<'a> MessageRead<'a> for SafeAnswer {
     }
 }
 
+/// An `Ask` decoded the way [`SafeAnswer`] is: each nested `Have` is cut
+/// to its own length before it is read.
+struct SafeAsk(Ask);
+
+impl<'a> MessageRead<'a> for SafeAsk {
+    fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
+        let mut ask = Ask::default();
+        while !r.is_eof() {
+            match r.next_tag(bytes)? {
+                10 => ask.key = r.read_string(bytes)?.to_owned(),
+                18 => ask.more.push(r.read_string(bytes)?.to_owned()),
+                26 => ask.have.push(decode_nested::<Have>(r.read_bytes(bytes)?)?),
+                tag => r.read_unknown(bytes, tag)?,
+            }
+        }
+        Ok(Self(ask))
+    }
+}
+
 /// One `Entry` of `Answer.more`, read the way [`SafeAnswer`] is.
 struct SafeEntry(Entry);
 
@@ -354,14 +362,40 @@ mod tests {
         assert_eq!(decode_answer(&frame, 1024).expect("decodes"), Some(answer));
     }
 
+    fn decode_ask(frame: &[u8], limit: usize) -> Result<Option<Ask>, Failure> {
+        let mut codec = Codec::<Answer, SafeAsk>::new(limit);
+        let decoded = codec.decode(&mut BytesMut::from(frame))?;
+        Ok(decoded.map(|SafeAsk(ask)| ask))
+    }
+
     #[test]
-    fn ask_carries_its_keys_in_order() {
-        let keys: Vec<String> = (0..5).map(|i| format!("key-{i}")).collect();
-        assert_eq!(asked_keys(ask_for(keys.clone())), keys);
-        let single = ask_for(vec!["k".into()]);
-        assert_eq!(single.key, "k");
-        assert!(single.more.is_empty(), "one key is the original Ask");
-        assert_eq!(asked_keys(ask_for(Vec::new())), vec![String::new()]);
+    fn ask_round_trips_through_safe_reader() {
+        let ask = Ask {
+            key: "a".into(),
+            more: vec!["b".into(), "c".into()],
+            have: vec![
+                Have::default(),
+                Have {
+                    time: 9,
+                    op: Operations::Del,
+                    sign: vec![3; 16],
+                },
+                Have::default(),
+            ],
+        };
+        let mut frame = BytesMut::new();
+        Codec::<Ask, Answer>::new(1024)
+            .encode(ask.clone(), &mut frame)
+            .expect("encodes");
+        assert_eq!(decode_ask(&frame, 1024).expect("decodes"), Some(ask));
+    }
+
+    #[test]
+    fn nested_overrun_inside_a_have_is_malformed_not_a_panic() {
+        // Ask.have[0] claims 1 byte and hides a string-length overrun.
+        let have = [0x1a, 0x01, 0x1a, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+        let frame = [vec![have.len() as u8], have.to_vec()].concat();
+        assert!(matches!(decode_ask(&frame, 64), Err(Failure::Malformed(_))));
     }
 
     #[test]
@@ -427,7 +461,7 @@ mod tests {
             let body = [head, tail].concat();
             let frame = [vec![body.len() as u8], body].concat();
             let _ = decode_answer(&frame, 127);
-            let _ = Codec::<Answer, Ask>::new(127).decode(&mut BytesMut::from(&frame[..]));
+            let _ = decode_ask(&frame, 127);
         }
     }
 }

@@ -102,6 +102,11 @@ impl<S: RecordStore> Replica<S> {
         &mut self.store
     }
 
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

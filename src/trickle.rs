@@ -6,7 +6,10 @@
 //! interval. Nodes that fire late hear the early ones and stay quiet, so an
 //! idle network sends about one copy per key and neighbourhood per
 //! interval instead of one per node. A key for which a peer sent an *older*
-//! record is republished at the next moment regardless: that peer is behind.
+//! record is pushed promptly (within the push delay, not at the next
+//! firing), and again at the next firing regardless: that peer is behind.
+//! Records learnt through a fetch are pushed promptly too, unless the same
+//! record arrives by gossip first: the mesh did not see them pass.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,6 +20,7 @@ pub struct Trickle {
     interval: Duration,
     heard: HashSet<String>,
     behind: HashSet<String>,
+    push: HashSet<String>,
     rest_of_interval: Duration,
 }
 
@@ -27,18 +31,37 @@ impl Trickle {
             interval,
             heard: HashSet::new(),
             behind: HashSet::new(),
+            push: HashSet::new(),
             rest_of_interval: Duration::ZERO,
         }
     }
 
-    /// The same record as ours arrived from the network.
+    /// The same record as ours arrived by gossip: our neighbours have it.
     pub fn heard_same(&mut self, key: &str) {
         self.heard.insert(key.to_owned());
+        if !self.behind.contains(key) {
+            self.push.remove(key);
+        }
     }
 
-    /// A peer sent a record older than ours: it missed an update.
-    pub fn heard_older(&mut self, key: &str) {
+    /// A peer sent a record older than ours: it missed an update. Returns
+    /// whether the key is newly due for a prompt push.
+    pub fn heard_older(&mut self, key: &str) -> bool {
         self.behind.insert(key.to_owned());
+        self.push.insert(key.to_owned())
+    }
+
+    /// We learnt a newer record outside gossip: our neighbours may lack it.
+    /// Returns whether the key is newly due for a prompt push.
+    pub fn news(&mut self, key: &str) -> bool {
+        self.push.insert(key.to_owned())
+    }
+
+    /// The keys due for a prompt push, in a reproducible order; forgets them.
+    pub fn take_push(&mut self) -> Vec<String> {
+        let mut keys: Vec<String> = self.push.drain().collect();
+        keys.sort_unstable();
+        keys
     }
 
     /// Delay until the next firing, given `unit` drawn uniformly from
@@ -77,6 +100,19 @@ mod tests {
         assert_eq!(t.fire(["a", "b"]), ["b"]);
         // The next interval starts fresh.
         assert_eq!(t.fire(["a", "b"]), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_peer_behind_is_pushed_promptly_and_news_heard_by_gossip_is_not() {
+        let mut t = Trickle::new(Duration::from_secs(60));
+        assert!(t.heard_older("a"));
+        assert!(!t.heard_older("a"), "already due");
+        assert!(t.news("b"));
+        assert!(t.news("c"));
+        t.heard_same("a");
+        t.heard_same("b");
+        assert_eq!(t.take_push(), ["a", "c"]);
+        assert!(t.take_push().is_empty());
     }
 
     #[test]

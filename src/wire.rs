@@ -5,10 +5,21 @@
 //! topic, a fetch answer from the `Ask`, a store from its own index. Decoding
 //! checks shapes only (lengths, base64, op/value agreement); the signature,
 //! time and authorization are checked by the accept path.
+//!
+//! The `Ask`/`Answer` of the fetch protocol are converted here too, to and
+//! from the [`exchange`](crate::exchange) types the coordinator handles.
+//! Many keys travel in one `Ask` and many records in one `Answer`, invisibly
+//! to peers that know only the original schema: the first key travels in
+//! `Ask.key` and its answer in `Answer.status`/`Answer.op`, as before;
+//! further keys go in `Ask.more` and their answers in `Answer.more`, in the
+//! same order. An answerer gives as many as fit the message limit; the asker
+//! asks again for the rest.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
+use quick_protobuf::sizeofs::sizeof_len;
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite, Writer};
 
+use crate::exchange::{AskKey, Entry, Version, VERSION_SIGNATURE_BYTES};
 use crate::proto::pointer as pb;
 use crate::record::{Author, Op, Record, Signature};
 
@@ -168,6 +179,160 @@ fn decode_signature(sign: &str) -> Result<Signature, DecodeError> {
     Ok(Signature::from_bytes(bytes))
 }
 
+/// Most bytes one `Have` adds to an `Ask`: its tag and length, time (10),
+/// op (2) and the signature prefix (2 + 16).
+const MAX_HAVE_COST: usize = 2 + 11 + 2 + 2 + VERSION_SIGNATURE_BYTES;
+
+/// Most bytes `key` adds to an `Ask`: its tag, length and bytes, and its
+/// version.
+pub fn ask_cost(key: &str) -> usize {
+    1 + sizeof_len(key.len()) + MAX_HAVE_COST
+}
+
+/// The `Ask` for `keys`: the first in `key`, as the original schema has it,
+/// the rest in `more`, their versions in `have` (left out when the asker
+/// holds none, so a plain ask is byte for byte the original).
+pub(crate) fn to_ask(keys: Vec<AskKey>) -> pb::Ask {
+    let any_version = keys.iter().any(|k| k.have.is_some());
+    let have = if any_version {
+        keys.iter().map(|k| to_have(k.have.as_ref())).collect()
+    } else {
+        Vec::new()
+    };
+    let mut keys = keys.into_iter().map(|k| k.key);
+    let key = keys.next().unwrap_or_default();
+    pb::Ask {
+        key,
+        more: keys.collect(),
+        have,
+    }
+}
+
+/// The keys an `Ask` asks for, in the order they are to be answered, with
+/// the asker's versions. `have` must hold one version per key; otherwise it
+/// is ignored and every record is answered in full, which costs bytes but
+/// is never wrong.
+pub(crate) fn from_ask(ask: pb::Ask) -> Vec<AskKey> {
+    let count = 1 + ask.more.len();
+    let mut have: Vec<Option<Version>> = if ask.have.len() == count {
+        ask.have.iter().map(from_have).collect()
+    } else {
+        vec![None; count]
+    };
+    have.reverse();
+    std::iter::once(ask.key)
+        .chain(ask.more)
+        .map(|key| AskKey {
+            key,
+            have: have.pop().flatten(),
+        })
+        .collect()
+}
+
+fn to_have(version: Option<&Version>) -> pb::Have {
+    match version {
+        Some(v) => pb::Have {
+            time: v.time,
+            op: to_pb_op(v.op),
+            sign: v.signature.to_vec(),
+        },
+        None => pb::Have::default(),
+    }
+}
+
+/// A `Have` with a signature prefix of the wrong length counts as none.
+fn from_have(have: &pb::Have) -> Option<Version> {
+    let signature = <[u8; VERSION_SIGNATURE_BYTES]>::try_from(have.sign.as_slice()).ok()?;
+    Some(Version {
+        time: have.time,
+        op: from_pb_op(have.op),
+        signature,
+    })
+}
+
+/// The `Answer` of `entries`, in order: the first always (a single record
+/// always fits the limit), the following ones while the answer stays within
+/// `max_bytes`. The asker asks again for those left out.
+pub(crate) fn to_answer(entries: Vec<Entry>, max_bytes: usize) -> pb::Answer {
+    let mut entries = entries.into_iter().map(|e| to_entry(&e));
+    let Some(first) = entries.next() else {
+        return pb::Answer::default();
+    };
+    let mut answer = pb::Answer {
+        status: first.status,
+        op: first.op,
+        more: Vec::new(),
+    };
+    let mut size = answer.get_size();
+    for entry in entries {
+        let cost = 1 + sizeof_len(entry.get_size());
+        if size + cost > max_bytes {
+            break;
+        }
+        size += cost;
+        answer.more.push(entry);
+    }
+    answer
+}
+
+fn to_entry(entry: &Entry) -> pb::Entry {
+    match entry {
+        Entry::Record(record) => pb::Entry {
+            status: pb::Status::Ok_pb,
+            op: Some(to_operate(record)),
+        },
+        Entry::NotExist => pb::Entry {
+            status: pb::Status::NotExist,
+            op: None,
+        },
+        Entry::Current => pb::Entry {
+            status: pb::Status::Current,
+            op: None,
+        },
+    }
+}
+
+/// An answer to `keys`, one entry per answered key in the order asked,
+/// each decoded or why it did not decode. Fewer entries than keys is fine
+/// (the rest did not fit); more is a broken answer.
+pub(crate) fn from_answer(
+    answer: pb::Answer,
+    keys: &[String],
+) -> Result<Vec<Result<Entry, DecodeError>>, TooManyEntries> {
+    let count = 1 + answer.more.len();
+    if count > keys.len() {
+        return Err(TooManyEntries {
+            count,
+            asked: keys.len(),
+        });
+    }
+    let first = pb::Entry {
+        status: answer.status,
+        op: answer.op,
+    };
+    let entries = std::iter::once(first).chain(answer.more);
+    Ok(keys.iter().zip(entries).map(|(key, e)| from_entry(key, e)).collect())
+}
+
+fn from_entry(key: &str, entry: pb::Entry) -> Result<Entry, DecodeError> {
+    match (entry.status, entry.op) {
+        (pb::Status::NotExist, _) => Ok(Entry::NotExist),
+        (pb::Status::Current, _) => Ok(Entry::Current),
+        (pb::Status::Ok_pb, Some(op)) => from_operate(key, op).map(Entry::Record),
+        (pb::Status::Ok_pb, None) => Err(DecodeError::Protobuf(
+            "Ok answer without a record".into(),
+        )),
+    }
+}
+
+/// An `Answer` with more entries than its `Ask` had keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("answer has {count} entries for {asked} keys asked")]
+pub(crate) struct TooManyEntries {
+    count: usize,
+    asked: usize,
+}
+
 pub(crate) fn to_pb_op(op: Op) -> pb::Operations {
     match op {
         Op::Mut => pb::Operations::Mut,
@@ -292,6 +457,93 @@ mod tests {
         assert_eq!(encode_republish(&r, 0), encode_operate(&r));
         assert_eq!(decode_operate("k", &one, 1024), Ok(r.clone()));
         assert_eq!(decode_operate("k", &two, 1024), Ok(r));
+    }
+
+    fn keys(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("key-{i}")).collect()
+    }
+
+    fn ask_keys(keys: &[String], have: Option<Version>) -> Vec<AskKey> {
+        keys.iter()
+            .map(|key| AskKey {
+                key: key.clone(),
+                have,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ask_cost_bounds_what_the_key_adds_to_the_encoding() {
+        let mut all = keys(3);
+        all.push("k".repeat(300));
+        let total: usize = all.iter().map(|k| ask_cost(k)).sum();
+        let have = Version::of(&Record::sign("k", Op::Del, "", i64::MAX, &SigningKey::from_bytes(&[1; 32])));
+        let ask = to_ask(ask_keys(&all, Some(have)));
+        assert!(ask.get_size() <= total, "{} > {total}", ask.get_size());
+        assert!(ask.get_size() + 4 * 10 > total, "a tight bound");
+    }
+
+    #[test]
+    fn asks_round_trip_and_a_plain_ask_is_the_original_schema() {
+        let all = keys(3);
+        let plain = to_ask(ask_keys(&all, None));
+        assert!(plain.have.is_empty());
+        assert_eq!(from_ask(plain), ask_keys(&all, None));
+        let mut mixed = ask_keys(&all, None);
+        mixed[1].have = Some(Version::of(&record(Op::Mut, "v")));
+        assert_eq!(from_ask(to_ask(mixed.clone())), mixed);
+        let mut broken = to_ask(mixed);
+        broken.have.pop();
+        assert_eq!(from_ask(broken), ask_keys(&all, None), "misaligned versions are ignored");
+    }
+
+    #[test]
+    fn answer_keeps_order_and_decodes_each_entry() {
+        let records: Vec<Record> = (0..3).map(|i| Record::sign(&format!("k{i}"), Op::Mut, "v", 1, &SigningKey::from_bytes(&[7; 32]))).collect();
+        let names: Vec<String> = records.iter().map(|r| r.key().to_owned()).collect();
+        let mut entries: Vec<Entry> = records.iter().cloned().map(Entry::Record).collect();
+        entries.push(Entry::NotExist);
+        entries.push(Entry::Current);
+        let mut asked = names.clone();
+        asked.extend(["x".to_owned(), "y".to_owned()]);
+        let answer = to_answer(entries.clone(), 1 << 20);
+        let got: Vec<Entry> = from_answer(answer, &asked)
+            .expect("not more than asked")
+            .into_iter()
+            .map(|e| e.expect("decodes"))
+            .collect();
+        assert_eq!(got, entries);
+    }
+
+    #[test]
+    fn answer_stays_within_the_byte_limit_but_always_has_the_first_entry() {
+        let big = record(Op::Mut, &"x".repeat(1000));
+        let small = record(Op::Mut, "v");
+        let one = to_answer(vec![Entry::Record(big.clone())], 10);
+        assert_eq!(one.op, Some(to_operate(&big)), "first entry always");
+        let limit = to_answer(vec![Entry::Record(small.clone())], 1 << 20).get_size() + 40;
+        let mixed = vec![
+            Entry::Record(small),
+            Entry::NotExist,
+            Entry::Record(big),
+            Entry::NotExist,
+        ];
+        let cut = to_answer(mixed, limit);
+        assert!(cut.get_size() <= limit);
+        assert_eq!(cut.more.len(), 1, "the big record does not fit; stop there");
+        assert_eq!(cut.more[0].status, pb::Status::NotExist);
+    }
+
+    #[test]
+    fn more_entries_than_keys_is_an_error_and_a_bare_ok_is_malformed() {
+        let answer = to_answer(vec![Entry::NotExist; 3], 1 << 20);
+        assert_eq!(
+            from_answer(answer, &keys(2)),
+            Err(TooManyEntries { count: 3, asked: 2 })
+        );
+        let bare = pb::Answer::default();
+        let got = from_answer(bare, &keys(1)).expect("one entry");
+        assert!(matches!(got[0], Err(DecodeError::Protobuf(_))));
     }
 
     #[test]

@@ -1,0 +1,249 @@
+//! Asking peers and answering them: whom to ask, how keys are packed into
+//! `Ask`s, what an answer teaches us, and how `get`s end.
+
+use std::cmp::Ordering;
+
+use libp2p::PeerId;
+use rand::seq::SliceRandom;
+
+use super::{Coordinator, Output};
+use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::exchange::{AskKey, Entry};
+use crate::protocol::FetchError;
+use crate::store::RecordStore;
+use crate::wire::{self, DecodeError};
+
+/// One key to ask one peer about: a catch-up, or part of a `get`.
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    key: String,
+    query: Option<QueryId>,
+}
+
+/// One `Ask` in flight: the keys it carries, in the order they were asked.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    peer: PeerId,
+    wanted: Vec<Wanted>,
+}
+
+impl<S: RecordStore> Coordinator<S> {
+    /// Asks up to `fetch_fanout` peers for `key`, drawn at random among the
+    /// connected peers known to follow it, or among all connected peers when
+    /// none is known. Returns how many were asked.
+    pub(super) fn ask_peers(&mut self, key: &str, query: Option<super::QueryId>) -> usize {
+        let targets = self.ask_targets(key);
+        targets
+            .into_iter()
+            .filter(|peer| self.ask(*peer, key, query))
+            .count()
+    }
+
+    fn ask_targets(&mut self, key: &str) -> Vec<PeerId> {
+        let mut targets: Vec<PeerId> = self
+            .followers
+            .of(key)
+            .iter()
+            .copied()
+            .filter(|peer| self.connected.contains(peer))
+            .collect();
+        if targets.is_empty() {
+            targets = self.connected.iter().copied().collect();
+            // A HashSet's order is not reproducible; the draw must be.
+            targets.sort_unstable();
+        }
+        targets.shuffle(&mut self.rng);
+        targets.truncate(self.config.fetch_fanout);
+        targets
+    }
+
+    /// Queues one key to ask `peer` about; it goes out with the next `Ask`
+    /// to that peer ([`Coordinator::pack_asks`]). A `get`'s key goes ahead
+    /// of waiting catch-ups, so a user's read is not stuck behind a bulk
+    /// catch-up. Catch-ups (no query) are not repeated while one to the
+    /// same peer for the same key waits or is in flight.
+    pub(super) fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
+        if !self.connected.contains(&peer) {
+            return false;
+        }
+        if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
+            return false;
+        }
+        let wanted = Wanted {
+            key: key.to_owned(),
+            query,
+        };
+        match query {
+            Some(_) => self.dispatch.push_front(peer, wanted),
+            None => self.dispatch.push(peer, wanted),
+        }
+        true
+    }
+
+    /// Packs the keys waiting for each peer into `Ask`s, each key with the
+    /// version we hold as it goes out.
+    pub(super) fn send_waiting(&mut self) {
+        let max_keys = self.config.max_keys_per_ask;
+        let budget = self.config.max_message_bytes;
+        let cost = |wanted: &Wanted| wire::ask_cost(&wanted.key);
+        while let Some((peer, wanted)) = self.dispatch.next_batch(max_keys, budget, cost) {
+            let id = self.next_id();
+            let keys = wanted
+                .iter()
+                .map(|w| AskKey {
+                    key: w.key.clone(),
+                    have: self.version(&w.key),
+                })
+                .collect();
+            self.fetches.insert(id, Fetch { peer, wanted });
+            self.outputs.push_back(Output::Ask { peer, id, keys });
+        }
+    }
+
+    pub(super) fn on_answered(
+        &mut self,
+        id: u64,
+        result: Result<Vec<Result<Entry, DecodeError>>, FetchError>,
+        now_ms: i64,
+    ) {
+        let Some(mut fetch) = self.fetches.remove(&id) else {
+            return;
+        };
+        let peer = fetch.peer;
+        let asked = fetch.wanted.len();
+        let entries = match result {
+            Ok(entries) if entries.len() > asked => Err(FetchError::Malformed(format!(
+                "answer has {} entries for {asked} keys asked",
+                entries.len()
+            ))),
+            other => other,
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            // A peer with a larger message limit than ours packed more
+            // than we read, or one with a smaller limit (or a glitch)
+            // dropped the stream: as an answer that left every key out, so
+            // they are asked again, a key at a time to begin with. A single
+            // key that fails this way fails for good.
+            Err(FetchError::TooLarge { .. } | FetchError::ConnectionClosed)
+                if asked > 1 && self.connected.contains(&peer) =>
+            {
+                Vec::new()
+            }
+            Err(error) => {
+                self.dispatch.finished(peer);
+                return self.fail(peer, fetch.wanted, error);
+            }
+        };
+        // Keys past the answered ones did not fit the answer: ask again,
+        // in batches sized by what this peer answers.
+        let unanswered = fetch.wanted.split_off(entries.len());
+        if self.connected.contains(&peer) {
+            self.dispatch.answered(peer, asked, entries.len());
+            self.dispatch.requeue(peer, unanswered);
+        } else {
+            self.fail(peer, unanswered, FetchError::ConnectionClosed);
+        }
+        self.dispatch.finished(peer);
+        for (wanted, entry) in fetch.wanted.into_iter().zip(entries) {
+            self.on_entry(peer, wanted, entry, now_ms);
+        }
+    }
+
+    /// The peer's answer for one key.
+    fn on_entry(
+        &mut self,
+        peer: PeerId,
+        wanted: Wanted,
+        entry: Result<Entry, DecodeError>,
+        now_ms: i64,
+    ) {
+        if wanted.query.is_none() {
+            self.catching_up.remove(&(peer, wanted.key.clone()));
+        }
+        match entry {
+            Ok(Entry::Record(record)) => {
+                self.absorb(record, peer, Source::Fetch { peer }, now_ms);
+            }
+            Ok(Entry::NotExist | Entry::Current) => {}
+            Err(e) => {
+                self.reject(peer, wanted.key.clone(), e.into());
+            }
+        }
+        if let Some(query) = wanted.query {
+            self.on_query_reply(query, true);
+        }
+    }
+
+    /// Nothing was learnt from `peer` for these keys.
+    pub(super) fn fail(&mut self, peer: PeerId, wanted: Vec<Wanted>, error: FetchError) {
+        if wanted.is_empty() {
+            return;
+        }
+        let mut keys = Vec::with_capacity(wanted.len());
+        let mut queries = Vec::new();
+        for Wanted { key, query } in wanted {
+            match query {
+                None => {
+                    self.catching_up.remove(&(peer, key.clone()));
+                }
+                Some(query) => queries.push(query),
+            }
+            keys.push(key);
+        }
+        self.emit(PointerEvent::FetchFailed { peer, keys, error });
+        for query in queries {
+            self.on_query_reply(query, false);
+        }
+    }
+
+    fn on_query_reply(&mut self, id: QueryId, answered: bool) {
+        if let Some(done) = self.queries.reply(id, answered) {
+            let outcome = self.local_outcome(&done.key, done.answered);
+            self.finish_get(id, done.key, outcome);
+        }
+    }
+
+    pub(super) fn local_outcome(&self, key: &str, answered: bool) -> GetOutcome {
+        match self.value_record(key) {
+            Some(record) => GetOutcome::Found(record),
+            None if answered || self.replica.get(key).is_some() => GetOutcome::NotFound,
+            None => GetOutcome::TimedOut,
+        }
+    }
+
+    pub(super) fn finish_get(&mut self, id: QueryId, key: String, outcome: GetOutcome) {
+        // A get follows the key; if the key turned out deleted, leave it
+        // again, as a delete does.
+        if self.is_tombstoned(&key) {
+            self.unsubscribe(&key);
+        }
+        self.emit(PointerEvent::GetFinished { id, key, outcome });
+    }
+
+    /// Answers a peer's `Ask` from the store, in order, at most
+    /// `max_keys_per_ask` keys (the shell sends as many as fit one message).
+    /// An asker that names a version newer than ours shows that we are
+    /// behind: if we watch the key we ask it back at once. An asker that
+    /// names a version but does not follow the key's topic watches it from
+    /// outside; we remember it, to tell it of our next change.
+    pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, mut keys: Vec<AskKey>) {
+        keys.truncate(self.config.max_keys_per_ask);
+        let mut entries = Vec::with_capacity(keys.len());
+        for AskKey { key, have } in keys {
+            let record = self.replica.get(&key).map(std::borrow::Cow::into_owned);
+            entries.push(Entry::answer(record.as_ref(), have.as_ref()));
+            let Some(have) = have else { continue };
+            let ahead = record
+                .as_ref()
+                .is_none_or(|r| have.compare(r) == Ordering::Less);
+            if ahead && self.watches(&key) {
+                self.ask(peer, &key, None);
+            }
+            if !self.followers.of(&key).contains(&peer) {
+                self.watchers.add(peer, &key);
+            }
+        }
+        self.outputs.push_back(Output::Reply { id, entries });
+    }
+}

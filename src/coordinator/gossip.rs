@@ -1,0 +1,209 @@
+//! Records arriving (by gossip or in an answer), and the peers around us:
+//! connections and subscriptions.
+
+use std::borrow::Cow;
+
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::PeerId;
+
+use super::{Coordinator, Output};
+use crate::accept::RejectReason;
+use crate::event::{PointerEvent, Source};
+use crate::exchange::Version;
+use crate::protocol::FetchError;
+use crate::record::{Op, Record};
+use crate::replica::Refusal;
+use crate::store::RecordStore;
+use crate::wire;
+
+impl<S: RecordStore> Coordinator<S> {
+    /// Anti-entropy on connection: the keys we deleted are asked about at
+    /// once, with our tombstone's version (the peer answers a newer write,
+    /// and remembers that we watch the key). Followed keys are reconciled
+    /// as the peer's subscriptions arrive ([`Self::on_peer_subscribed`]).
+    pub(super) fn on_connected(&mut self, peer: PeerId) {
+        self.connected.insert(peer);
+        let mut deleted: Vec<String> = self
+            .replica
+            .store()
+            .records()
+            .filter(|r| r.is_tombstone())
+            .map(|r| r.key().to_owned())
+            .collect();
+        deleted.sort_unstable();
+        for key in deleted {
+            self.ask(peer, &key, None);
+        }
+    }
+
+    pub(super) fn on_disconnected(&mut self, peer: PeerId) {
+        self.connected.remove(&peer);
+        self.followers.peer_gone(&peer);
+        self.watchers.peer_gone(&peer);
+        // What still waited for the peer fails now; asks in flight fail as
+        // the shell reports them.
+        let waiting = self.dispatch.forget(peer);
+        self.fail(peer, waiting, FetchError::ConnectionClosed);
+    }
+
+    /// A peer follows `key`. If we watch it (follow it, or hold its
+    /// tombstone), the two reconcile: we ask with our version, the peer
+    /// answers only a newer record, and asks us back if ours is newer.
+    pub(super) fn on_peer_subscribed(&mut self, peer: PeerId, key: String) {
+        self.followers.subscribed(peer, &key);
+        if self.watches(&key) {
+            self.ask(peer, &key, None);
+        }
+    }
+
+    pub(super) fn on_gossip(
+        &mut self,
+        peer: PeerId,
+        message: MessageId,
+        key: Option<String>,
+        data: &[u8],
+        now_ms: i64,
+    ) {
+        let acceptance = match key {
+            None => self.reject(peer, String::new(), RejectReason::ForeignTopic),
+            Some(ref key) => {
+                match wire::decode_operate(key, data, self.config.max_message_bytes) {
+                    Ok(record) => self.absorb(record, peer, Source::Gossip { peer }, now_ms),
+                    Err(e) => self.reject(peer, key.clone(), e.into()),
+                }
+            }
+        };
+        let accepted = matches!(acceptance, MessageAcceptance::Accept);
+        self.outputs.push_back(Output::Verdict {
+            message,
+            peer,
+            acceptance,
+        });
+        // A gossiped delete must still be forwarded along our mesh, which
+        // leaving the topic first would drop: leave after the verdict.
+        if let (true, Some(key)) = (accepted, key) {
+            if self.is_tombstoned(&key) {
+                self.unsubscribe(&key);
+            }
+        }
+    }
+
+    /// Runs a record from the network through the accept path.
+    pub(super) fn absorb(
+        &mut self,
+        record: Record,
+        peer: PeerId,
+        source: Source,
+        now_ms: i64,
+    ) -> MessageAcceptance {
+        let key = record.key().to_owned();
+        let gossip = matches!(source, Source::Gossip { .. });
+        let replaced = self.replica.get(&key).map(Cow::into_owned);
+        match self.replica.receive(record.clone(), now_ms) {
+            Ok(()) => {
+                self.schedule_flush();
+                if gossip {
+                    // Our mesh neighbours got it with us (gossipsub forwards
+                    // it on our Accept): no need to republish it this interval.
+                    self.trickle.heard_same(&key);
+                } else {
+                    self.learnt_by_fetch(&record, replaced.as_ref(), peer);
+                }
+                self.changed(&record, replaced.as_ref(), Some(peer));
+                self.applied(record, source);
+                MessageAcceptance::Accept
+            }
+            Err(Refusal::Same) => {
+                if gossip {
+                    self.trickle.heard_same(&key);
+                }
+                MessageAcceptance::Ignore
+            }
+            Err(Refusal::Older) => {
+                // The sender is behind: answer it promptly, not at the next
+                // firing.
+                if self.subscribed.contains(&key) && self.trickle.heard_older(&key) {
+                    self.arm_push();
+                }
+                MessageAcceptance::Ignore
+            }
+            Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason),
+            Err(Refusal::Store(error)) => {
+                self.emit(PointerEvent::StoreFailed { key, error });
+                MessageAcceptance::Ignore
+            }
+        }
+    }
+
+    /// A newer record learnt through a fetch is news for our mesh
+    /// neighbours too (they did not see it pass): push it to them shortly,
+    /// unless the peer it came from is the only follower we know. A value
+    /// that replaces our tombstone means the key was written again after
+    /// the delete: follow it again.
+    fn learnt_by_fetch(&mut self, record: &Record, replaced: Option<&Record>, from: PeerId) {
+        let key = record.key();
+        let revived = record.op() == Op::Mut && replaced.is_some_and(Record::is_tombstone);
+        if revived && self.join(key) {
+            self.ask_peers(key, None);
+        }
+        let others = self.followers.of(key).iter().any(|p| *p != from);
+        if self.subscribed.contains(key) && others && self.trickle.news(key) {
+            self.arm_push();
+        }
+    }
+
+    /// Our record of a key changed: peers that watch it without following
+    /// its topic (they left it on a delete) cannot hear the gossip, so we
+    /// ask them with our new version; one that is behind asks us back.
+    pub(super) fn changed(&mut self, record: &Record, replaced: Option<&Record>, from: Option<PeerId>) {
+        let key = record.key();
+        let watchers: Vec<PeerId> = self
+            .watchers
+            .of(key)
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != from && !self.followers.of(key).contains(p))
+            .collect();
+        for peer in watchers {
+            self.ask(peer, key, None);
+        }
+        // Having left the topic on a delete, we ask the followers we knew
+        // with our tombstone: they remember that we watch the key, and tell
+        // us of a later write.
+        let deleted = record.is_tombstone() && !replaced.is_some_and(Record::is_tombstone);
+        if deleted {
+            let followers: Vec<PeerId> = self.followers.of(key).to_vec();
+            for peer in followers.into_iter().filter(|p| Some(*p) != from) {
+                self.ask(peer, key, None);
+            }
+        }
+    }
+
+    /// A record was stored: tell the user; a delete leaves the topic, except
+    /// a gossiped one, which leaves after its verdict ([`Self::on_gossip`]).
+    pub(super) fn applied(&mut self, record: Record, source: Source) {
+        if record.is_tombstone() {
+            if !matches!(source, Source::Gossip { .. }) {
+                self.unsubscribe(record.key());
+            }
+            self.emit(PointerEvent::RecordDeleted { record, source });
+        } else {
+            self.emit(PointerEvent::RecordUpdated { record, source });
+        }
+    }
+
+    pub(super) fn reject(
+        &mut self,
+        peer: PeerId,
+        key: String,
+        reason: RejectReason,
+    ) -> MessageAcceptance {
+        self.emit(PointerEvent::RecordRejected { peer, key, reason });
+        MessageAcceptance::Reject
+    }
+
+    /// The version we hold of `key`, for an `Ask`.
+    pub(super) fn version(&self, key: &str) -> Option<Version> {
+        self.replica.get(key).as_deref().map(Version::of)
+    }
+}

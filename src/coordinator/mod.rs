@@ -1,0 +1,496 @@
+//! The sans-IO core of a node: every decision `Pointer` makes, with no I/O,
+//! no clock and no randomness of its own.
+//!
+//! A [`Coordinator`] takes [`Input`]s (a gossip message, a peer that
+//! subscribed, a connection that came up, an answer, a timer) and commands
+//! (put, delete, get, …), each with the current time passed in, and queues
+//! [`Output`]s (join a topic, publish, the verdict for gossipsub, send an
+//! `Ask`, answer one, arm a timer, tell the user). Its randomness comes from
+//! a seeded RNG handed to it at construction. The libp2p shell
+//! ([`Pointer`](crate::Pointer)) executes the outputs; the deterministic
+//! simulator (feature `sim`) drives many coordinators over a model network.
+//!
+//! The coordinator never names a protobuf type: it sees records, [`AskKey`]s
+//! and [`Entry`]s, and calls [`wire`] for the gossip payload bytes.
+
+mod fetch;
+mod gossip;
+mod upkeep;
+mod watchers;
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::PeerId;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::accept::RejectReason;
+use crate::config::Config;
+use crate::dispatch::Dispatch;
+use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::exchange::{AskKey, Entry};
+use crate::followers::Followers;
+use crate::protocol::FetchError;
+use crate::query::Queries;
+use crate::record::{Op, Record};
+use crate::replica::{Refusal, Replica, WriteError};
+use crate::store::RecordStore;
+use crate::trickle::Trickle;
+use crate::validator::OwnedKeys;
+use crate::wire::{self, DecodeError};
+
+use self::fetch::{Fetch, Wanted};
+use self::watchers::Watchers;
+
+/// What happened, as the shell (or the simulator) tells it.
+#[derive(Debug)]
+pub enum Input {
+    /// The first connection to `peer` is up.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The last connection to `peer` closed.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// gossipsub: `peer` subscribed to the topic of `key`.
+    PeerSubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The key whose topic it joined.
+        key: String,
+    },
+    /// gossipsub: `peer` left the topic of `key`.
+    PeerUnsubscribed {
+        /// The peer.
+        peer: PeerId,
+        /// The key whose topic it left.
+        key: String,
+    },
+    /// gossipsub: a message on a topic we follow, waiting for our verdict.
+    Gossip {
+        /// The peer that forwarded it.
+        peer: PeerId,
+        /// gossipsub's id of the message, for the verdict.
+        message: MessageId,
+        /// The key of the topic, or `None` for a topic that is not a
+        /// record topic.
+        key: Option<String>,
+        /// The payload.
+        data: Vec<u8>,
+    },
+    /// `peer` asks for `keys`; answer with [`Output::Reply`] `id`.
+    Asked {
+        /// The asking peer.
+        peer: PeerId,
+        /// Identifies the exchange, for the reply.
+        id: u64,
+        /// The keys, in order, each with the version the asker holds.
+        keys: Vec<AskKey>,
+    },
+    /// The outcome of [`Output::Ask`] `id`: one entry per key answered, in
+    /// the order asked (possibly fewer than asked), or why it failed.
+    Answered {
+        /// The ask.
+        id: u64,
+        /// The entries, each a decoded answer or why it did not decode.
+        result: Result<Vec<Result<Entry, DecodeError>>, FetchError>,
+    },
+    /// A timer armed with [`Output::SetTimer`] fired.
+    Timer(Timer),
+}
+
+/// The coordinator's timers. Each is armed by [`Output::SetTimer`]; arming
+/// one again replaces its earlier deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// The Trickle firing: republish, anti-entropy, tombstone collection.
+    Republish,
+    /// Records received since the last flush are to be made durable.
+    Flush,
+    /// Records our mesh neighbours may lack are to be pushed to them.
+    Push,
+}
+
+/// Why a record is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// A local write: a failure is reported as
+    /// [`PointerEvent::PublishFailed`].
+    Write,
+    /// A republish or a push of a record the network may lack: a failure
+    /// is retried by the next republish.
+    Republish,
+}
+
+/// What the shell is to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Subscribe to the topic of the key.
+    Join(String),
+    /// Unsubscribe from the topic of the key.
+    Leave(String),
+    /// Publish `data` on the topic of `key`.
+    Publish {
+        /// The key.
+        key: String,
+        /// The gossip payload.
+        data: Vec<u8>,
+        /// Why.
+        why: Publication,
+    },
+    /// Report a gossip message's validation result to gossipsub.
+    Verdict {
+        /// gossipsub's id of the message.
+        message: MessageId,
+        /// The peer it came from.
+        peer: PeerId,
+        /// Accept (forward it), Ignore or Reject.
+        acceptance: MessageAcceptance,
+    },
+    /// Send one `Ask` to `peer`; its outcome comes back as
+    /// [`Input::Answered`] with the same `id`.
+    Ask {
+        /// The peer.
+        peer: PeerId,
+        /// Identifies the ask.
+        id: u64,
+        /// The keys, in order, with the versions we hold.
+        keys: Vec<AskKey>,
+    },
+    /// Answer [`Input::Asked`] `id` with these entries, in order.
+    Reply {
+        /// The exchange.
+        id: u64,
+        /// One entry per key asked.
+        entries: Vec<Entry>,
+    },
+    /// Fire [`Input::Timer`] `timer` after `after`.
+    SetTimer {
+        /// The timer.
+        timer: Timer,
+        /// From now.
+        after: Duration,
+    },
+    /// Tell the user.
+    Event(PointerEvent),
+}
+
+/// One node's decisions; see the [module docs](self).
+pub struct Coordinator<S: RecordStore> {
+    config: Config,
+    signer: SigningKey,
+    local_peer: PeerId,
+    replica: Replica<S>,
+    rng: SmallRng,
+    // Ordered sets where iteration produces outputs: a run must replay
+    // exactly from its seed.
+    subscribed: BTreeSet<String>,
+    followers: Followers,
+    watchers: Watchers,
+    connected: BTreeSet<PeerId>,
+    fetches: HashMap<u64, Fetch>,
+    dispatch: Dispatch<PeerId, Wanted>,
+    catching_up: HashSet<(PeerId, String)>,
+    queries: Queries,
+    trickle: Trickle,
+    flush_armed: bool,
+    push_armed: bool,
+    outputs: VecDeque<Output>,
+    next_id: u64,
+}
+
+impl<S: RecordStore> Coordinator<S> {
+    /// A coordinator that signs with `signer` and keeps records in `store`,
+    /// its randomness drawn from `seed`. Every key that holds a value in
+    /// `store` is followed at once (a node restarted on its store picks up
+    /// where it left off); the first outputs join their topics and arm the
+    /// republish timer.
+    pub fn new(signer: SigningKey, store: S, mut config: Config, seed: u64) -> Self {
+        let validator = std::mem::replace(&mut config.validator, Box::new(OwnedKeys));
+        let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
+            .with_author_key_cache(config.author_key_cache);
+        let local_peer = crate::record::Author::from(&signer)
+            .peer_id()
+            .unwrap_or_else(PeerId::random);
+        let mut coordinator = Coordinator {
+            signer,
+            local_peer,
+            replica,
+            rng: SmallRng::seed_from_u64(seed),
+            subscribed: BTreeSet::new(),
+            followers: Followers::default(),
+            watchers: Watchers::default(),
+            connected: BTreeSet::new(),
+            fetches: HashMap::new(),
+            dispatch: Dispatch::new(config.max_outbound_fetch_streams),
+            catching_up: HashSet::new(),
+            queries: Queries::default(),
+            trickle: Trickle::new(config.republish_interval),
+            flush_armed: false,
+            push_armed: false,
+            outputs: VecDeque::new(),
+            next_id: 0,
+            config,
+        };
+        coordinator.follow_stored_values();
+        coordinator.arm_republish();
+        coordinator
+    }
+
+    /// Handles one input at `now_ms` (milliseconds since the Unix epoch).
+    pub fn handle(&mut self, input: Input, now_ms: i64) {
+        match input {
+            Input::Connected { peer } => self.on_connected(peer),
+            Input::Disconnected { peer } => self.on_disconnected(peer),
+            Input::PeerSubscribed { peer, key } => self.on_peer_subscribed(peer, key),
+            Input::PeerUnsubscribed { peer, key } => self.followers.unsubscribed(&peer, &key),
+            Input::Gossip {
+                peer,
+                message,
+                key,
+                data,
+            } => self.on_gossip(peer, message, key, &data, now_ms),
+            Input::Asked { peer, id, keys } => self.on_asked(peer, id, keys),
+            Input::Answered { id, result } => self.on_answered(id, result, now_ms),
+            Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
+            Input::Timer(Timer::Flush) => self.flush_store(),
+            Input::Timer(Timer::Push) => self.on_push_timer(now_ms),
+        }
+    }
+
+    /// The next output to execute, oldest first.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Packs the keys waiting for each peer into [`Output::Ask`]s, as many
+    /// as each peer has free slots. Call it once the inputs at hand are
+    /// handled, so that a burst (a peer's subscriptions, a user following
+    /// many keys) goes out in a few full `Ask`s rather than many small ones.
+    pub fn pack_asks(&mut self) {
+        self.send_waiting();
+    }
+
+    /// The peer id records are signed as.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer
+    }
+
+    /// The key `"<local peer id>/<name>"`.
+    pub fn owned_key(&self, name: &str) -> String {
+        OwnedKeys::key(&self.local_peer, name)
+    }
+
+    /// Sets `key` to `value`: signs, stores, follows and publishes.
+    pub fn put(&mut self, key: &str, value: &str, now_ms: i64) -> Result<Record, WriteError> {
+        self.write(key, Op::Mut, value, now_ms)
+    }
+
+    /// Deletes `key`: stores and publishes a tombstone, then leaves the topic.
+    pub fn delete(&mut self, key: &str, now_ms: i64) -> Result<Record, WriteError> {
+        self.write(key, Op::Del, "", now_ms)
+    }
+
+    /// Stores a record signed elsewhere through the accept path, then
+    /// follows and publishes it. Refused records change nothing.
+    pub fn insert(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
+        let replaced = self.replica.get(record.key()).map(Cow::into_owned);
+        self.replica.receive(record.clone(), now_ms)?;
+        self.flush_store();
+        self.after_local_change(record, replaced.as_ref());
+        Ok(())
+    }
+
+    /// Finds the value of `key`: from the store when followed and held,
+    /// otherwise follows it and asks up to `fetch_fanout` peers. The answer
+    /// comes as [`PointerEvent::GetFinished`].
+    pub fn get(&mut self, key: &str) -> QueryId {
+        let id = QueryId(self.next_id());
+        if crate::accept::check_sizes(key, "", &self.config.limits).is_err() {
+            // No node stores a key over the limit: nothing to follow or ask.
+            self.finish_get(id, key.to_owned(), GetOutcome::NotFound);
+            return id;
+        }
+        if let (true, Some(record)) = (self.subscribed.contains(key), self.value_record(key)) {
+            self.finish_get(id, key.to_owned(), GetOutcome::Found(record));
+            return id;
+        }
+        self.join(key);
+        let asked = self.ask_peers(key, Some(id));
+        if asked == 0 {
+            // Nobody to ask: what we hold is all there is.
+            let outcome = self.local_outcome(key, true);
+            self.finish_get(id, key.to_owned(), outcome);
+        } else {
+            self.queries.start(id, key.to_owned(), asked);
+        }
+        id
+    }
+
+    /// Follows `key`: joins its topic and catches up from peers. Returns
+    /// `false` if it was already followed.
+    pub fn subscribe(&mut self, key: &str) -> Result<bool, RejectReason> {
+        crate::accept::check_sizes(key, "", &self.config.limits)?;
+        if !self.join(key) {
+            return Ok(false);
+        }
+        self.ask_peers(key, None);
+        Ok(true)
+    }
+
+    /// Stops following `key`; its record stays and is still served.
+    /// Returns `false` if it was not followed.
+    pub fn unsubscribe(&mut self, key: &str) -> bool {
+        if !self.subscribed.remove(key) {
+            return false;
+        }
+        self.outputs.push_back(Output::Leave(key.to_owned()));
+        true
+    }
+
+    /// Whether `key` is followed.
+    pub fn is_subscribed(&self, key: &str) -> bool {
+        self.subscribed.contains(key)
+    }
+
+    /// The followed keys.
+    pub fn subscribed(&self) -> impl Iterator<Item = &str> {
+        self.subscribed.iter().map(String::as_str)
+    }
+
+    /// Connected peers known to follow `key`.
+    pub fn peers_following(&self, key: &str) -> Vec<PeerId> {
+        self.followers.of(key).to_vec()
+    }
+
+    /// The record held for `key`: a value or a tombstone.
+    pub fn record(&self, key: &str) -> Option<Cow<'_, Record>> {
+        self.replica.get(key)
+    }
+
+    /// The value of `key`, if it has one (not deleted).
+    pub fn value(&self, key: &str) -> Option<String> {
+        self.value_record(key).map(|r| r.value().to_owned())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        self.replica.store()
+    }
+
+    /// The store, mutably. Records written through it skip every check and
+    /// are not published.
+    pub fn store_mut(&mut self) -> &mut S {
+        self.replica.store_mut()
+    }
+
+    /// Makes what was received durable and gives the store back (a node
+    /// that stops, or a simulated crash that keeps its disk).
+    pub fn into_store(mut self) -> S {
+        self.flush_store();
+        self.replica.into_store()
+    }
+
+    /// The configuration in force (its validator moved into the replica).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether received records wait for a flush.
+    pub fn needs_flush(&self) -> bool {
+        self.flush_armed
+    }
+
+    /// Makes received records durable now.
+    pub fn flush_store(&mut self) {
+        self.flush_armed = false;
+        if let Err(error) = self.replica.flush() {
+            tracing::error!(%error, "could not make received records durable");
+        }
+    }
+
+    fn write(&mut self, key: &str, op: Op, value: &str, now_ms: i64) -> Result<Record, WriteError> {
+        let replaced = self.replica.get(key).map(Cow::into_owned);
+        let record = self.replica.write(key, op, value, now_ms, &self.signer)?;
+        self.after_local_change(record.clone(), replaced.as_ref());
+        Ok(record)
+    }
+
+    /// A local write or insert was stored: follow, catch up, publish, tell
+    /// the peers that watch the key, tell the user.
+    fn after_local_change(&mut self, record: Record, replaced: Option<&Record>) {
+        let key = record.key().to_owned();
+        // A newly followed key is caught up like any other: a peer may hold
+        // a record dated ahead of our clock that still beats this write.
+        if record.op() == Op::Mut && self.join(&key) {
+            self.ask_peers(&key, None);
+        }
+        let data = wire::encode_operate(&record);
+        self.outputs.push_back(Output::Publish {
+            key: key.clone(),
+            data,
+            why: Publication::Write,
+        });
+        self.changed(&record, replaced, None);
+        self.applied(record, Source::Local);
+    }
+
+    fn value_record(&self, key: &str) -> Option<Record> {
+        self.replica
+            .get(key)
+            .filter(|r| !r.is_tombstone())
+            .map(Cow::into_owned)
+    }
+
+    fn is_tombstoned(&self, key: &str) -> bool {
+        self.replica.get(key).is_some_and(|r| r.is_tombstone())
+    }
+
+    /// Keys we want to hear about: followed ones, and deleted ones (a node
+    /// that left a key's topic on a delete still learns of a later write).
+    fn watches(&self, key: &str) -> bool {
+        self.subscribed.contains(key) || self.is_tombstoned(key)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn emit(&mut self, event: PointerEvent) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Joins the key's topic (no catch-up). Returns whether it is new.
+    fn join(&mut self, key: &str) -> bool {
+        if !self.subscribed.insert(key.to_owned()) {
+            return false;
+        }
+        self.outputs.push_back(Output::Join(key.to_owned()));
+        true
+    }
+
+    /// A node restarted on a persistent store follows again every key it
+    /// holds a value for. Tombstoned keys stay unfollowed, as after the
+    /// delete, and are still watched.
+    fn follow_stored_values(&mut self) {
+        let mut keys: Vec<String> = self
+            .replica
+            .store()
+            .records()
+            .filter(|r| !r.is_tombstone())
+            .map(|r| r.key().to_owned())
+            .collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.join(&key);
+        }
+    }
+}

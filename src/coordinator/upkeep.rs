@@ -1,0 +1,122 @@
+//! What a node does on its own timers: republish (Trickle), push what the
+//! mesh may lack, anti-entropy for keys gossip cannot reach, tombstone
+//! collection, and grouping store flushes.
+
+use rand::RngExt;
+
+use super::{Coordinator, Output, Publication, Timer};
+use crate::store::RecordStore;
+use crate::wire;
+
+impl<S: RecordStore> Coordinator<S> {
+    pub(super) fn arm_republish(&mut self) {
+        let after = self.trickle.next_delay(self.rng.random::<f64>());
+        self.outputs.push_back(Output::SetTimer {
+            timer: Timer::Republish,
+            after,
+        });
+    }
+
+    pub(super) fn arm_push(&mut self) {
+        if self.push_armed {
+            return;
+        }
+        self.push_armed = true;
+        self.outputs.push_back(Output::SetTimer {
+            timer: Timer::Push,
+            after: self.config.push_delay,
+        });
+    }
+
+    /// Received records are synced to disk in groups: the first one arms
+    /// the timer, the timer syncs all that came meanwhile.
+    pub(super) fn schedule_flush(&mut self) {
+        if self.flush_armed {
+            return;
+        }
+        self.flush_armed = true;
+        self.outputs.push_back(Output::SetTimer {
+            timer: Timer::Flush,
+            after: self.config.store_flush_interval,
+        });
+    }
+
+    /// Publishes the records that a peer showed it lacks, or that we learnt
+    /// through a fetch, in one pass. Each push carries the time as its
+    /// stamp, so gossipsub's duplicate cache never swallows it.
+    pub(super) fn on_push_timer(&mut self, now_ms: i64) {
+        self.push_armed = false;
+        let stamp = u64::try_from(now_ms).unwrap_or(0);
+        for key in self.trickle.take_push() {
+            if !self.subscribed.contains(&key) {
+                continue;
+            }
+            if let Some(record) = self.replica.get(&key).map(std::borrow::Cow::into_owned) {
+                let data = wire::encode_republish(&record, stamp);
+                self.publish_again(key, data);
+            }
+        }
+    }
+
+    /// Republishes what Trickle says is due, asks about the keys gossip
+    /// cannot bring news of, collects old tombstones, and re-arms.
+    pub(super) fn on_republish_timer(&mut self, now_ms: i64) {
+        let candidates: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|k| self.replica.get(k).is_some_and(|r| !r.is_tombstone()))
+            .cloned()
+            .collect();
+        let interval = self.config.republish_interval.as_millis().max(1);
+        let round = u64::try_from(now_ms).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
+        for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
+            if let Some(record) = self.value_record(&key) {
+                let data = wire::encode_republish(&record, round);
+                self.publish_again(key, data);
+            }
+        }
+        self.anti_entropy();
+        let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = self.replica.collect_tombstones(now_ms, ttl) {
+            tracing::warn!("tombstone collection failed: {e}");
+        }
+        self.arm_republish();
+    }
+
+    fn publish_again(&mut self, key: String, data: Vec<u8>) {
+        self.outputs.push_back(Output::Publish {
+            key,
+            data,
+            why: Publication::Republish,
+        });
+    }
+
+    /// Keys no gossip reaches us for, asked about once an interval with the
+    /// version we hold: the ones we follow that no connected peer follows,
+    /// and the ones we deleted (we left their topics). An equal record costs
+    /// no record bytes; a peer that holds a newer one answers it, one that
+    /// is behind asks us back.
+    fn anti_entropy(&mut self) {
+        if self.connected.is_empty() {
+            return;
+        }
+        let mut keys: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|key| self.followers.of(key).is_empty())
+            .cloned()
+            .collect();
+        keys.extend(
+            self.replica
+                .store()
+                .records()
+                .filter(|r| r.is_tombstone())
+                .map(|r| r.key().to_owned()),
+        );
+        // Sets iterate in no reproducible order; the peers drawn must be.
+        keys.sort_unstable();
+        for key in keys {
+            self.ask_peers(&key, None);
+        }
+    }
+}

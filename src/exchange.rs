@@ -1,0 +1,122 @@
+//! What one `Ask`/`Answer` exchange carries, as the coordinator sees it.
+//!
+//! The protobuf messages of `/pointer/fetch/0.0.1` live in [`wire`](crate::wire)
+//! and [`protocol`](crate::protocol); the coordinator and the behaviour only
+//! handle these types. An asker names each key with the [`Version`] it holds
+//! (if any); the answerer sends its record only when it is newer than that
+//! version, and otherwise says [`Entry::Current`], so two nodes that hold the
+//! same records reconcile them without sending any record bytes.
+
+use std::cmp::Ordering;
+
+use crate::order;
+use crate::record::{Op, Record};
+
+/// Bytes of the signature a [`Version`] keeps: enough that two different
+/// writes of one key collide only if an author grinds 2^64 signatures.
+pub const VERSION_SIGNATURE_BYTES: usize = 16;
+
+/// A compact stand-in for a record in the precedence order: its time, its
+/// operation and a prefix of its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// The record's time, in milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Whether the record is a value or a tombstone.
+    pub op: Op,
+    /// The first bytes of the record's signature.
+    pub signature: [u8; VERSION_SIGNATURE_BYTES],
+}
+
+impl Version {
+    /// The version of `record`.
+    pub fn of(record: &Record) -> Self {
+        let mut signature = [0; VERSION_SIGNATURE_BYTES];
+        signature.copy_from_slice(&record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES]);
+        Version {
+            time: record.time(),
+            op: record.op(),
+            signature,
+        }
+    }
+
+    /// How `record` compares with this version in the precedence order
+    /// ([`order::precedence`]): `Greater` means `record` wins. `Equal` means
+    /// the same write, or two writes a prefix cannot tell apart.
+    pub fn compare(&self, record: &Record) -> Ordering {
+        order::precedence_of(
+            (record.time(), record.op(), &record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES]),
+            (self.time, self.op, &self.signature[..]),
+        )
+    }
+}
+
+/// One key of an `Ask`: the key, and the version the asker holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskKey {
+    /// The key asked for.
+    pub key: String,
+    /// What the asker holds for it, if anything; the answerer sends its
+    /// record only if it is newer.
+    pub have: Option<Version>,
+}
+
+/// One key's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// The answerer's record: a value or a tombstone.
+    Record(Record),
+    /// The answerer holds nothing for the key.
+    NotExist,
+    /// The answerer holds nothing newer than the asker's version.
+    Current,
+}
+
+impl Entry {
+    /// What a node holding `record` answers to an asker that holds `have`.
+    pub fn answer(record: Option<&Record>, have: Option<&Version>) -> Entry {
+        match (record, have) {
+            (None, _) => Entry::NotExist,
+            (Some(record), Some(have)) if have.compare(record) != Ordering::Greater => {
+                Entry::Current
+            }
+            (Some(record), _) => Entry::Record(record.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+
+    fn record(op: Op, time: i64, seed: u8) -> Record {
+        let value = if op == Op::Mut { "v" } else { "" };
+        Record::sign("k", op, value, time, &SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    #[test]
+    fn versions_order_as_their_records_do() {
+        let records: Vec<Record> = [(Op::Mut, 5, 1), (Op::Mut, 5, 2), (Op::Del, 5, 3), (Op::Mut, 6, 1), (Op::Mut, 4, 9)]
+            .into_iter()
+            .map(|(op, t, s)| record(op, t, s))
+            .collect();
+        for a in &records {
+            for b in &records {
+                assert_eq!(Version::of(b).compare(a), order::precedence(a, b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_record_is_sent_only_when_newer_than_the_askers() {
+        let old = record(Op::Mut, 1, 1);
+        let new = record(Op::Mut, 2, 1);
+        assert_eq!(Entry::answer(None, Some(&Version::of(&old))), Entry::NotExist);
+        assert_eq!(Entry::answer(Some(&new), None), Entry::Record(new.clone()));
+        assert_eq!(Entry::answer(Some(&new), Some(&Version::of(&old))), Entry::Record(new.clone()));
+        assert_eq!(Entry::answer(Some(&new), Some(&Version::of(&new))), Entry::Current);
+        assert_eq!(Entry::answer(Some(&old), Some(&Version::of(&new))), Entry::Current);
+    }
+}
