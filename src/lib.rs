@@ -87,6 +87,8 @@ pub mod protocol;
 mod query;
 pub mod record;
 pub mod replica;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod store;
 pub mod trickle;
 pub mod validator;

@@ -264,6 +264,7 @@ async fn ask_raw(control: &mut libp2p_stream::Control, server: PeerId, keys: &[S
     let ask = Ask {
         key: keys[0].clone(),
         more: keys[1..].to_vec(),
+        have: Vec::new(),
     };
     framed.send(ask).await.expect("ask sent");
     framed.close().await.expect("half-close");

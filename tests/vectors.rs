@@ -246,6 +246,7 @@ fn fetch_frames() {
     let ask = Ask {
         key: v.key.to_owned(),
         more: Vec::new(),
+        have: Vec::new(),
     };
     assert_eq!(hex(&frame(&ask)), ASK_FRAME_HEX);
     let found = Answer {
@@ -274,10 +275,12 @@ fn batched_fetch_frames_extend_the_single_ones() {
     let single = body(&Ask {
         key: v.key.to_owned(),
         more: Vec::new(),
+        have: Vec::new(),
     });
     let batched = body(&Ask {
         key: v.key.to_owned(),
         more: vec![w.key.to_owned()],
+        have: Vec::new(),
     });
     let field = [&[0x12, w.key.len() as u8][..], w.key.as_bytes()].concat();
     assert_eq!(batched, [single, field].concat());

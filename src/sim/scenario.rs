@@ -1,0 +1,284 @@
+//! Random schedules: a topology, clock skews, and a timeline of writes,
+//! deletes, reads, hostile injections, partitions, heals, crashes and
+//! restarts, all drawn from one seed.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use rand::rngs::SmallRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{RngExt, SeedableRng};
+
+/// The shape of the network's links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// 0 – 1 – 2 – … – n-1.
+    Line,
+    /// A line whose ends are linked.
+    Ring,
+    /// Node 0 linked to every other.
+    Star,
+    /// A random tree plus a few extra links: sparse, and connected.
+    Sparse,
+    /// Every pair linked.
+    Full,
+}
+
+/// How a hostile node forges a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forgery {
+    /// Signed by a key the validator does not allow.
+    Unauthorized,
+    /// An allowed author's record with its value changed after signing.
+    BadSignature,
+}
+
+/// One step of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `put(key, value)` on a node.
+    Put {
+        /// The node.
+        node: usize,
+        /// Index into the scenario's keys.
+        key: usize,
+        /// The value.
+        value: String,
+    },
+    /// `delete(key)` on a node.
+    Delete {
+        /// The node.
+        node: usize,
+        /// Index into the scenario's keys.
+        key: usize,
+    },
+    /// `get(key)` on a node.
+    Get {
+        /// The node.
+        node: usize,
+        /// Index into the scenario's keys.
+        key: usize,
+    },
+    /// A node injects a forged record, newer than anything written.
+    Inject {
+        /// The hostile node.
+        node: usize,
+        /// Index into the scenario's keys.
+        key: usize,
+        /// How it is forged.
+        forgery: Forgery,
+    },
+    /// The topology's links between the two sides are cut.
+    Partition {
+        /// Which side each node is on.
+        side: Vec<bool>,
+    },
+    /// Every topology link whose ends are up is restored.
+    HealAll,
+    /// A node crashes (keeping its store).
+    Crash {
+        /// The node.
+        node: usize,
+    },
+    /// A crashed node restarts and relinks to its topology neighbours.
+    Restart {
+        /// The node.
+        node: usize,
+    },
+}
+
+/// A schedule to run: see [`Scenario::random`].
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// The seed it was drawn from (and the network's seed).
+    pub seed: u64,
+    /// Node identities.
+    pub signers: Vec<SigningKey>,
+    /// Nodes whose authors the validator refuses.
+    pub unauthorized: Vec<usize>,
+    /// Clock skew per node, in milliseconds.
+    pub skews_ms: Vec<i64>,
+    /// The keys written; every node follows every key from the start.
+    pub keys: Vec<String>,
+    /// The shape of the links.
+    pub topology: Topology,
+    /// The links of that shape.
+    pub links: Vec<(usize, usize)>,
+    /// The timeline, in order.
+    pub steps: Vec<(Duration, Step)>,
+}
+
+/// Bounds of random scenarios.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Fewest and most nodes.
+    pub nodes: (usize, usize),
+    /// Most keys.
+    pub keys: usize,
+    /// Most steps on the timeline.
+    pub steps: usize,
+    /// How long the timeline lasts.
+    pub span: Duration,
+    /// Largest clock skew of a node, either way, in milliseconds.
+    pub max_skew_ms: i64,
+    /// Whether partitions, crashes and hostile injections happen.
+    pub faults: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Shape {
+            nodes: (3, 10),
+            keys: 3,
+            steps: 24,
+            span: Duration::from_secs(40),
+            max_skew_ms: 6_000,
+            faults: true,
+        }
+    }
+}
+
+impl Scenario {
+    /// A random scenario of `shape`, drawn from `seed`.
+    pub fn random(seed: u64, shape: &Shape) -> Scenario {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let n = rng.random_range(shape.nodes.0..=shape.nodes.1.max(shape.nodes.0));
+        let signers = (0..n).map(|_| SigningKey::from_bytes(&rng.random())).collect();
+        let unauthorized = if shape.faults && n > 3 { vec![n - 1] } else { Vec::new() };
+        let skews_ms = (0..n)
+            .map(|_| rng.random_range(-shape.max_skew_ms..=shape.max_skew_ms))
+            .collect();
+        let keys = (0..rng.random_range(1..=shape.keys.max(1)))
+            .map(|k| format!("key/{k}"))
+            .collect();
+        let topology = *[
+            Topology::Line,
+            Topology::Ring,
+            Topology::Star,
+            Topology::Sparse,
+            Topology::Sparse,
+            Topology::Full,
+        ]
+        .choose(&mut rng)
+        .unwrap_or(&Topology::Line);
+        let links = links(topology, n, &mut rng);
+        let mut scenario = Scenario {
+            seed,
+            signers,
+            unauthorized,
+            skews_ms,
+            keys,
+            topology,
+            links,
+            steps: Vec::new(),
+        };
+        scenario.steps = scenario.timeline(shape, &mut rng);
+        scenario
+    }
+
+    /// The number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.signers.len()
+    }
+
+    /// When the last step happens.
+    pub fn last_step(&self) -> Duration {
+        self.steps.last().map_or(Duration::ZERO, |(at, _)| *at)
+    }
+
+    fn timeline(&self, shape: &Shape, rng: &mut SmallRng) -> Vec<(Duration, Step)> {
+        let n = self.nodes();
+        let start = Duration::from_secs(1);
+        let count = rng.random_range(1..=shape.steps.max(1));
+        let mut times: Vec<Duration> = (0..count)
+            .map(|_| start + shape.span.mul_f64(rng.random::<f64>()))
+            .collect();
+        times.sort();
+        let mut down = vec![false; n];
+        let mut steps = Vec::new();
+        for (i, at) in times.into_iter().enumerate() {
+            let step = self.random_step(shape, rng, &mut down, i);
+            steps.push((at, step));
+        }
+        // The end: heal everything, restart every crashed node.
+        let end = start + shape.span + Duration::from_millis(1);
+        steps.push((end, Step::HealAll));
+        for (node, down) in down.iter().enumerate() {
+            if *down {
+                steps.push((end, Step::Restart { node }));
+            }
+        }
+        steps
+    }
+
+    fn random_step(&self, shape: &Shape, rng: &mut SmallRng, down: &mut [bool], i: usize) -> Step {
+        let n = self.nodes();
+        let node = rng.random_range(0..n);
+        let key = rng.random_range(0..self.keys.len());
+        let roll = if shape.faults { rng.random_range(0..100) } else { rng.random_range(0..60) };
+        match roll {
+            0..=34 => Step::Put {
+                node,
+                key,
+                value: format!("v{i}"),
+            },
+            35..=49 => Step::Delete { node, key },
+            50..=59 => Step::Get { node, key },
+            60..=66 => Step::Inject {
+                node,
+                key,
+                forgery: if rng.random_bool(0.5) { Forgery::Unauthorized } else { Forgery::BadSignature },
+            },
+            67..=78 => Step::Partition {
+                side: (0..n).map(|_| rng.random_bool(0.5)).collect(),
+            },
+            79..=86 => Step::HealAll,
+            87..=93 if !down[node] => {
+                down[node] = true;
+                Step::Crash { node }
+            }
+            _ => match down.iter().position(|d| *d) {
+                Some(node) => {
+                    down[node] = false;
+                    Step::Restart { node }
+                }
+                None => Step::HealAll,
+            },
+        }
+    }
+}
+
+/// The links of `topology` over `n` nodes.
+pub fn links(topology: Topology, n: usize, rng: &mut SmallRng) -> Vec<(usize, usize)> {
+    let mut links = Vec::new();
+    match topology {
+        Topology::Line => links.extend((1..n).map(|i| (i - 1, i))),
+        Topology::Ring => {
+            links.extend((1..n).map(|i| (i - 1, i)));
+            if n > 2 {
+                links.push((0, n - 1));
+            }
+        }
+        Topology::Star => links.extend((1..n).map(|i| (0, i))),
+        Topology::Full => {
+            for a in 0..n {
+                links.extend((a + 1..n).map(|b| (a, b)));
+            }
+        }
+        Topology::Sparse => {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(rng);
+            for i in 1..n {
+                let parent = order[rng.random_range(0..i)];
+                links.push((parent.min(order[i]), parent.max(order[i])));
+            }
+            for _ in 0..n / 3 {
+                let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+                if a != b && !links.contains(&(a.min(b), a.max(b))) {
+                    links.push((a.min(b), a.max(b)));
+                }
+            }
+        }
+    }
+    links
+}
