@@ -89,8 +89,9 @@ fn a_seed_replays_exactly() {
 fn replay() {
     let seed = env("POINTER_SIM_SEED").unwrap_or(0);
     let scenario = Scenario::random(seed, &Shape::default());
-    eprintln!("{scenario:#?}");
-    match run(&scenario, &Settings::default()) {
+    eprintln!("{}", scenario.describe());
+    let trace = std::env::var_os("POINTER_SIM_TRACE").is_some();
+    match pointer::sim::run_traced(&scenario, &Settings::default(), trace) {
         Ok(report) => eprintln!("{report:?}"),
         Err(failure) => panic!("{failure}"),
     }

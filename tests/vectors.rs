@@ -7,9 +7,10 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::SigningKey;
-use pointer::proto::pointer::{Answer, Ask, Entry, Status};
+use pointer::exchange::{self, Version};
+use pointer::proto::pointer::{Answer, Ask, Entry, Have, Operations, Status};
 use pointer::{wire, Author, Op, Record};
-use quick_protobuf::{MessageWrite, Writer};
+use quick_protobuf::{deserialize_from_slice, MessageWrite, Writer};
 use sha2::{Digest, Sha256};
 
 /// One vector, exactly as printed in the spec.
@@ -108,6 +109,15 @@ const VECTORS: [Vector; 4] = [
 const ASK_FRAME_HEX: &str = "3f0a3d313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e67";
 const ANSWER_OK_FRAME_HEX: &str = "8d01128a01120568656c6c6f1a58496c4d4836474e59497a6748386c6b6d516a326f492b632f7358345a62736b7557596d304e32396262466e6f594e7350665673634154773146474567382f52476a50597346306b71724671664d70624f792f774942513d3d2080d095ffbc312a208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
 const ANSWER_NOT_EXIST_FRAME_HEX: &str = "020801";
+
+/// Fetch frames of the versions extension (spec §13 versions extension):
+/// an asker that holds vector 2 (the tombstone) for vector 1's key and
+/// nothing for vector 4's key asks for both; the answerer holds vectors 1
+/// and 4. Length prefixes included.
+const VERSIONED_ASK_FRAME_HEX: &str = "6d0a3d313244334b6f6f574b3939566f56784e4537587a79427758457a573778684b37477076383572394633563366794b53554b5048352f6772656574696e67120d7368617265642f636f6e6669671a1b08e0a499ffbc3110011a10c5cffa782be8bfd5d3b56965f0dc2e631a00";
+const ANSWER_CURRENT_FRAME_HEX: &str = "850108021a8001127e1a5847393652517938464f75316a513756414b536a66665830514c66734e3534725245425a74484d6d67714956634930785a52764a5577695a59474a496a64754f5738736c4567326c6778754956584444307850796544773d3d20012a20ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1";
+/// A single-key `Answer` with status `Current` (2) and nothing else.
+const ANSWER_CURRENT_ONLY_FRAME_HEX: &str = "020802";
 
 /// Generous decode limit: the vectors are far below every default.
 const LIMIT: usize = 64 * 1024;
@@ -315,4 +325,83 @@ fn batched_fetch_frames_extend_the_single_ones() {
     expected.extend(&entry_bytes);
     expected.extend([0x1a, 0x02, 0x08, 0x01]);
     assert_eq!(body(&with_more), expected);
+}
+
+/// The versions extension (spec §13 versions extension): `Ask.have`
+/// (field 3) carries one `Have { time, op, sign }` per key, in the order of
+/// `key` then `more`, `sign` being the first 16 bytes of the signature and
+/// an empty `Have` meaning "nothing held"; an answerer holding nothing newer
+/// than the asker's version answers status `Current` (2) without a record.
+/// An `Ask` without versions is byte for byte the plain one (above).
+#[test]
+fn versioned_fetch_frames_extend_the_batched_ones() {
+    let (v1, v2, v4) = (&VECTORS[0], &VECTORS[1], &VECTORS[3]);
+    assert_eq!(v1.key, v2.key, "vector 2 deletes vector 1's key");
+
+    // The asker's version of vector 1's key: vector 2, the tombstone.
+    let held = Version::of(&signed(v2));
+    assert_eq!(held.time, v2.time);
+    assert_eq!(held.op, Op::Del);
+    assert_eq!(hex(&held.signature), v2.signature_hex[..32]);
+    let have = Have {
+        time: held.time,
+        op: Operations::Del,
+        sign: held.signature.to_vec(),
+    };
+    let ask = Ask {
+        key: v1.key.to_owned(),
+        more: vec![v4.key.to_owned()],
+        have: vec![have.clone(), Have::default()],
+    };
+    assert_eq!(hex(&frame(&ask)), VERSIONED_ASK_FRAME_HEX);
+    let decoded: Ask = deserialize_from_slice(&unhex(VERSIONED_ASK_FRAME_HEX)).expect("decodes");
+    assert_eq!(decoded, ask);
+
+    // Field 3 follows the batched `Ask` once per key: time (field 1),
+    // op (field 2, Del = 1) and the signature prefix (field 3, 16 bytes);
+    // the empty `Have` of the key held by nothing is two bytes, 1a 00.
+    let plain = body(&Ask {
+        have: Vec::new(),
+        ..ask.clone()
+    });
+    // The varint of vector 2's time, as field 4 of its Operate has it.
+    let time = "e0a499ffbc31";
+    assert!(v2.operate_hex.contains(&format!("20{time}")));
+    let have_hex = format!("08{time}10011a10{}", &v2.signature_hex[..32]);
+    assert_eq!(hex(&body(&have)), have_hex);
+    let expected = format!("{}1a{:02x}{have_hex}1a00", hex(&plain), have_hex.len() / 2);
+    assert_eq!(hex(&body(&ask)), expected);
+
+    // The answerer's entries, as the crate decides them: vector 1 is older
+    // than the asker's tombstone, so `Current`; vector 4's key the asker
+    // does not hold, so the record itself.
+    assert_eq!(
+        exchange::Entry::answer(Some(&signed(v1)), Some(&held)),
+        exchange::Entry::Current
+    );
+    assert_eq!(
+        exchange::Entry::answer(Some(&signed(v4)), None),
+        exchange::Entry::Record(signed(v4))
+    );
+    let answer = Answer {
+        status: Status::Current,
+        op: None,
+        more: vec![Entry {
+            status: Status::Ok_pb,
+            op: Some(wire::to_operate(&signed(v4))),
+        }],
+    };
+    assert_eq!(hex(&frame(&answer)), ANSWER_CURRENT_FRAME_HEX);
+    let decoded: Answer =
+        deserialize_from_slice(&unhex(ANSWER_CURRENT_FRAME_HEX)).expect("decodes");
+    assert_eq!(decoded, answer);
+    // The `Entry` carries vector 4's Operate bytes, verbatim.
+    assert!(ANSWER_CURRENT_FRAME_HEX.ends_with(v4.operate_hex));
+
+    let current = Answer {
+        status: Status::Current,
+        op: None,
+        more: Vec::new(),
+    };
+    assert_eq!(hex(&frame(&current)), ANSWER_CURRENT_ONLY_FRAME_HEX);
 }

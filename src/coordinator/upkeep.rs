@@ -91,14 +91,29 @@ impl<S: RecordStore> Coordinator<S> {
         });
     }
 
-    /// Keys no gossip reaches us for, asked about once an interval with the
-    /// version we hold: the ones we follow that no connected peer follows,
-    /// and the ones we deleted (we left their topics). An equal record costs
-    /// no record bytes; a peer that holds a newer one answers it, one that
-    /// is behind asks us back.
+    /// Anti-entropy, once an interval, each key asked about with the version
+    /// we hold (an equal record costs no record bytes; a peer that holds a
+    /// newer one answers it, one that is behind asks us back):
+    ///
+    /// - every followed key that one connected peer, drawn at random, also
+    ///   follows. Gossip can lose a message, and a node that holds nothing
+    ///   never republishes, so Trickle alone would never tell its
+    ///   neighbours that it lacks a record they all hold;
+    /// - the followed keys no connected peer follows, and the keys we
+    ///   deleted (we left their topics), asked of up to `fetch_fanout` peers.
     fn anti_entropy(&mut self) {
-        if self.connected.is_empty() {
+        let peers: Vec<libp2p::PeerId> = self.connected.iter().copied().collect();
+        let Some(&partner) = peers.get(self.rng.random_range(0..peers.len().max(1))) else {
             return;
+        };
+        let shared: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|key| self.followers.of(key).contains(&partner))
+            .cloned()
+            .collect();
+        for key in shared {
+            self.ask(partner, &key, None);
         }
         let mut keys: Vec<String> = self
             .subscribed

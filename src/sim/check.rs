@@ -76,12 +76,17 @@ impl fmt::Display for Failure {
 
 /// Runs `scenario` under `settings` and checks it.
 pub fn run(scenario: &Scenario, settings: &Settings) -> Result<Report, Failure> {
+    run_traced(scenario, settings, false)
+}
+
+/// [`run`], printing every input and output of every node when `trace`.
+pub fn run_traced(scenario: &Scenario, settings: &Settings, trace: bool) -> Result<Report, Failure> {
     let fail = |reason: String| Failure {
         seed: scenario.seed,
         reason,
     };
     let allowed: Vec<PeerId> = allowed_peers(scenario);
-    let mut net = build(scenario, settings, &allowed);
+    let mut net = build(scenario, settings, &allowed, trace);
     let mut written: Vec<Record> = Vec::new();
     for (at, step) in &scenario.steps {
         net.run_until(*at);
@@ -126,7 +131,7 @@ fn allowed_peers(scenario: &Scenario) -> Vec<PeerId> {
         .collect()
 }
 
-fn build(scenario: &Scenario, settings: &Settings, allowed: &[PeerId]) -> Network {
+fn build(scenario: &Scenario, settings: &Settings, allowed: &[PeerId], trace: bool) -> Network {
     let (republish, skew) = (settings.republish_interval, settings.max_clock_skew);
     let allowed = allowed.to_vec();
     let mut net = Network::new(
@@ -142,6 +147,7 @@ fn build(scenario: &Scenario, settings: &Settings, allowed: &[PeerId]) -> Networ
                 .build()
         },
     );
+    net.set_trace(trace);
     for &(a, b) in &scenario.links {
         net.link(a, b);
     }

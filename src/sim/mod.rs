@@ -32,6 +32,6 @@ mod check;
 mod network;
 mod scenario;
 
-pub use check::{run, Failure, Report, Settings};
+pub use check::{run, run_traced, Failure, Report, Settings};
 pub use network::{NetParams, Network, Traffic, EPOCH_MS};
 pub use scenario::{links, Forgery, Scenario, Shape, Step, Topology};

@@ -144,6 +144,7 @@ pub struct Network {
     traffic: Traffic,
     /// Nodes that handled inputs at the current moment: they pack asks.
     dirty: BTreeSet<usize>,
+    trace: bool,
 }
 
 impl Network {
@@ -173,6 +174,7 @@ impl Network {
             rng,
             traffic: Traffic::default(),
             dirty: BTreeSet::new(),
+            trace: false,
         };
         for (i, signer) in signers.into_iter().enumerate() {
             let skew_ms = skews_ms.get(i).copied().unwrap_or(0);
@@ -196,6 +198,11 @@ impl Network {
             net.start(i);
         }
         net
+    }
+
+    /// Prints every input and output to stderr, for replaying a failure.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
     }
 
     /// The virtual time since the start.
@@ -417,6 +424,9 @@ impl Network {
         let Some(core) = self.nodes[i].core.as_mut() else {
             return;
         };
+        if self.trace {
+            eprintln!("{:>10.3?} n{i} <- {}", self.now, brief(&format!("{input:?}")));
+        }
         core.handle(input, now);
         self.dirty.insert(i);
         self.drain(i);
@@ -429,6 +439,9 @@ impl Network {
     }
 
     fn execute(&mut self, i: usize, output: Output) {
+        if self.trace {
+            eprintln!("{:>10.3?} n{i} -> {}", self.now, brief(&format!("{output:?}")));
+        }
         match output {
             Output::Join(key) => self.set_joined(i, key, true),
             Output::Leave(key) => self.set_joined(i, key, false),
@@ -707,6 +720,11 @@ impl Network {
         self.pending.insert(self.seq, event);
         self.queue.push(Reverse((at, self.seq)));
     }
+}
+
+/// A trace line, without the bytes of keys and signatures.
+fn brief(line: &str) -> String {
+    line.chars().take(300).collect()
 }
 
 fn ordered(a: usize, b: usize) -> (usize, usize) {

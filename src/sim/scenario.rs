@@ -176,6 +176,24 @@ impl Scenario {
         scenario
     }
 
+    /// The scenario in a few lines: nodes, skews, links and the timeline.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\n",
+            self.seed,
+            self.nodes(),
+            self.topology,
+            self.unauthorized,
+            self.keys,
+            self.skews_ms,
+            self.links
+        );
+        for (at, step) in &self.steps {
+            out.push_str(&format!("  {at:>12.3?}  {step:?}\n"));
+        }
+        out
+    }
+
     /// The number of nodes.
     pub fn nodes(&self) -> usize {
         self.signers.len()

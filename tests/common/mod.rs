@@ -205,3 +205,93 @@ pub fn answer_of(mut entries: impl Iterator<Item = Entry>) -> Answer {
         more: entries.collect(),
     }
 }
+
+/// `nodes[i]` and `nodes[j]`, both mutably (`i != j`).
+pub fn pair_mut<S: RecordStore + 'static>(
+    nodes: &mut [Node<S>],
+    i: usize,
+    j: usize,
+) -> (&mut Node<S>, &mut Node<S>) {
+    assert_ne!(i, j, "a node is not its own peer");
+    if i < j {
+        let (left, right) = nodes.split_at_mut(j);
+        (&mut left[i], &mut right[0])
+    } else {
+        let (left, right) = nodes.split_at_mut(i);
+        (&mut right[0], &mut left[j])
+    }
+}
+
+/// Connects `nodes[i]` (dialing) to `nodes[j]` and waits until both see it.
+pub async fn link<S: RecordStore + Send + 'static>(nodes: &mut [Node<S>], i: usize, j: usize) {
+    let (dialer, listener) = pair_mut(nodes, i, j);
+    dialer.connect(listener).await;
+}
+
+/// `n` nodes with `config`, connected exactly along `links` (pairs of
+/// indices, the first dials): lines, bridges, any topology but a mesh.
+pub async fn linked_with(
+    n: usize,
+    links: &[(usize, usize)],
+    config: impl Fn() -> Config + Send + Copy,
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(node_with(config).await);
+    }
+    for &(i, j) in links {
+        link(&mut nodes, i, j).await;
+    }
+    nodes
+}
+
+/// The links of a line of `n` nodes: 0 - 1 - ... - n-1.
+pub fn line_links(n: usize) -> Vec<(usize, usize)> {
+    (1..n).map(|j| (j - 1, j)).collect()
+}
+
+/// Drives `nodes` until, across every link, each end sees the other
+/// following every one of `keys` (their subscriptions have arrived).
+pub async fn until_links_follow<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    links: &[(usize, usize)],
+    keys: &[impl AsRef<str>],
+) {
+    let ids: Vec<_> = nodes.iter().map(|n| *n.local_peer_id()).collect();
+    until(
+        nodes,
+        "neighbours know each other follow the keys",
+        |nodes| {
+            links.iter().all(|&(i, j)| {
+                keys.iter().all(|key| {
+                    let key = key.as_ref();
+                    nodes[i].behaviour().peers_following(key).contains(&ids[j])
+                        && nodes[j].behaviour().peers_following(key).contains(&ids[i])
+                })
+            })
+        },
+    )
+    .await;
+}
+
+/// [`until`], and on timeout the panic message also carries `report` of
+/// the nodes as they are then (what differs from what was awaited).
+pub async fn until_or_report<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    what: &str,
+    mut done: impl FnMut(&[Node<S>]) -> bool,
+    report: impl Fn(&[Node<S>]) -> String,
+) {
+    let wait = async {
+        let mut recheck = tokio::time::interval(Duration::from_millis(10));
+        while !done(nodes) {
+            tokio::select! {
+                _ = next_event(nodes) => {}
+                _ = recheck.tick() => {}
+            }
+        }
+    };
+    if tokio::time::timeout(PATIENCE, wait).await.is_err() {
+        panic!("timed out waiting until {what}:\n{}", report(nodes));
+    }
+}
