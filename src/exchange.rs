@@ -45,7 +45,11 @@ impl Version {
     /// the same write, or two writes a prefix cannot tell apart.
     pub fn compare(&self, record: &Record) -> Ordering {
         order::precedence_of(
-            (record.time(), record.op(), &record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES]),
+            (
+                record.time(),
+                record.op(),
+                &record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES],
+            ),
             (self.time, self.op, &self.signature[..]),
         )
     }
@@ -98,13 +102,23 @@ mod tests {
 
     #[test]
     fn versions_order_as_their_records_do() {
-        let records: Vec<Record> = [(Op::Mut, 5, 1), (Op::Mut, 5, 2), (Op::Del, 5, 3), (Op::Mut, 6, 1), (Op::Mut, 4, 9)]
-            .into_iter()
-            .map(|(op, t, s)| record(op, t, s))
-            .collect();
+        let records: Vec<Record> = [
+            (Op::Mut, 5, 1),
+            (Op::Mut, 5, 2),
+            (Op::Del, 5, 3),
+            (Op::Mut, 6, 1),
+            (Op::Mut, 4, 9),
+        ]
+        .into_iter()
+        .map(|(op, t, s)| record(op, t, s))
+        .collect();
         for a in &records {
             for b in &records {
-                assert_eq!(Version::of(b).compare(a), order::precedence(a, b), "{a:?} vs {b:?}");
+                assert_eq!(
+                    Version::of(b).compare(a),
+                    order::precedence(a, b),
+                    "{a:?} vs {b:?}"
+                );
             }
         }
     }
@@ -113,10 +127,22 @@ mod tests {
     fn the_record_is_sent_only_when_newer_than_the_askers() {
         let old = record(Op::Mut, 1, 1);
         let new = record(Op::Mut, 2, 1);
-        assert_eq!(Entry::answer(None, Some(&Version::of(&old))), Entry::NotExist);
+        assert_eq!(
+            Entry::answer(None, Some(&Version::of(&old))),
+            Entry::NotExist
+        );
         assert_eq!(Entry::answer(Some(&new), None), Entry::Record(new.clone()));
-        assert_eq!(Entry::answer(Some(&new), Some(&Version::of(&old))), Entry::Record(new.clone()));
-        assert_eq!(Entry::answer(Some(&new), Some(&Version::of(&new))), Entry::Current);
-        assert_eq!(Entry::answer(Some(&old), Some(&Version::of(&new))), Entry::Current);
+        assert_eq!(
+            Entry::answer(Some(&new), Some(&Version::of(&old))),
+            Entry::Record(new.clone())
+        );
+        assert_eq!(
+            Entry::answer(Some(&new), Some(&Version::of(&new))),
+            Entry::Current
+        );
+        assert_eq!(
+            Entry::answer(Some(&old), Some(&Version::of(&new))),
+            Entry::Current
+        );
     }
 }

@@ -113,8 +113,9 @@ pub(crate) async fn ask(
     // Closing our write side tells the peer that no second ask follows.
     framed.close().await.map_err(|e| fail(e.into()))?;
     match framed.next().await {
-        Some(Ok(SafeAnswer(answer))) => wire::from_answer(answer, &names)
-            .map_err(|e| FetchError::Malformed(e.to_string())),
+        Some(Ok(SafeAnswer(answer))) => {
+            wire::from_answer(answer, &names).map_err(|e| FetchError::Malformed(e.to_string()))
+        }
         Some(Err(e)) => Err(fail(e.into())),
         None => Err(FetchError::ConnectionClosed),
     }

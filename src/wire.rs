@@ -311,7 +311,11 @@ pub(crate) fn from_answer(
         op: answer.op,
     };
     let entries = std::iter::once(first).chain(answer.more);
-    Ok(keys.iter().zip(entries).map(|(key, e)| from_entry(key, e)).collect())
+    Ok(keys
+        .iter()
+        .zip(entries)
+        .map(|(key, e)| from_entry(key, e))
+        .collect())
 }
 
 fn from_entry(key: &str, entry: pb::Entry) -> Result<Entry, DecodeError> {
@@ -319,9 +323,9 @@ fn from_entry(key: &str, entry: pb::Entry) -> Result<Entry, DecodeError> {
         (pb::Status::NotExist, _) => Ok(Entry::NotExist),
         (pb::Status::Current, _) => Ok(Entry::Current),
         (pb::Status::Ok_pb, Some(op)) => from_operate(key, op).map(Entry::Record),
-        (pb::Status::Ok_pb, None) => Err(DecodeError::Protobuf(
-            "Ok answer without a record".into(),
-        )),
+        (pb::Status::Ok_pb, None) => {
+            Err(DecodeError::Protobuf("Ok answer without a record".into()))
+        }
     }
 }
 
@@ -477,7 +481,13 @@ mod tests {
         let mut all = keys(3);
         all.push("k".repeat(300));
         let total: usize = all.iter().map(|k| ask_cost(k)).sum();
-        let have = Version::of(&Record::sign("k", Op::Del, "", i64::MAX, &SigningKey::from_bytes(&[1; 32])));
+        let have = Version::of(&Record::sign(
+            "k",
+            Op::Del,
+            "",
+            i64::MAX,
+            &SigningKey::from_bytes(&[1; 32]),
+        ));
         let ask = to_ask(ask_keys(&all, Some(have)));
         assert!(ask.get_size() <= total, "{} > {total}", ask.get_size());
         assert!(ask.get_size() + 4 * 10 > total, "a tight bound");
@@ -494,12 +504,26 @@ mod tests {
         assert_eq!(from_ask(to_ask(mixed.clone())), mixed);
         let mut broken = to_ask(mixed);
         broken.have.pop();
-        assert_eq!(from_ask(broken), ask_keys(&all, None), "misaligned versions are ignored");
+        assert_eq!(
+            from_ask(broken),
+            ask_keys(&all, None),
+            "misaligned versions are ignored"
+        );
     }
 
     #[test]
     fn answer_keeps_order_and_decodes_each_entry() {
-        let records: Vec<Record> = (0..3).map(|i| Record::sign(&format!("k{i}"), Op::Mut, "v", 1, &SigningKey::from_bytes(&[7; 32]))).collect();
+        let records: Vec<Record> = (0..3)
+            .map(|i| {
+                Record::sign(
+                    &format!("k{i}"),
+                    Op::Mut,
+                    "v",
+                    1,
+                    &SigningKey::from_bytes(&[7; 32]),
+                )
+            })
+            .collect();
         let names: Vec<String> = records.iter().map(|r| r.key().to_owned()).collect();
         let mut entries: Vec<Entry> = records.iter().cloned().map(Entry::Record).collect();
         entries.push(Entry::NotExist);

@@ -2,15 +2,18 @@
 //!
 //! The deliverables keep their crate-private visibility, so this test crate
 //! compiles the very same files as its own modules (`#[path]`) and borrows
-//! the generated protobuf types from the library.
-
-mod common;
+//! the generated protobuf types, the exchange types and records from the
+//! library.
 
 #[path = "../src/handler.rs"]
 mod handler;
 #[path = "../src/protocol.rs"]
 mod protocol;
-pub use pointer::proto;
+// Only the fetch conversions are used here; the rest of the module is not.
+#[allow(dead_code)]
+#[path = "../src/wire.rs"]
+mod wire;
+pub use pointer::{exchange, proto, record};
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -20,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ed25519_dalek::SigningKey;
 use futures::{channel::oneshot, AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{
     core::{transport::PortUse, Endpoint},
@@ -31,10 +35,11 @@ use libp2p::{
 };
 use libp2p_swarm_test::SwarmExt as _;
 
-use common::{answer_of, entry_for};
+use exchange::{AskKey, Entry, Version};
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
-use proto::pointer::{Answer, Operate, Operations, Status};
-use protocol::{FetchError, InboundError, PROTOCOL};
+use protocol::{Answered, FetchError, InboundError, PROTOCOL};
+use record::{Op, Record};
+use wire::DecodeError;
 
 /// Upper bound for any test; a hang fails instead of blocking CI.
 const TEST_BUDGET: Duration = Duration::from_secs(20);
@@ -65,7 +70,7 @@ enum Mode {
 enum FetchEvent {
     Answered {
         id: u64,
-        result: Result<Answer, FetchError>,
+        result: Result<Answered, FetchError>,
     },
     Served {
         keys: Vec<String>,
@@ -79,8 +84,8 @@ enum FetchEvent {
 struct Fetch {
     limits: FetchLimits,
     mode: Mode,
-    store: HashMap<String, Operate>,
-    held: Vec<oneshot::Sender<Answer>>,
+    store: HashMap<String, Record>,
+    held: Vec<oneshot::Sender<Vec<Entry>>>,
     next_id: u64,
     actions: VecDeque<ToSwarm<FetchEvent, HandlerIn>>,
 }
@@ -102,12 +107,20 @@ impl Fetch {
     }
 
     fn ask_many(&mut self, peer_id: PeerId, keys: &[&str]) -> u64 {
+        let keys = keys
+            .iter()
+            .map(|k| AskKey {
+                key: k.to_string(),
+                have: None,
+            })
+            .collect();
+        self.ask_keys(peer_id, keys)
+    }
+
+    fn ask_keys(&mut self, peer_id: PeerId, keys: Vec<AskKey>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        let event = HandlerIn::Ask {
-            id,
-            keys: keys.iter().map(|k| k.to_string()).collect(),
-        };
+        let event = HandlerIn::Ask { id, keys };
         let handler = NotifyHandler::Any;
         self.actions.push_back(ToSwarm::NotifyHandler {
             peer_id,
@@ -118,11 +131,15 @@ impl Fetch {
     }
 
     /// Answers every asked key, in order.
-    fn on_inbound_ask(&mut self, keys: Vec<String>, reply: oneshot::Sender<Answer>) {
+    fn on_inbound_ask(&mut self, asked: Vec<AskKey>, reply: oneshot::Sender<Vec<Entry>>) {
+        let keys = asked.iter().map(|k| k.key.clone()).collect();
         match self.mode {
             Mode::Answer => {
-                let entries = keys.iter().map(|key| entry_for(&self.store, key));
-                let _ = reply.send(answer_of(entries));
+                let entries = asked
+                    .iter()
+                    .map(|k| Entry::answer(self.store.get(&k.key), k.have.as_ref()))
+                    .collect();
+                let _ = reply.send(entries);
             }
             Mode::Hold => self.held.push(reply),
             Mode::Decline => drop(reply),
@@ -276,7 +293,7 @@ impl Pair {
     }
 
     /// The result of ask `id` made by `a`.
-    async fn answer_to(&mut self, id: u64) -> Result<Answer, FetchError> {
+    async fn answer_to(&mut self, id: u64) -> Result<Answered, FetchError> {
         let wanted =
             |e: &FetchEvent| matches!(e, FetchEvent::Answered { id: got, .. } if *got == id);
         match self.wait(Side::A, wanted).await {
@@ -310,15 +327,20 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
         .expect("test exceeded its time budget")
 }
 
-fn record(value: &str) -> Operate {
-    Operate {
-        op: Operations::Mut,
-        value: value.to_owned(),
-        sign: "c2lnbmF0dXJl".to_owned(),
-        time: 1_700_000_000_000,
-        author: vec![7; 32],
-        round: 0,
-    }
+/// A signed write of `value` to `key`.
+fn record(key: &str, value: &str) -> Record {
+    record_at(key, value, 1_700_000_000_000)
+}
+
+/// A signed write of `value` to `key` at `time`.
+fn record_at(key: &str, value: &str, time: i64) -> Record {
+    let signer = SigningKey::from_bytes(&[7; 32]);
+    Record::sign(key, Op::Mut, value, time, &signer)
+}
+
+/// What an asker reads when every entry decodes.
+fn decoded(entries: impl IntoIterator<Item = Entry>) -> Answered {
+    entries.into_iter().map(Ok).collect()
 }
 
 /// Opens a raw fetch stream from `a` to `b`, writes `bytes`, optionally
@@ -350,11 +372,13 @@ async fn read_until_end(stream: &mut Stream) -> Vec<u8> {
 
 /// `b` still answers a normal ask on the same connection.
 async fn assert_still_answers(pair: &mut Pair) {
-    pair.fetch_b().store.insert("after".into(), record("fine"));
+    pair.fetch_b()
+        .store
+        .insert("after".into(), record("after", "fine"));
     let b = pair.b_id();
     let id = pair.fetch_a().ask(b, "after");
     let answer = pair.answer_to(id).await.expect("normal ask after abuse");
-    assert_eq!(answer.op, Some(record("fine")));
+    assert_eq!(answer, decoded([Entry::Record(record("after", "fine"))]));
 }
 
 // -------------------------------------------------------------------- tests
@@ -363,7 +387,7 @@ async fn assert_still_answers(pair: &mut Pair) {
 async fn round_trip_ok_and_not_exist() {
     bounded(async {
         let mut b = Fetch::new(limits(), Mode::Answer);
-        b.store.insert("k".into(), record("v"));
+        b.store.insert("k".into(), record("k", "v"));
         let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
         let peer = pair.b_id();
 
@@ -371,17 +395,9 @@ async fn round_trip_ok_and_not_exist() {
         let missing = pair.fetch_a().ask(peer, "missing");
 
         let answer = pair.answer_to(found).await.expect("answer for k");
-        assert_eq!(answer.status, Status::Ok_pb);
-        assert_eq!(answer.op, Some(record("v")));
+        assert_eq!(answer, decoded([Entry::Record(record("k", "v"))]));
         let answer = pair.answer_to(missing).await.expect("answer for missing");
-        assert_eq!(
-            answer,
-            Answer {
-                status: Status::NotExist,
-                op: None,
-                more: Vec::new(),
-            }
-        );
+        assert_eq!(answer, decoded([Entry::NotExist]));
 
         let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { keys } if keys == &["k"]);
         pair.wait(Side::B, served).await;
@@ -393,22 +409,20 @@ async fn round_trip_ok_and_not_exist() {
 async fn many_keys_travel_in_one_ask_and_are_answered_in_order() {
     bounded(async {
         let mut b = Fetch::new(limits(), Mode::Answer);
-        b.store.insert("one".into(), record("1"));
-        b.store.insert("three".into(), record("3"));
+        b.store.insert("one".into(), record("one", "1"));
+        b.store.insert("three".into(), record("three", "3"));
         let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
         let peer = pair.b_id();
 
         let id = pair.fetch_a().ask_many(peer, &["one", "two", "three"]);
         let answer = pair.answer_to(id).await.expect("answer");
-        assert_eq!(answer.op, Some(record("1")));
-        let more: Vec<_> = answer
-            .more
-            .iter()
-            .map(|e| (e.status, e.op.clone()))
-            .collect();
         assert_eq!(
-            more,
-            vec![(Status::NotExist, None), (Status::Ok_pb, Some(record("3")))]
+            answer,
+            decoded([
+                Entry::Record(record("one", "1")),
+                Entry::NotExist,
+                Entry::Record(record("three", "3")),
+            ])
         );
         let all = ["one", "two", "three"];
         let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { keys } if keys == &all);
@@ -525,18 +539,21 @@ async fn truncated_frame_is_rejected_and_the_node_keeps_answering() {
 #[tokio::test]
 async fn oversize_prefix_is_rejected_without_reading_the_body() {
     bounded(async {
+        // Small, yet large enough for `b`'s answer of one signed record
+        // (about 140 bytes) in `assert_still_answers`.
         let small = FetchLimits {
-            max_message_size: 64,
+            max_message_size: 256,
             ..limits()
         };
         let b = Fetch::new(small, Mode::Answer);
         let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
 
-        // Announce 65 bytes, send none, keep the stream open: `b` must not wait.
-        assert!(abuse(&mut pair, &[65], false).await.is_empty());
+        // Announce 257 bytes (varint 0x81 0x02), send none, keep the stream
+        // open: `b` must not wait.
+        assert!(abuse(&mut pair, &[0x81, 0x02], false).await.is_empty());
         let error = pair.inbound_failure_at_b().await;
         assert!(
-            matches!(error, InboundError::TooLarge { limit: 64 }),
+            matches!(error, InboundError::TooLarge { limit: 256 }),
             "{error:?}"
         );
 
@@ -644,6 +661,123 @@ async fn hostile_answers_are_errors_not_panics() {
                 _ => matches!(result, Err(FetchError::Malformed(_))),
             };
             assert!(expected, "{reply:?}: {result:?}");
+        }
+    })
+    .await
+}
+
+/// The asker names the version it holds of each key; the answerer sends a
+/// record only when it is newer, `Current` otherwise, and the full record
+/// to a key asked without a version.
+#[tokio::test]
+async fn versions_travel_and_a_current_record_is_not_sent_again() {
+    bounded(async {
+        let old = record("new", "old");
+        let new = record_at("new", "newer", old.time() + 1);
+        let mut b = Fetch::new(limits(), Mode::Answer);
+        b.store.insert("same".into(), record("same", "v"));
+        b.store.insert("new".into(), new.clone());
+        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let peer = pair.b_id();
+
+        let have = |key: &str, held: &Record| AskKey {
+            key: key.into(),
+            have: Some(Version::of(held)),
+        };
+        let keys = vec![
+            have("same", &record("same", "v")),
+            have("new", &old),
+            have("missing", &old),
+            AskKey {
+                key: "same".into(),
+                have: None,
+            },
+        ];
+        let id = pair.fetch_a().ask_keys(peer, keys);
+        let answer = pair.answer_to(id).await.expect("answer");
+        assert_eq!(
+            answer,
+            decoded([
+                Entry::Current,
+                Entry::Record(new),
+                Entry::NotExist,
+                Entry::Record(record("same", "v")),
+            ])
+        );
+    })
+    .await
+}
+
+/// Frames `answer` as on the fetch stream.
+fn answer_frame(answer: &proto::pointer::Answer) -> Vec<u8> {
+    let mut out = Vec::new();
+    quick_protobuf::Writer::new(&mut out)
+        .write_message(answer)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
+#[tokio::test]
+async fn each_entry_decodes_on_its_own_and_extra_entries_are_malformed() {
+    use proto::pointer::{Answer, Entry as PbEntry, Status};
+    bounded(async {
+        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), None).await;
+        let mut incoming = pair
+            .b
+            .behaviour()
+            .raw
+            .new_control()
+            .accept(PROTOCOL)
+            .expect("accept");
+        let peer = pair.b_id();
+
+        let good = wire::to_operate(&record("b", "v"));
+        let short_author = proto::pointer::Operate {
+            author: vec![1; 31],
+            ..good.clone()
+        };
+        let entry = |status, op| PbEntry { status, op };
+        // Asked: a, b, c. A bare Ok, a good record, a bad record.
+        let mixed = Answer {
+            status: Status::Ok_pb,
+            op: None,
+            more: vec![
+                entry(Status::Ok_pb, Some(good)),
+                entry(Status::Ok_pb, Some(short_author)),
+            ],
+        };
+        // Four entries for three keys.
+        let too_many = Answer {
+            status: Status::NotExist,
+            op: None,
+            more: vec![entry(Status::NotExist, None); 3],
+        };
+        for reply in [mixed, too_many] {
+            let id = pair.fetch_a().ask_many(peer, &["a", "b", "c"]);
+            let bytes = answer_frame(&reply);
+            pair.run(async {
+                let (_, mut stream) = incoming.next().await.expect("inbound raw stream");
+                read_until_end(&mut stream).await;
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.close().await;
+            })
+            .await;
+            let result = pair.answer_to(id).await;
+            if reply.more.len() == 3 {
+                assert!(
+                    matches!(result, Err(FetchError::Malformed(_))),
+                    "{result:?}"
+                );
+                continue;
+            }
+            let entries = result.expect("a well-formed answer");
+            assert_eq!(entries.len(), 3, "{entries:?}");
+            assert!(
+                matches!(entries[0], Err(DecodeError::Protobuf(_))),
+                "{entries:?}"
+            );
+            assert_eq!(entries[1], Ok(Entry::Record(record("b", "v"))));
+            assert_eq!(entries[2], Err(DecodeError::AuthorLength(31)));
         }
     })
     .await

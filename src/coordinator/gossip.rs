@@ -66,12 +66,10 @@ impl<S: RecordStore> Coordinator<S> {
     ) {
         let acceptance = match key {
             None => self.reject(peer, String::new(), RejectReason::ForeignTopic),
-            Some(ref key) => {
-                match wire::decode_operate(key, data, self.config.max_message_bytes) {
-                    Ok(record) => self.absorb(record, peer, Source::Gossip { peer }, now_ms),
-                    Err(e) => self.reject(peer, key.clone(), e.into()),
-                }
-            }
+            Some(ref key) => match wire::decode_operate(key, data, self.config.max_message_bytes) {
+                Ok(record) => self.absorb(record, peer, Source::Gossip { peer }, now_ms),
+                Err(e) => self.reject(peer, key.clone(), e.into()),
+            },
         };
         let accepted = matches!(acceptance, MessageAcceptance::Accept);
         self.outputs.push_back(Output::Verdict {
@@ -155,7 +153,12 @@ impl<S: RecordStore> Coordinator<S> {
     /// Our record of a key changed: peers that watch it without following
     /// its topic (they left it on a delete) cannot hear the gossip, so we
     /// ask them with our new version; one that is behind asks us back.
-    pub(super) fn changed(&mut self, record: &Record, replaced: Option<&Record>, from: Option<PeerId>) {
+    pub(super) fn changed(
+        &mut self,
+        record: &Record,
+        replaced: Option<&Record>,
+        from: Option<PeerId>,
+    ) {
         let key = record.key();
         let watchers: Vec<PeerId> = self
             .watchers

@@ -26,7 +26,8 @@ impl Watchers {
             }
             return;
         }
-        self.by_key.insert(key.to_owned(), SmallVec::from_elem(peer, 1));
+        self.by_key
+            .insert(key.to_owned(), SmallVec::from_elem(peer, 1));
     }
 
     /// `peer` disconnected.

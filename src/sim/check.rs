@@ -80,7 +80,11 @@ pub fn run(scenario: &Scenario, settings: &Settings) -> Result<Report, Failure> 
 }
 
 /// [`run`], printing every input and output of every node when `trace`.
-pub fn run_traced(scenario: &Scenario, settings: &Settings, trace: bool) -> Result<Report, Failure> {
+pub fn run_traced(
+    scenario: &Scenario,
+    settings: &Settings,
+    trace: bool,
+) -> Result<Report, Failure> {
     let fail = |reason: String| Failure {
         seed: scenario.seed,
         reason,

@@ -2,8 +2,8 @@
 //! come and go, a gossipsub model, the fetch protocol with latency, timers
 //! and per-node clocks, all driven by one seeded RNG in virtual time.
 
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -178,7 +178,9 @@ impl Network {
         };
         for (i, signer) in signers.into_iter().enumerate() {
             let skew_ms = skews_ms.get(i).copied().unwrap_or(0);
-            let peer = Author::from(&signer).peer_id().unwrap_or_else(PeerId::random);
+            let peer = Author::from(&signer)
+                .peer_id()
+                .unwrap_or_else(PeerId::random);
             net.by_peer.insert(peer, i);
             net.nodes.push(Node {
                 signer,
@@ -291,13 +293,16 @@ impl Network {
             let topics: Vec<String> = self.nodes[other].joined.iter().cloned().collect();
             for key in topics {
                 let delay = self.latency();
-                self.schedule(delay, Event::Subscription {
-                    to: me,
-                    from: other,
-                    link,
-                    key,
-                    joined: true,
-                });
+                self.schedule(
+                    delay,
+                    Event::Subscription {
+                        to: me,
+                        from: other,
+                        link,
+                        key,
+                        joined: true,
+                    },
+                );
             }
         }
     }
@@ -425,7 +430,11 @@ impl Network {
             return;
         };
         if self.trace {
-            eprintln!("{:>10.3?} n{i} <- {}", self.now, brief(&format!("{input:?}")));
+            eprintln!(
+                "{:>10.3?} n{i} <- {}",
+                self.now,
+                brief(&format!("{input:?}"))
+            );
         }
         core.handle(input, now);
         self.dirty.insert(i);
@@ -433,14 +442,22 @@ impl Network {
     }
 
     fn drain(&mut self, i: usize) {
-        while let Some(output) = self.nodes[i].core.as_mut().and_then(Coordinator::poll_output) {
+        while let Some(output) = self.nodes[i]
+            .core
+            .as_mut()
+            .and_then(Coordinator::poll_output)
+        {
             self.execute(i, output);
         }
     }
 
     fn execute(&mut self, i: usize, output: Output) {
         if self.trace {
-            eprintln!("{:>10.3?} n{i} -> {}", self.now, brief(&format!("{output:?}")));
+            eprintln!(
+                "{:>10.3?} n{i} -> {}",
+                self.now,
+                brief(&format!("{output:?}"))
+            );
         }
         match output {
             Output::Join(key) => self.set_joined(i, key, true),
@@ -482,13 +499,16 @@ impl Network {
             let link = self.links[&ordered(i, other)];
             let delay = self.latency();
             let key = key.clone();
-            self.schedule(delay, Event::Subscription {
-                to: other,
-                from: i,
-                link,
-                key,
-                joined,
-            });
+            self.schedule(
+                delay,
+                Event::Subscription {
+                    to: other,
+                    from: i,
+                    link,
+                    key,
+                    joined,
+                },
+            );
         }
     }
 
@@ -516,7 +536,10 @@ impl Network {
             targets.truncate(self.params.mesh_degree);
         }
         for to in targets {
-            if self.rng.random_bool(self.params.gossip_loss.clamp(0.0, 1.0)) {
+            if self
+                .rng
+                .random_bool(self.params.gossip_loss.clamp(0.0, 1.0))
+            {
                 continue;
             }
             self.traffic.gossip += 1;
@@ -552,13 +575,16 @@ impl Network {
         self.traffic.asks += 1;
         self.in_flight.insert((i, id), (to, link));
         let delay = self.latency();
-        self.schedule(delay, Event::Ask {
-            to,
-            from: i,
-            link,
-            id,
-            keys,
-        });
+        self.schedule(
+            delay,
+            Event::Ask {
+                to,
+                from: i,
+                link,
+                id,
+                keys,
+            },
+        );
     }
 
     fn send_reply(&mut self, i: usize, reply: u64, entries: Vec<Entry>) {
@@ -576,13 +602,16 @@ impl Network {
             }
         }
         let delay = self.latency();
-        self.schedule(delay, Event::Reply {
-            to,
-            link,
-            id,
-            keys,
-            entries,
-        });
+        self.schedule(
+            delay,
+            Event::Reply {
+                to,
+                link,
+                id,
+                keys,
+                entries,
+            },
+        );
     }
 
     fn deliver(&mut self, event: Event) {
@@ -629,7 +658,14 @@ impl Network {
                     let names = keys.iter().map(|k| k.key.clone()).collect();
                     node.answering.insert(reply, (from, id, names));
                     let peer = self.nodes[from].peer;
-                    self.input(to, Input::Asked { peer, id: reply, keys });
+                    self.input(
+                        to,
+                        Input::Asked {
+                            peer,
+                            id: reply,
+                            keys,
+                        },
+                    );
                 }
             }
             Event::Reply {
@@ -639,7 +675,11 @@ impl Network {
                 keys,
                 entries,
             } => {
-                if self.in_flight.get(&(to, id)).is_some_and(|(_, l)| *l == link) {
+                if self
+                    .in_flight
+                    .get(&(to, id))
+                    .is_some_and(|(_, l)| *l == link)
+                {
                     self.in_flight.remove(&(to, id));
                     let result = Ok(self.through_the_wire(to, entries, &keys));
                     self.input(to, Input::Answered { id, result });
@@ -686,12 +726,15 @@ impl Network {
             .validating
             .insert(id.clone(), (from, key.clone(), data.clone()));
         let peer = self.nodes[from].peer;
-        self.input(to, Input::Gossip {
-            peer,
-            message: id,
-            key: Some(key),
-            data,
-        });
+        self.input(
+            to,
+            Input::Gossip {
+                peer,
+                message: id,
+                key: Some(key),
+                data,
+            },
+        );
     }
 
     fn seen_recently(&self, i: usize, id: &MessageId) -> bool {

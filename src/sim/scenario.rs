@@ -143,8 +143,14 @@ impl Scenario {
     pub fn random(seed: u64, shape: &Shape) -> Scenario {
         let mut rng = SmallRng::seed_from_u64(seed);
         let n = rng.random_range(shape.nodes.0..=shape.nodes.1.max(shape.nodes.0));
-        let signers = (0..n).map(|_| SigningKey::from_bytes(&rng.random())).collect();
-        let unauthorized = if shape.faults && n > 3 { vec![n - 1] } else { Vec::new() };
+        let signers = (0..n)
+            .map(|_| SigningKey::from_bytes(&rng.random()))
+            .collect();
+        let unauthorized = if shape.faults && n > 3 {
+            vec![n - 1]
+        } else {
+            Vec::new()
+        };
         let skews_ms = (0..n)
             .map(|_| rng.random_range(-shape.max_skew_ms..=shape.max_skew_ms))
             .collect();
@@ -233,7 +239,11 @@ impl Scenario {
         let n = self.nodes();
         let node = rng.random_range(0..n);
         let key = rng.random_range(0..self.keys.len());
-        let roll = if shape.faults { rng.random_range(0..100) } else { rng.random_range(0..60) };
+        let roll = if shape.faults {
+            rng.random_range(0..100)
+        } else {
+            rng.random_range(0..60)
+        };
         match roll {
             0..=34 => Step::Put {
                 node,
@@ -245,7 +255,11 @@ impl Scenario {
             60..=66 => Step::Inject {
                 node,
                 key,
-                forgery: if rng.random_bool(0.5) { Forgery::Unauthorized } else { Forgery::BadSignature },
+                forgery: if rng.random_bool(0.5) {
+                    Forgery::Unauthorized
+                } else {
+                    Forgery::BadSignature
+                },
             },
             67..=78 => Step::Partition {
                 side: (0..n).map(|_| rng.random_bool(0.5)).collect(),

@@ -1,0 +1,560 @@
+//! Issue 9: three ways the network used to stay split, on real swarms over
+//! the memory transport, in lines and a bridge rather than full meshes.
+//!
+//! 1. A key deleted and then written again: nodes that left the key's topic
+//!    on the delete must learn the new write, follow the key again and hear
+//!    later writes by gossip.
+//! 2. Two halves of the network that went on writing while the only bridge
+//!    between them was down must agree on every key once the bridge comes
+//!    back (restarted on its old store).
+//! 3. A delete dated too far ahead for its receivers is refused at first,
+//!    and must reach them once their clocks catch up, with no new write.
+
+mod common;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use pointer::accept::RejectReason;
+use pointer::order::precedence;
+use pointer::{GetOutcome, MemoryStore, Op, PointerEvent, Record, RecordStore, Source};
+
+const KEY: &str = "r/1";
+
+/// What every node holds for each of `keys`: the record (op, value, time)
+/// and whether it follows the key. For failure messages.
+fn describe<S: RecordStore + 'static>(nodes: &[Node<S>], keys: &[String]) -> String {
+    let mut out = String::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let p = n.behaviour();
+        out.push_str(&format!("node {i} ({}):\n", n.local_peer_id()));
+        for key in keys {
+            let held = match p.record(key) {
+                Some(r) if r.is_tombstone() => format!("Del @{}", r.time()),
+                Some(r) => format!("Mut {:?} @{}", r.value(), r.time()),
+                None => "nothing".to_owned(),
+            };
+            let following = if p.is_subscribed(key) {
+                "following"
+            } else {
+                "not following"
+            };
+            let followers = p.peers_following(key).len();
+            out.push_str(&format!(
+                "  {key}: {held}, {following}, {followers} peers follow\n"
+            ));
+        }
+    }
+    out
+}
+
+/// Whether every node in `who` holds `record` and follows its key exactly
+/// when it is a value (a tombstone holder has left the topic).
+fn hold<S: RecordStore + 'static>(nodes: &[Node<S>], who: &[usize], record: &Record) -> bool {
+    who.iter().all(|&i| {
+        let p = nodes[i].behaviour();
+        p.record(record.key()).as_deref() == Some(record)
+            && p.is_subscribed(record.key()) != record.is_tombstone()
+    })
+}
+
+/// Drives `nodes` until every node in `who` holds `record` (and follows
+/// its key exactly when it is a value).
+async fn until_held<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    who: &[usize],
+    record: &Record,
+    what: &str,
+) {
+    let keys = [record.key().to_owned()];
+    until_or_report(
+        nodes,
+        what,
+        |n| hold(n, who, record),
+        |n| describe(n, &keys),
+    )
+    .await;
+}
+
+/// Drives `nodes` until every node in `who` has stored `record` from the
+/// network, and returns where each got it from.
+async fn sources_of<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    who: &[usize],
+    record: &Record,
+    what: &str,
+) -> BTreeMap<usize, Source> {
+    let mut sources = BTreeMap::new();
+    while sources.len() < who.len() {
+        let (i, source) = wait_for(nodes, what, |i, e| match e {
+            PointerEvent::RecordUpdated { record: r, source }
+            | PointerEvent::RecordDeleted { record: r, source }
+                if r == record && who.contains(&i) && !sources.contains_key(&i) =>
+            {
+                Some(*source)
+            }
+            _ => None,
+        })
+        .await;
+        sources.insert(i, source);
+    }
+    sources
+}
+
+/// A line of `n` nodes (test settings), all following [`KEY`] and knowing
+/// their neighbours do.
+async fn following_line(n: usize) -> Vec<Node> {
+    let links = line_links(n);
+    let mut nodes = linked_with(n, &links, || test_config().build()).await;
+    for node in nodes.iter_mut() {
+        node.behaviour_mut().subscribe(KEY).expect("valid key");
+    }
+    until_links_follow(&mut nodes, &links, &[KEY]).await;
+    nodes
+}
+
+/// Scenario 1 on a line of `n`: node 0 writes v1 and deletes it, node
+/// `rewriter` writes v2 (every node must hold it and follow the key again),
+/// then node 0 writes v3, which must reach every other node by gossip.
+/// Returns the nodes and v3.
+async fn delete_then_write_again(n: usize, rewriter: usize) -> (Vec<Node>, Record) {
+    let all: Vec<usize> = (0..n).collect();
+    let links = line_links(n);
+    let mut nodes = following_line(n).await;
+
+    let v1 = nodes[0].behaviour_mut().put(KEY, "v1").expect("put v1");
+    until_held(&mut nodes, &all, &v1, "v1 is everywhere").await;
+
+    let tombstone = nodes[0].behaviour_mut().delete(KEY).expect("delete");
+    until_held(
+        &mut nodes,
+        &all,
+        &tombstone,
+        "every node holds the tombstone and left the topic",
+    )
+    .await;
+
+    // Nobody follows the key now; the write must still reach every node
+    // that holds the tombstone, and make it follow the key again.
+    let v2 = nodes[rewriter]
+        .behaviour_mut()
+        .put(KEY, "v2")
+        .expect("put v2");
+    assert!(v2.time() > tombstone.time(), "a later write wins");
+    until_held(
+        &mut nodes,
+        &all,
+        &v2,
+        "v2 is everywhere and every node follows the key again",
+    )
+    .await;
+
+    // Following again, the neighbours announce it to each other; from then
+    // on a write travels by gossip, hop by hop.
+    until_links_follow(&mut nodes, &links, &[KEY]).await;
+    let v3 = nodes[0].behaviour_mut().put(KEY, "v3").expect("put v3");
+    let others: Vec<usize> = (1..n).collect();
+    let sources = sources_of(&mut nodes, &others, &v3, "v3 to reach every node").await;
+    for (i, source) in &sources {
+        assert!(
+            matches!(source, Source::Gossip { .. }),
+            "node {i} got v3 by {source:?}, not by gossip"
+        );
+    }
+    until_held(&mut nodes, &all, &v3, "v3 is everywhere").await;
+    (nodes, v3)
+}
+
+/// Scenario 1: line A - B - C. A writes, deletes, writes again: B and C
+/// end with the new value and follow the key again, and A's next write
+/// reaches them by gossip.
+#[tokio::test]
+async fn a_deleted_key_written_again_is_followed_again_along_a_line() {
+    delete_then_write_again(3, 0).await;
+}
+
+/// Scenario 1, then a newcomer D connects to C only and asks for the key:
+/// it finds the latest value.
+#[tokio::test]
+async fn a_newcomer_after_the_delete_and_rewrite_finds_the_latest_value() {
+    let (mut nodes, v3) = delete_then_write_again(3, 0).await;
+    nodes.push(node().await);
+    link(&mut nodes, 3, 2).await;
+    let id = nodes[3].behaviour_mut().get(KEY);
+    let (_, outcome) = wait_for(&mut nodes, "D's get", |i, e| match e {
+        PointerEvent::GetFinished {
+            id: got, outcome, ..
+        } if i == 3 && *got == id => Some(outcome.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(outcome, GetOutcome::Found(v3.clone()));
+    let d = nodes[3].behaviour();
+    assert_eq!(d.record(KEY).as_deref(), Some(&v3));
+    assert!(d.is_subscribed(KEY), "a get of a value follows the key");
+}
+
+/// Scenario 1 on a line of four, the delete issued at one end (node 0) and
+/// the new write at the other (node 3): the write travels three hops to
+/// nodes that all left the topic.
+#[tokio::test]
+async fn a_delete_at_one_end_and_a_rewrite_at_the_other_end_of_a_line_of_four() {
+    delete_then_write_again(4, 3).await;
+}
+
+/// The bridge topology of scenario 2: side A = {0, 1}, side B = {2, 3},
+/// and the bridge X = 4 linked to all four.
+const A1: usize = 0;
+const A2: usize = 1;
+const B1: usize = 2;
+const B2: usize = 3;
+const X: usize = 4;
+const SIDES: [(usize, usize); 2] = [(A1, A2), (B1, B2)];
+const BRIDGE: [(usize, usize); 4] = [(X, A1), (X, A2), (X, B1), (X, B2)];
+
+/// One write made during the partition.
+#[derive(Clone, Copy)]
+enum Write {
+    Put(usize),
+    Del(usize),
+}
+
+/// What the two sides do to key `i` while the bridge is down (side A
+/// first, side B later), by `i % 7`:
+///
+/// 0. both sides write it, B's later write wins;
+/// 1. side A deletes it, side B leaves it alone;
+/// 2. side A deletes it, side B writes it later: the value wins, side A
+///    must follow the key again;
+/// 3. side A writes it, side B leaves it alone;
+/// 4. side B writes it, side A left it alone;
+/// 5. side A writes it, side B deletes it later: side A must learn the
+///    delete;
+/// 6. nobody touches it: every node, the bridge too, holds the same record.
+fn plan(i: usize) -> (Option<Write>, Option<Write>) {
+    use Write::*;
+    match i % 7 {
+        0 => (Some(Put(A1)), Some(Put(B1))),
+        1 => (Some(Del(A1)), None),
+        2 => (Some(Del(A2)), Some(Put(B2))),
+        3 => (Some(Put(A2)), None),
+        4 => (None, Some(Put(B1))),
+        5 => (Some(Put(A1)), Some(Del(B2))),
+        _ => (None, None),
+    }
+}
+
+/// Makes the writes of one side (`first`: side A's, else side B's) and
+/// returns them.
+fn write_side(nodes: &mut [Node], keys: &[String], first: bool) -> Vec<Record> {
+    let mut made = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (a, b) = plan(i);
+        let write = if first { a } else { b };
+        let record = match write {
+            None => continue,
+            Some(Write::Put(n)) => {
+                let side = if first { "a" } else { "b" };
+                nodes[n].behaviour_mut().put(key, &format!("{side}{i}"))
+            }
+            Some(Write::Del(n)) => nodes[n].behaviour_mut().delete(key),
+        };
+        made.push(record.expect("write"));
+    }
+    made
+}
+
+/// Drives `nodes` until both nodes of `side` hold each of `records`.
+async fn until_side_holds(nodes: &mut [Node], side: (usize, usize), records: &[Record]) {
+    let keys: Vec<String> = records.iter().map(|r| r.key().to_owned()).collect();
+    until_or_report(
+        nodes,
+        "one side agrees on its own writes",
+        |n| records.iter().all(|r| hold(n, &[side.0, side.1], r)),
+        |n| describe(n, &keys),
+    )
+    .await;
+}
+
+/// The winner of each key among `records` under the total order.
+fn newest(records: impl IntoIterator<Item = Record>) -> HashMap<String, Record> {
+    let mut winners: HashMap<String, Record> = HashMap::new();
+    for record in records {
+        match winners.get(record.key()) {
+            Some(held) if precedence(held, &record) != Ordering::Less => {}
+            _ => {
+                winners.insert(record.key().to_owned(), record);
+            }
+        }
+    }
+    winners
+}
+
+/// Scenario 2 with `count` keys; returns the time from the bridge's first
+/// reconnection to convergence.
+async fn healed_partition(count: usize) -> Duration {
+    let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+    let links: Vec<(usize, usize)> = SIDES.iter().chain(&BRIDGE).copied().collect();
+    let mut nodes = linked_with(5, &links, || test_config().build()).await;
+    for node in nodes.iter_mut() {
+        for key in &keys {
+            node.behaviour_mut().subscribe(key).expect("valid key");
+        }
+    }
+    until_links_follow(&mut nodes, &links, &keys).await;
+
+    // Before the partition: the bridge writes every key, everyone has it.
+    let initial: Vec<Record> = keys
+        .iter()
+        .map(|k| nodes[X].behaviour_mut().put(k, "v0").expect("put"))
+        .collect();
+    let everyone: Vec<usize> = (0..5).collect();
+    until_or_report(
+        &mut nodes,
+        "every node holds the initial values",
+        |n| initial.iter().all(|r| hold(n, &everyone, r)),
+        |n| describe(n, &keys),
+    )
+    .await;
+
+    // The bridge goes away; its store (all it knew) is kept for its restart.
+    let x = nodes.pop().expect("the bridge");
+    let x_id = *x.local_peer_id();
+    let x_store: MemoryStore = x.behaviour().store().clone();
+    assert_eq!(x_store.len(), count);
+    drop(x);
+    until(&mut nodes, "the sides see the bridge gone", |n| {
+        n.iter().all(|node| !node.is_connected(&x_id))
+    })
+    .await;
+
+    // Partitioned: side A writes, then side B writes (later).
+    let a_writes = write_side(&mut nodes, &keys, true);
+    until_side_holds(
+        &mut nodes,
+        SIDES[0],
+        &newest(a_writes.clone()).into_values().collect::<Vec<_>>(),
+    )
+    .await;
+    let b_writes = write_side(&mut nodes, &keys, false);
+    until_side_holds(
+        &mut nodes,
+        SIDES[1],
+        &newest(b_writes.clone()).into_values().collect::<Vec<_>>(),
+    )
+    .await;
+    let expected = newest(initial.into_iter().chain(a_writes).chain(b_writes));
+    assert_eq!(expected.len(), count);
+    for (i, key) in keys.iter().enumerate() {
+        // The plan's outcome, as the order decides it.
+        let want_value = match plan(i) {
+            (_, Some(Write::Put(_))) | (Some(Write::Put(_)), None) | (None, None) => true,
+            (_, Some(Write::Del(_))) | (Some(Write::Del(_)), None) => false,
+        };
+        assert_eq!(!expected[key].is_tombstone(), want_value, "{key}");
+    }
+
+    // The bridge restarts on its old store (a new swarm, so a new PeerId)
+    // and connects to all four: every node must converge.
+    nodes.push(node_with_store(x_store, test_config().build()).await);
+    let healed = Instant::now();
+    {
+        let ids: Vec<_> = nodes.iter().map(|n| *n.local_peer_id()).collect();
+        let name = |p: &libp2p::PeerId| {
+            ids.iter()
+                .position(|i| i == p)
+                .map(|i| i.to_string())
+                .unwrap_or("?".into())
+        };
+        let t0 = Instant::now();
+        let addrs: Vec<Vec<libp2p::Multiaddr>> = nodes
+            .iter()
+            .map(|n| n.external_addresses().cloned().collect())
+            .collect();
+        for &(i, j) in &BRIDGE {
+            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(ids[j])
+                .addresses(addrs[j].clone())
+                .build();
+            nodes[i].dial(opts).unwrap();
+        }
+        while !(0..4).all(|j| nodes[X].is_connected(&ids[j]) && nodes[j].is_connected(&ids[X]))
+            || t0.elapsed() < Duration::from_millis(300)
+        {
+            let (i, e) = next_event(&mut nodes).await;
+            let line = match &e {
+                libp2p::swarm::SwarmEvent::Behaviour(e) => match e {
+                    PointerEvent::RecordUpdated { record, source }
+                    | PointerEvent::RecordDeleted { record, source } => {
+                        let src = match source {
+                            Source::Gossip { peer } => format!("gossip {}", name(peer)),
+                            Source::Fetch { peer } => format!("fetch {}", name(peer)),
+                            Source::Local => "local".into(),
+                        };
+                        format!(
+                            "{} {:?} {:?} @{} via {}",
+                            record.key(),
+                            record.op(),
+                            record.value(),
+                            record.time(),
+                            src
+                        )
+                    }
+                    other => format!("{other:?}"),
+                },
+                libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    format!("connected to {}", name(peer_id))
+                }
+                _ => continue,
+            };
+            if line.starts_with("k2 ") || !line.starts_with('k') {
+                eprintln!("{:>5}ms node {i}: {line}", t0.elapsed().as_millis());
+            }
+        }
+    }
+    {
+        let ids: Vec<_> = nodes.iter().map(|n| *n.local_peer_id()).collect();
+        let name = |p: &libp2p::PeerId| {
+            ids.iter()
+                .position(|i| i == p)
+                .map(|i| i.to_string())
+                .unwrap_or("?".into())
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(3) {
+            tokio::select! {
+                (i, e) = next_event(&mut nodes) => {
+                    if let libp2p::swarm::SwarmEvent::Behaviour(e) = e {
+                        let line = match &e {
+                            PointerEvent::RecordUpdated { record, source } | PointerEvent::RecordDeleted { record, source } => {
+                                let src = match source { Source::Gossip{peer} => format!("gossip {}", name(peer)), Source::Fetch{peer} => format!("fetch {}", name(peer)), Source::Local => "local".into() };
+                                format!("{} {:?} {:?} @{} via {}", record.key(), record.op(), record.value(), record.time(), src)
+                            }
+                            other => format!("{other:?}"),
+                        };
+                        if line.starts_with("k2 ") || !line.starts_with('k') { eprintln!("{:>5}ms node {i}: {line}", t0.elapsed().as_millis()); }
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+    until_or_report(
+        &mut nodes,
+        "every node holds the newest record of every key",
+        |n| expected.values().all(|r| hold(n, &everyone, r)),
+        |n| {
+            let mut wrong: Vec<String> = keys
+                .iter()
+                .filter(|k| !hold(n, &everyone, &expected[*k]))
+                .cloned()
+                .collect();
+            wrong.truncate(20);
+            let want: Vec<String> = wrong
+                .iter()
+                .map(|k| {
+                    let r = &expected[k];
+                    format!("{k}: {:?} {:?} @{}", r.op(), r.value(), r.time())
+                })
+                .collect();
+            format!(
+                "expected:\n  {}\n{}",
+                want.join("\n  "),
+                describe(n, &wrong)
+            )
+        },
+    )
+    .await;
+    let took = healed.elapsed();
+    eprintln!("healed partition, {count} keys: converged {took:?} after the bridge reconnected");
+    took
+}
+
+/// Scenario 2 with ten keys k0..k9.
+#[tokio::test]
+async fn a_partition_healed_by_a_restarted_bridge_converges() {
+    healed_partition(10).await;
+}
+
+/// Scenario 2 with 200 keys: the reconciliation goes out in batches.
+#[tokio::test]
+async fn a_partition_of_200_keys_healed_by_a_restarted_bridge_converges() {
+    healed_partition(200).await;
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    i64::try_from(since.as_millis()).expect("ms fit i64")
+}
+
+/// Scenario 3: line A - B - C following `f/1`. A (default clock skew, 5
+/// min) is handed a delete dated 2.5 s ahead; B and C allow 1 s of skew
+/// and refuse it. A asks about its tombstones at each republish firing (a
+/// 2 s interval), so once the clocks catch up B takes it, then C, with no
+/// further write.
+#[tokio::test]
+async fn a_future_dated_delete_refused_at_first_arrives_once_the_clock_catches_up() {
+    const F: &str = "f/1";
+    let skew = Duration::from_secs(1);
+    let ahead = 2_500;
+    let mut nodes = vec![
+        node_with(|| {
+            test_config()
+                .republish_interval(Duration::from_secs(2))
+                .build()
+        })
+        .await,
+        node_with(|| test_config().max_clock_skew(skew).build()).await,
+        node_with(|| test_config().max_clock_skew(skew).build()).await,
+    ];
+    let links = line_links(3);
+    for &(i, j) in &links {
+        link(&mut nodes, i, j).await;
+    }
+    for node in nodes.iter_mut() {
+        node.behaviour_mut().subscribe(F).expect("valid key");
+    }
+    until_links_follow(&mut nodes, &links, &[F]).await;
+    let v1 = nodes[0].behaviour_mut().put(F, "v1").expect("put");
+    until_held(&mut nodes, &[0, 1, 2], &v1, "v1 is everywhere").await;
+
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let dated = now_ms() + ahead;
+    let tombstone = Record::sign(F, Op::Del, "", dated, &signer);
+    nodes[0]
+        .behaviour_mut()
+        .insert(tombstone.clone())
+        .expect("A allows 5 min of skew");
+
+    let (_, reason) = wait_for(&mut nodes, "B to refuse the delete", |i, e| match e {
+        PointerEvent::RecordRejected { key, reason, .. } if i == 1 && key == F => {
+            Some(reason.clone())
+        }
+        _ => None,
+    })
+    .await;
+    assert!(
+        matches!(reason, RejectReason::FromTheFuture { .. }),
+        "{reason:?}"
+    );
+    assert_eq!(nodes[1].behaviour().record(F).as_deref(), Some(&v1));
+
+    until_held(
+        &mut nodes,
+        &[0, 1, 2],
+        &tombstone,
+        "the refused delete reaches B and C",
+    )
+    .await;
+    let late = now_ms();
+    let skew_ms = i64::try_from(skew.as_millis()).expect("ms");
+    assert!(
+        late >= dated - skew_ms,
+        "accepted at {late}, before the delete at {dated} was within {skew_ms} ms"
+    );
+    eprintln!(
+        "future-dated delete: accepted everywhere {} ms after it came within the skew",
+        late - (dated - skew_ms)
+    );
+}
