@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
-use crate::exchange::{AskKey, Entry};
+use crate::exchange::{AskKey, Entry, Version};
 use crate::protocol::FetchError;
 use crate::store::RecordStore;
 use crate::wire::{self, DecodeError};
@@ -25,6 +25,8 @@ pub(crate) struct Wanted {
 pub(crate) struct Fetch {
     peer: PeerId,
     wanted: Vec<Wanted>,
+    /// The version sent for each key, in order.
+    sent: Vec<Option<Version>>,
 }
 
 impl<S: RecordStore> Coordinator<S> {
@@ -88,14 +90,15 @@ impl<S: RecordStore> Coordinator<S> {
         let cost = |wanted: &Wanted| wire::ask_cost(&wanted.key);
         while let Some((peer, wanted)) = self.dispatch.next_batch(max_keys, budget, cost) {
             let id = self.next_id();
-            let keys = wanted
+            let keys: Vec<AskKey> = wanted
                 .iter()
                 .map(|w| AskKey {
                     key: w.key.clone(),
                     have: self.version(&w.key),
                 })
                 .collect();
-            self.fetches.insert(id, Fetch { peer, wanted });
+            let sent = keys.iter().map(|k| k.have).collect();
+            self.fetches.insert(id, Fetch { peer, wanted, sent });
             self.outputs.push_back(Output::Ask { peer, id, keys });
         }
     }
@@ -138,6 +141,7 @@ impl<S: RecordStore> Coordinator<S> {
         // Keys past the answered ones did not fit the answer: ask again,
         // in batches sized by what this peer answers.
         let unanswered = fetch.wanted.split_off(entries.len());
+        fetch.sent.truncate(entries.len());
         if self.connected.contains(&peer) {
             self.dispatch.answered(peer, asked, entries.len());
             self.dispatch.requeue(peer, unanswered);
@@ -145,30 +149,42 @@ impl<S: RecordStore> Coordinator<S> {
             self.fail(peer, unanswered, FetchError::ConnectionClosed);
         }
         self.dispatch.finished(peer);
-        for (wanted, entry) in fetch.wanted.into_iter().zip(entries) {
-            self.on_entry(peer, wanted, entry, now_ms);
+        for ((wanted, sent), entry) in fetch.wanted.into_iter().zip(fetch.sent).zip(entries) {
+            self.on_entry(peer, wanted, sent, entry, now_ms);
         }
     }
 
     /// The peer's answer for one key.
+    ///
+    /// If our record changed while the ask was in flight (or the peer sent
+    /// an older one), the peer may lack what we now hold, and a probe for
+    /// it was not sent while this ask was out: ask it again, with our
+    /// version, so that it asks us back if it is behind.
     fn on_entry(
         &mut self,
         peer: PeerId,
         wanted: Wanted,
+        sent: Option<Version>,
         entry: Result<Entry, DecodeError>,
         now_ms: i64,
     ) {
         if wanted.query.is_none() {
             self.catching_up.remove(&(peer, wanted.key.clone()));
         }
+        let mut theirs = None;
         match entry {
             Ok(Entry::Record(record)) => {
+                theirs = Some(Version::of(&record));
                 self.absorb(record, peer, Source::Fetch { peer }, now_ms);
             }
             Ok(Entry::NotExist | Entry::Current) => {}
             Err(e) => {
                 self.reject(peer, wanted.key.clone(), e.into());
             }
+        }
+        let ours = self.version(&wanted.key);
+        if ours.is_some() && ours != sent && ours != theirs {
+            self.ask(peer, &wanted.key, None);
         }
         if let Some(query) = wanted.query {
             self.on_query_reply(query, true);
