@@ -362,20 +362,25 @@ impl<S: RecordStore> Pointer<S> {
         self.core.handle(input, now);
     }
 
+    /// Connections are handed to the coordinator at once, not at the next
+    /// `poll`: a command issued right after a connection comes up must
+    /// already see the peer.
     fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
         let list = self.connections.entry(peer).or_default();
         list.push(connection);
         if list.len() == 1 {
-            self.inputs.push_back(Input::Connected { peer });
+            self.core.handle(Input::Connected { peer }, now_ms());
+            self.execute();
         }
     }
 
     fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
+        let now = now_ms();
         if let Some(list) = self.connections.get_mut(&peer) {
             list.retain(|c| *c != connection);
             if list.is_empty() {
                 self.connections.remove(&peer);
-                self.inputs.push_back(Input::Disconnected { peer });
+                self.core.handle(Input::Disconnected { peer }, now);
             }
         }
         let lost: Vec<u64> = self
@@ -387,8 +392,9 @@ impl<S: RecordStore> Pointer<S> {
         for id in lost {
             self.asks.remove(&id);
             let result = Err(FetchError::ConnectionClosed);
-            self.inputs.push_back(Input::Answered { id, result });
+            self.core.handle(Input::Answered { id, result }, now);
         }
+        self.execute();
     }
 
     fn on_fetch_event(&mut self, peer: PeerId, event: HandlerOut) {
