@@ -1,5 +1,9 @@
-//! Periodic republish delivers a record that neither a put nor a catch-up
-//! delivered, and a node's own republishes never change what others hold.
+//! The republish firing delivers a record that neither a put nor a
+//! catch-up delivered, and a node's own republishes never change what
+//! others hold. A firing both republishes (gossip) and reconciles with a
+//! neighbour (an `Ask` with versions, or the neighbour's ask back), so the
+//! record may arrive either way; whichever comes first, it must arrive
+//! every round, though the republished bytes are unchanged.
 
 mod common;
 
@@ -59,12 +63,13 @@ async fn republish_reaches_a_peer_that_lost_the_record_in_a_quiet_network() {
     }
 }
 
-/// The next record node 1 takes in from gossip (a republish, here).
+/// The next record node 1 takes in from node 0's firing: its republish
+/// (gossip) or its reconciliation (fetch), never a local write.
 async fn gossiped_to_node_1(nodes: &mut [Node]) -> Record {
     let (_, got) = wait_for(nodes, "the republish", |i, e| match e {
         PointerEvent::RecordUpdated {
             record,
-            source: Source::Gossip { .. },
+            source: Source::Gossip { .. } | Source::Fetch { .. },
         } if i == 1 => Some(record.clone()),
         _ => None,
     })

@@ -306,3 +306,64 @@ pub fn connected_to(peer: &str) -> impl Fn(&Value) -> bool {
     let peer = peer.to_owned();
     move |l| l["event"] == "connected" && l["peer_id"] == peer.as_str()
 }
+
+#[allow(dead_code)]
+impl Node {
+    /// Hands `done` every line not yet taken, then every new line, each
+    /// taken, until `done` returns `true`. For following a node's state
+    /// through its events (every line counts, not only the first match).
+    /// Panics after [`PATIENCE`].
+    pub fn watch(&mut self, what: &str, mut done: impl FnMut(&Value) -> bool) {
+        while let Some(line) = self.pending.pop_front() {
+            if done(&line) {
+                return;
+            }
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.next_line(deadline, what);
+            if done(&line) {
+                return;
+            }
+        }
+    }
+
+    /// Sends `list` and returns its `records` by key: `(value, following)`,
+    /// the value `None` for a deleted key.
+    pub fn list(&mut self) -> std::collections::BTreeMap<String, (Option<String>, bool)> {
+        self.send("list");
+        let list = self.expect("list", |l| l["event"] == "list");
+        list["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| {
+                let key = r["key"].as_str().expect("key").to_owned();
+                let value = r["value"].as_str().map(str::to_owned);
+                (key, (value, r["following"] == true))
+            })
+            .collect()
+    }
+}
+
+/// Starts nodes named `names` in a line, each dialing the one started
+/// before it, with `args`, and waits until every link is up on both ends.
+#[allow(dead_code)]
+pub fn line_of(names: &[&str], args: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for name in names {
+        let mut node_args = args.to_vec();
+        let dial = nodes.last().map(|prev| prev.addr.clone());
+        if let Some(addr) = &dial {
+            node_args.extend(["--dial", addr]);
+        }
+        nodes.push(Node::start(name, &node_args));
+    }
+    for i in 1..nodes.len() {
+        let (left, right) = nodes.split_at_mut(i);
+        let (prev, next) = (&mut left[i - 1], &mut right[0]);
+        prev.expect("connected", connected_to(&next.peer_id));
+        next.expect("connected", connected_to(&prev.peer_id));
+    }
+    nodes
+}
