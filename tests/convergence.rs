@@ -123,9 +123,18 @@ async fn delete_then_write_again(n: usize, rewriter: usize) -> (Vec<Node>, Recor
     let all: Vec<usize> = (0..n).collect();
     let links = line_links(n);
     let mut nodes = following_line(n).await;
+    let phase = |what: &str, since: Instant| {
+        eprintln!(
+            "line of {n}, rewrite on node {rewriter}: {what} in {:?}",
+            since.elapsed()
+        );
+        Instant::now()
+    };
+    let mut start = Instant::now();
 
     let v1 = nodes[0].behaviour_mut().put(KEY, "v1").expect("put v1");
     until_held(&mut nodes, &all, &v1, "v1 is everywhere").await;
+    start = phase("v1 everywhere", start);
 
     let tombstone = nodes[0].behaviour_mut().delete(KEY).expect("delete");
     until_held(
@@ -135,6 +144,7 @@ async fn delete_then_write_again(n: usize, rewriter: usize) -> (Vec<Node>, Recor
         "every node holds the tombstone and left the topic",
     )
     .await;
+    start = phase("the tombstone everywhere", start);
 
     // Nobody follows the key now; the write must still reach every node
     // that holds the tombstone, and make it follow the key again.
@@ -150,16 +160,19 @@ async fn delete_then_write_again(n: usize, rewriter: usize) -> (Vec<Node>, Recor
         "v2 is everywhere and every node follows the key again",
     )
     .await;
+    start = phase("v2 everywhere and followed", start);
 
     // Following again, the neighbours announce it to each other; from then
     // on a write travels by gossip, hop by hop.
     until_links_follow(&mut nodes, &links, &[KEY]).await;
+    start = phase("neighbours know they follow it again", start);
     let v3 = nodes[0].behaviour_mut().put(KEY, "v3").expect("put v3");
     let others: Vec<usize> = (1..n).collect();
     // v3 travels by gossip; a reconciliation ask still in flight from the
     // rewrite may carry it first, which is as good.
     sources_of(&mut nodes, &others, &v3, "v3 to reach every node").await;
     until_held(&mut nodes, &all, &v3, "v3 is everywhere").await;
+    phase("v3 everywhere", start);
     (nodes, v3)
 }
 
@@ -476,4 +489,14 @@ async fn a_future_dated_delete_refused_at_first_arrives_once_the_clock_catches_u
         "future-dated delete: accepted everywhere {} ms after it came within the skew",
         late - (dated - skew_ms)
     );
+}
+
+/// Scenario 2 with 1,000 keys, the target (within 5 s of the
+/// bridge's return). Slow in debug builds:
+/// `cargo test --release --all-features --test convergence thousand -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn a_partition_of_a_thousand_keys_healed_by_a_restarted_bridge_converges() {
+    let took = healed_partition(1000).await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
