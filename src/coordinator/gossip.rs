@@ -50,7 +50,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// tombstone), the two reconcile: we ask with our version, the peer
     /// answers only a newer record, and asks us back if ours is newer.
     pub(super) fn on_peer_subscribed(&mut self, peer: PeerId, key: String) {
-        self.followers.subscribed(peer, &key);
+        self.followers.add(peer, &key);
         if self.watches(&key) {
             self.ask(peer, &key, None);
         }

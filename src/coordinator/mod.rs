@@ -16,7 +16,6 @@
 mod fetch;
 mod gossip;
 mod upkeep;
-mod watchers;
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -33,7 +32,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
 use crate::exchange::{AskKey, Entry};
-use crate::followers::Followers;
+use crate::peer_index::PeerIndex;
 use crate::protocol::FetchError;
 use crate::query::Queries;
 use crate::record::{Op, Record};
@@ -44,7 +43,6 @@ use crate::validator::OwnedKeys;
 use crate::wire::{self, DecodeError};
 
 use self::fetch::{Fetch, Wanted};
-use self::watchers::Watchers;
 
 /// What happened, as the shell (or the simulator) tells it.
 #[derive(Debug)]
@@ -192,8 +190,10 @@ pub struct Coordinator<S: RecordStore> {
     // Ordered sets where iteration produces outputs: a run must replay
     // exactly from its seed.
     subscribed: BTreeSet<String>,
-    followers: Followers,
-    watchers: Watchers,
+    /// Connected peers on each key's topic, as gossipsub told us.
+    followers: PeerIndex,
+    /// Connected peers that watch a key from outside its topic.
+    watchers: PeerIndex,
     connected: BTreeSet<PeerId>,
     fetches: HashMap<u64, Fetch>,
     dispatch: Dispatch<PeerId, Wanted>,
@@ -225,8 +225,8 @@ impl<S: RecordStore> Coordinator<S> {
             replica,
             rng: SmallRng::seed_from_u64(seed),
             subscribed: BTreeSet::new(),
-            followers: Followers::default(),
-            watchers: Watchers::default(),
+            followers: PeerIndex::default(),
+            watchers: PeerIndex::default(),
             connected: BTreeSet::new(),
             fetches: HashMap::new(),
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
@@ -250,7 +250,7 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Connected { peer } => self.on_connected(peer),
             Input::Disconnected { peer } => self.on_disconnected(peer),
             Input::PeerSubscribed { peer, key } => self.on_peer_subscribed(peer, key),
-            Input::PeerUnsubscribed { peer, key } => self.followers.unsubscribed(&peer, &key),
+            Input::PeerUnsubscribed { peer, key } => self.followers.remove(&peer, &key),
             Input::Gossip {
                 peer,
                 message,
