@@ -277,12 +277,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// How long a node waits before it pushes to its mesh neighbours a
-    /// record they may lack: one it learnt through a fetch (they did not see
-    /// it pass), or one a peer showed it is behind on (it gossiped an older
-    /// record). Pushes due within this delay go out in one pass, and a
-    /// record that arrives by gossip meanwhile is not pushed. Default:
-    /// 100 ms.
+    /// How long a node waits before it publishes again a record a peer
+    /// showed it is behind on (it gossiped an older record), instead of
+    /// waiting for the next republish. Pushes due within this delay go out
+    /// in one pass. Default: 100 ms.
     pub fn push_delay(mut self, delay: Duration) -> Self {
         self.0.push_delay = delay;
         self

@@ -8,8 +8,8 @@
 //! interval instead of one per node. A key for which a peer sent an *older*
 //! record is pushed promptly (within the push delay, not at the next
 //! firing), and again at the next firing regardless: that peer is behind.
-//! Records learnt through a fetch are pushed promptly too, unless the same
-//! record arrives by gossip first: the mesh did not see them pass.
+//! Only records heard by gossip suppress a republish: one learnt through a
+//! fetch did not pass our mesh neighbours.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -39,21 +39,12 @@ impl Trickle {
     /// The same record as ours arrived by gossip: our neighbours have it.
     pub fn heard_same(&mut self, key: &str) {
         self.heard.insert(key.to_owned());
-        if !self.behind.contains(key) {
-            self.push.remove(key);
-        }
     }
 
     /// A peer sent a record older than ours: it missed an update. Returns
     /// whether the key is newly due for a prompt push.
     pub fn heard_older(&mut self, key: &str) -> bool {
         self.behind.insert(key.to_owned());
-        self.push.insert(key.to_owned())
-    }
-
-    /// We learnt a newer record outside gossip: our neighbours may lack it.
-    /// Returns whether the key is newly due for a prompt push.
-    pub fn news(&mut self, key: &str) -> bool {
         self.push.insert(key.to_owned())
     }
 
@@ -103,15 +94,17 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_behind_is_pushed_promptly_and_news_heard_by_gossip_is_not() {
+    fn a_peer_behind_is_pushed_promptly_once() {
         let mut t = Trickle::new(Duration::from_secs(60));
         assert!(t.heard_older("a"));
         assert!(!t.heard_older("a"), "already due");
-        assert!(t.news("b"));
-        assert!(t.news("c"));
+        assert!(t.heard_older("c"));
         t.heard_same("a");
-        t.heard_same("b");
-        assert_eq!(t.take_push(), ["a", "c"]);
+        assert_eq!(
+            t.take_push(),
+            ["a", "c"],
+            "behind peers are pushed even if heard"
+        );
         assert!(t.take_push().is_empty());
     }
 

@@ -134,19 +134,31 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// A newer record learnt through a fetch is news for our mesh
-    /// neighbours too (they did not see it pass): push it to them shortly,
-    /// unless the peer it came from is the only follower we know. A value
-    /// that replaces our tombstone means the key was written again after
-    /// the delete: follow it again.
+    /// neighbours too (they did not see it pass): we ask each follower but
+    /// the peer it came from with our new version, and one that is behind
+    /// asks us back. A version per key and follower costs far less than
+    /// publishing the record to followers that mostly hold it already (a
+    /// fresh node catching up thousands of keys from several peers). A
+    /// value that replaces our tombstone means the key was written again
+    /// after the delete: follow it again.
     fn learnt_by_fetch(&mut self, record: &Record, replaced: Option<&Record>, from: PeerId) {
         let key = record.key();
         let revived = record.op() == Op::Mut && replaced.is_some_and(Record::is_tombstone);
         if revived && self.join(key) {
             self.ask_peers(key, None);
         }
-        let others = self.followers.of(key).iter().any(|p| *p != from);
-        if self.subscribed.contains(key) && others && self.trickle.news(key) {
-            self.arm_push();
+        if !self.subscribed.contains(key) {
+            return;
+        }
+        let others: Vec<PeerId> = self
+            .followers
+            .of(key)
+            .iter()
+            .copied()
+            .filter(|p| *p != from)
+            .collect();
+        for peer in others {
+            self.ask(peer, key, None);
         }
     }
 

@@ -112,7 +112,7 @@ pub enum Timer {
     Republish,
     /// Records received since the last flush are to be made durable.
     Flush,
-    /// Records our mesh neighbours may lack are to be pushed to them.
+    /// Records a peer showed it lacks are to be published again.
     Push,
 }
 

@@ -41,8 +41,7 @@ impl<S: RecordStore> Coordinator<S> {
         });
     }
 
-    /// Publishes the records that a peer showed it lacks, or that we learnt
-    /// through a fetch, in one pass. Each push carries the time as its
+    /// Publishes the records that peers showed they lack, in one pass. Each push carries the time as its
     /// stamp, so gossipsub's duplicate cache never swallows it.
     pub(super) fn on_push_timer(&mut self, now_ms: i64) {
         self.push_armed = false;
