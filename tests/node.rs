@@ -12,30 +12,8 @@ mod command;
 
 use std::process::Command;
 
-use process::{connected_to, is, node_binary, text, updated, Node, LOOPBACK_TCP};
+use process::{connected_to, is, line_of, node_binary, text, updated, Node, LOOPBACK_TCP};
 use serde_json::{json, Value};
-
-/// Starts nodes named `names` in a line, each dialing the one started
-/// before it (so the first name is dialed by the second), with `args`, and
-/// waits until every link is up on both ends.
-fn line_of(names: &[&str], args: &[&str]) -> Vec<Node> {
-    let mut nodes: Vec<Node> = Vec::new();
-    for name in names {
-        let mut node_args = args.to_vec();
-        let dial = nodes.last().map(|prev| prev.addr.clone());
-        if let Some(addr) = &dial {
-            node_args.extend(["--dial", addr]);
-        }
-        nodes.push(Node::start(name, &node_args));
-    }
-    for i in 1..nodes.len() {
-        let (left, right) = nodes.split_at_mut(i);
-        let (prev, next) = (&mut left[i - 1], &mut right[0]);
-        prev.expect("connected", connected_to(&next.peer_id));
-        next.expect("connected", connected_to(&prev.peer_id));
-    }
-    nodes
-}
 
 /// A line of four, A - B - C - D (mDNS off): a put on A reaches D, by
 /// fetch when D starts following and by gossip after that; a delete on D

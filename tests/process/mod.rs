@@ -347,7 +347,8 @@ impl Node {
 }
 
 /// Starts nodes named `names` in a line, each dialing the one started
-/// before it, with `args`, and waits until every link is up on both ends.
+/// before it (so the first name is dialed by the second), with `args`, and
+/// waits until every link is up on both ends.
 #[allow(dead_code)]
 pub fn line_of(names: &[&str], args: &[&str]) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
