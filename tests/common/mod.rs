@@ -120,8 +120,19 @@ pub async fn next_event<S: RecordStore + Send + 'static>(
 pub async fn until<S: RecordStore + Send + 'static>(
     nodes: &mut [Node<S>],
     what: &str,
-    mut done: impl FnMut(&[Node<S>]) -> bool,
+    done: impl FnMut(&[Node<S>]) -> bool,
 ) {
+    if !drive_until(nodes, done).await {
+        panic!("timed out waiting until {what}");
+    }
+}
+
+/// Drives `nodes` until `done` holds; `false` if it did not within
+/// [`PATIENCE`].
+async fn drive_until<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    mut done: impl FnMut(&[Node<S>]) -> bool,
+) -> bool {
     let wait = async {
         let mut recheck = tokio::time::interval(Duration::from_millis(10));
         while !done(nodes) {
@@ -131,9 +142,7 @@ pub async fn until<S: RecordStore + Send + 'static>(
             }
         }
     };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    tokio::time::timeout(PATIENCE, wait).await.is_ok()
 }
 
 /// Drives all `nodes` until one emits a behaviour event that `pick` maps to
@@ -279,19 +288,10 @@ pub async fn until_links_follow<S: RecordStore + Send + 'static>(
 pub async fn until_or_report<S: RecordStore + Send + 'static>(
     nodes: &mut [Node<S>],
     what: &str,
-    mut done: impl FnMut(&[Node<S>]) -> bool,
+    done: impl FnMut(&[Node<S>]) -> bool,
     report: impl Fn(&[Node<S>]) -> String,
 ) {
-    let wait = async {
-        let mut recheck = tokio::time::interval(Duration::from_millis(10));
-        while !done(nodes) {
-            tokio::select! {
-                _ = next_event(nodes) => {}
-                _ = recheck.tick() => {}
-            }
-        }
-    };
-    if tokio::time::timeout(PATIENCE, wait).await.is_err() {
+    if !drive_until(nodes, done).await {
         panic!("timed out waiting until {what}:\n{}", report(nodes));
     }
 }
