@@ -7,12 +7,15 @@
 // Without `redb` (no `--data-dir`) only the line test runs.
 #![cfg_attr(not(feature = "redb"), allow(dead_code, unused_imports))]
 
+#[path = "common/partition.rs"]
+mod partition;
 #[allow(dead_code)]
 mod process;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use partition::{plan, Write, A1, A2, B1, B2};
 use process::{connected_to, is, line_of, Node};
 use serde_json::Value;
 
@@ -119,35 +122,6 @@ fn a_deleted_key_written_again_is_followed_again_by_node_processes() {
         (&"found".into(), &"v3".into(), &v3["time"]),
         "{get}"
     );
-}
-
-/// One write while the bridge is down.
-#[derive(Clone, Copy)]
-enum Write {
-    Put(usize),
-    Del(usize),
-}
-
-const A1: usize = 0;
-const A2: usize = 1;
-const B1: usize = 2;
-const B2: usize = 3;
-
-/// What the sides do to key `i` (side A first, side B later), by `i % 7`,
-/// as in `tests/convergence.rs`: 0 both write (B wins), 1 A deletes, 2 A
-/// deletes and B writes later, 3 only A writes, 4 only B writes, 5 A
-/// writes and B deletes later, 6 nobody.
-fn plan(i: usize) -> (Option<Write>, Option<Write>) {
-    use Write::*;
-    match i % 7 {
-        0 => (Some(Put(A1)), Some(Put(B1))),
-        1 => (Some(Del(A1)), None),
-        2 => (Some(Del(A2)), Some(Put(B2))),
-        3 => (Some(Put(A2)), None),
-        4 => (None, Some(Put(B1))),
-        5 => (Some(Put(A1)), Some(Del(B2))),
-        _ => (None, None),
-    }
 }
 
 /// Makes one side's writes (`first`: side A's) through the nodes' input,

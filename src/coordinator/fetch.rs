@@ -20,6 +20,20 @@ pub(crate) struct Wanted {
     query: Option<QueryId>,
 }
 
+/// Where a catch-up ask for one key to one peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CatchUp {
+    /// Queued: it goes out with the version we hold when it is sent, so a
+    /// second ask for it adds nothing.
+    Waiting,
+    /// Sent with the version we held then.
+    Sent,
+    /// Sent, and since then something made us want to ask again (the peer
+    /// showed a newer version while the ask was out, so its answer may be
+    /// older than what it now holds): asked again once it is answered.
+    Again,
+}
+
 /// One `Ask` in flight: the keys it carries, in the order they were asked.
 #[derive(Debug)]
 pub(crate) struct Fetch {
@@ -63,13 +77,25 @@ impl<S: RecordStore> Coordinator<S> {
     /// to that peer ([`Coordinator::pack_asks`]). A `get`'s key goes ahead
     /// of waiting catch-ups, so a user's read is not stuck behind a bulk
     /// catch-up. Catch-ups (no query) are not repeated while one to the
-    /// same peer for the same key waits or is in flight.
+    /// same peer for the same key waits; one already in flight is asked
+    /// again when it is answered.
     pub(super) fn ask(&mut self, peer: PeerId, key: &str, query: Option<QueryId>) -> bool {
         if !self.connected.contains(&peer) {
             return false;
         }
-        if query.is_none() && !self.catching_up.insert((peer, key.to_owned())) {
-            return false;
+        if query.is_none() {
+            match self.catching_up.get_mut(&(peer, key.to_owned())) {
+                None => {
+                    self.catching_up
+                        .insert((peer, key.to_owned()), CatchUp::Waiting);
+                }
+                Some(state) => {
+                    if *state == CatchUp::Sent {
+                        *state = CatchUp::Again;
+                    }
+                    return false;
+                }
+            }
         }
         let wanted = Wanted {
             key: key.to_owned(),
@@ -98,6 +124,13 @@ impl<S: RecordStore> Coordinator<S> {
                 })
                 .collect();
             let sent = keys.iter().map(|k| k.have).collect();
+            for w in wanted.iter().filter(|w| w.query.is_none()) {
+                if let Some(state) = self.catching_up.get_mut(&(peer, w.key.clone())) {
+                    if *state == CatchUp::Waiting {
+                        *state = CatchUp::Sent;
+                    }
+                }
+            }
             self.fetches.insert(id, Fetch { peer, wanted, sent });
             self.outputs.push_back(Output::Ask { peer, id, keys });
         }
@@ -168,9 +201,8 @@ impl<S: RecordStore> Coordinator<S> {
         entry: Result<Entry, DecodeError>,
         now_ms: i64,
     ) {
-        if wanted.query.is_none() {
-            self.catching_up.remove(&(peer, wanted.key.clone()));
-        }
+        let again = wanted.query.is_none()
+            && self.catching_up.remove(&(peer, wanted.key.clone())) == Some(CatchUp::Again);
         let mut theirs = None;
         match entry {
             Ok(Entry::Record(record)) => {
@@ -183,7 +215,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
         }
         let ours = self.version(&wanted.key);
-        if ours.is_some() && ours != sent && ours != theirs {
+        if again || (ours.is_some() && ours != sent && ours != theirs) {
             self.ask(peer, &wanted.key, None);
         }
         if let Some(query) = wanted.query {

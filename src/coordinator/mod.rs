@@ -18,7 +18,7 @@ mod gossip;
 mod upkeep;
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -197,7 +197,8 @@ pub struct Coordinator<S: RecordStore> {
     connected: BTreeSet<PeerId>,
     fetches: HashMap<u64, Fetch>,
     dispatch: Dispatch<PeerId, Wanted>,
-    catching_up: HashSet<(PeerId, String)>,
+    /// Catch-up asks (no `get`) waiting or in flight, per peer and key.
+    catching_up: HashMap<(PeerId, String), fetch::CatchUp>,
     queries: Queries,
     trickle: Trickle,
     flush_armed: bool,
@@ -230,7 +231,7 @@ impl<S: RecordStore> Coordinator<S> {
             connected: BTreeSet::new(),
             fetches: HashMap::new(),
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
-            catching_up: HashSet::new(),
+            catching_up: HashMap::new(),
             queries: Queries::default(),
             trickle: Trickle::new(config.republish_interval),
             flush_armed: false,

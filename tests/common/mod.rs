@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod heal;
+pub mod partition;
+
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::task::Poll;
