@@ -15,17 +15,16 @@ use futures_timer::Delay;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::gossipsub::{
-    self, AllowAllSubscriptionFilter, IdentTopic, IdentityTransform, MessageAuthenticity,
-    MessageId, PublishError, TopicHash, ValidationMode,
+    self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageAuthenticity,
+    MessageId, PublishError, TopicHash, TopicSubscriptionFilter, ValidationMode,
 };
 use libp2p::identity::Keypair;
 use libp2p::swarm::{
-    behaviour::ConnectionEstablished, ConnectionClosed, ConnectionDenied, ConnectionHandler,
-    ConnectionHandlerSelect, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
-    THandlerInEvent, THandlerOutEvent, ToSwarm,
+    behaviour::ConnectionEstablished, CloseConnection, ConnectionClosed, ConnectionDenied,
+    ConnectionHandler, ConnectionHandlerSelect, ConnectionId, FromSwarm, NetworkBehaviour,
+    NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::PeerId;
-use sha2::{Digest, Sha256};
 use smallvec::SmallVec;
 
 use crate::accept::RejectReason;
@@ -34,10 +33,12 @@ use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
 use crate::event::{PointerEvent, QueryId};
 use crate::exchange::Entry;
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
+use crate::misbehaviour::Banned;
 use crate::protocol::FetchError;
 use crate::record::{signing_key, Record};
 use crate::replica::{Refusal, WriteError};
 use crate::store::{MemoryStore, RecordStore};
+use crate::wire;
 
 /// Prefix of every record topic: the topic of key `k` is `/pointer/record/k`.
 pub const TOPIC_PREFIX: &str = "/pointer/record/";
@@ -46,7 +47,20 @@ pub const TOPIC_PREFIX: &str = "/pointer/record/";
 /// length varint (at most 5 bytes) and the status.
 const ANSWER_OVERHEAD: usize = 16;
 
-type Gossip = gossipsub::Behaviour<IdentityTransform, AllowAllSubscriptionFilter>;
+type Gossip = gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<RecordTopics>>;
+
+/// Keeps only the subscriptions a Pointer node can use: record topics whose
+/// key is within `max_key_bytes`. A peer's other subscriptions (any string
+/// it names, of any length) are never stored.
+pub struct RecordTopics {
+    max_key_bytes: usize,
+}
+
+impl TopicSubscriptionFilter for RecordTopics {
+    fn can_subscribe(&mut self, topic: &TopicHash) -> bool {
+        topic_key(topic).is_some_and(|key| key.len() <= self.max_key_bytes)
+    }
+}
 
 /// What the joined per-connection handler takes from the behaviour; named
 /// without `Self` so the event queue does not tie `S` to `'static`.
@@ -301,8 +315,20 @@ impl<S: RecordStore> Pointer<S> {
             Output::SetTimer { timer, after } => {
                 *self.timers.slot(timer) = Some(Delay::new(after));
             }
+            Output::Ban { peer, .. } => self.events.push_back(ToSwarm::CloseConnection {
+                peer_id: peer,
+                connection: CloseConnection::All,
+            }),
             Output::Event(event) => self.events.push_back(ToSwarm::GenerateEvent(event)),
         }
+    }
+
+    /// A banned peer's connections are refused for the whole swarm.
+    fn refuse_banned(&self, peer: PeerId) -> Result<(), ConnectionDenied> {
+        if self.core.is_banned(&peer, now_ms()) {
+            return Err(ConnectionDenied::new(Banned));
+        }
+        Ok(())
     }
 
     /// `Duplicate` means the network already has these exact bytes, so it
@@ -451,7 +477,9 @@ fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
     builder
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
-        .message_id_fn(|m: &gossipsub::Message| MessageId::new(&Sha256::digest(&m.data)))
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::new(&wire::message_id(m.topic.as_str(), &m.data))
+        })
         // gossipsub sends all our subscriptions in one hello RPC, and one
         // topic per key makes it large: the RPC limit must hold it (records
         // are held to max_message_bytes by our own decoding).
@@ -473,12 +501,19 @@ fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
     let gossip_config = builder
         .build()
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
-    Gossip::new_with_subscription_filter(
-        MessageAuthenticity::Anonymous,
-        gossip_config,
-        AllowAllSubscriptionFilter {},
-    )
-    .map_err(|e| BuildError::Gossipsub(e.to_string()))
+    // One RPC may carry at most a peer's whole allowance of topics; more
+    // is refused whole (the coordinator bans a peer that goes beyond it
+    // over several RPCs). Our own topics are not limited here; the bound
+    // is far enough from `usize::MAX` that gossipsub's sum cannot overflow.
+    let filter = MaxCountSubscriptionFilter {
+        filter: RecordTopics {
+            max_key_bytes: config.limits.max_key_bytes,
+        },
+        max_subscribed_topics: usize::MAX / 4,
+        max_subscriptions_per_request: config.max_topics_per_peer,
+    };
+    Gossip::new_with_subscription_filter(MessageAuthenticity::Anonymous, gossip_config, filter)
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))
 }
 
 /// Republishes come at least half an interval apart; the duplicate cache
@@ -515,6 +550,7 @@ impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
         local_addr: &Multiaddr,
         remote_addr: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.refuse_banned(peer)?;
         let gossip = self.gossipsub.handle_established_inbound_connection(
             connection_id,
             peer,
@@ -547,6 +583,7 @@ impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
         role_override: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.refuse_banned(peer)?;
         let gossip = self.gossipsub.handle_established_outbound_connection(
             connection_id,
             peer,

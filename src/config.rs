@@ -25,6 +25,12 @@ pub struct Config {
     pub(crate) heartbeat_interval: Duration,
     pub(crate) store_flush_interval: Duration,
     pub(crate) push_delay: Duration,
+    pub(crate) invalid_record_budget: u32,
+    pub(crate) invalid_record_window: Duration,
+    pub(crate) ban_duration: Duration,
+    pub(crate) max_banned_peers: usize,
+    pub(crate) max_topics_per_peer: usize,
+    pub(crate) max_subscription_bytes: usize,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -50,6 +56,12 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(1),
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
+            invalid_record_budget: 20,
+            invalid_record_window: Duration::from_secs(10),
+            ban_duration: Duration::from_secs(10 * 60),
+            max_banned_peers: 4096,
+            max_topics_per_peer: 65_536,
+            max_subscription_bytes: 32 * 1024 * 1024,
             validator: Box::new(OwnedKeys),
         }
     }
@@ -115,6 +127,32 @@ impl Config {
     pub fn store_flush_interval(&self) -> Duration {
         self.store_flush_interval
     }
+
+    /// Invalid records a peer may send per window before it is banned:
+    /// `(count, window)`.
+    pub fn invalid_record_budget(&self) -> (u32, Duration) {
+        (self.invalid_record_budget, self.invalid_record_window)
+    }
+
+    /// How long a banned peer is refused.
+    pub fn ban_duration(&self) -> Duration {
+        self.ban_duration
+    }
+
+    /// Most peers banned at once.
+    pub fn max_banned_peers(&self) -> usize {
+        self.max_banned_peers
+    }
+
+    /// Most topics one peer may subscribe to.
+    pub fn max_topics_per_peer(&self) -> usize {
+        self.max_topics_per_peer
+    }
+
+    /// Most bytes all peers' subscriptions may take together.
+    pub fn max_subscription_bytes(&self) -> usize {
+        self.max_subscription_bytes
+    }
 }
 
 impl fmt::Debug for Config {
@@ -138,6 +176,12 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("store_flush_interval", &self.store_flush_interval)
             .field("push_delay", &self.push_delay)
+            .field("invalid_record_budget", &self.invalid_record_budget)
+            .field("invalid_record_window", &self.invalid_record_window)
+            .field("ban_duration", &self.ban_duration)
+            .field("max_banned_peers", &self.max_banned_peers)
+            .field("max_topics_per_peer", &self.max_topics_per_peer)
+            .field("max_subscription_bytes", &self.max_subscription_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -286,6 +330,49 @@ impl ConfigBuilder {
         self
     }
 
+    /// How many invalid records (a bad signature, malformed bytes, a time
+    /// beyond the clock skew) a peer may send per `window` before it is
+    /// disconnected and banned: a burst of `count`, refilled steadily over
+    /// `window`. Records an honest peer sends in the normal course never
+    /// count (stale, duplicate, refused by our validator or size limits
+    /// only). Default: 20 per 10 s.
+    pub fn invalid_record_budget(mut self, count: u32, window: Duration) -> Self {
+        self.0.invalid_record_budget = count;
+        self.0.invalid_record_window = window;
+        self
+    }
+
+    /// How long a banned peer's connections are refused. Default: 10 min.
+    pub fn ban_duration(mut self, duration: Duration) -> Self {
+        self.0.ban_duration = duration;
+        self
+    }
+
+    /// Most peers banned at once; when full, the ban that ends soonest
+    /// makes room. Default: 4,096.
+    pub fn max_banned_peers(mut self, peers: usize) -> Self {
+        self.0.max_banned_peers = peers;
+        self
+    }
+
+    /// Most record topics one peer may subscribe to; a peer that goes
+    /// beyond is banned. Topics that are not `/pointer/record/<key>` with a
+    /// key within `max_key_bytes` are not kept at all. Default: 65,536.
+    pub fn max_topics_per_peer(mut self, topics: usize) -> Self {
+        self.0.max_topics_per_peer = topics;
+        self
+    }
+
+    /// Most bytes the subscriptions of all connected peers may take
+    /// together (each counted as its key plus 128 bytes of index and
+    /// gossipsub state); past it, the peer holding the most is banned.
+    /// Raise it for nodes that share very many keys with many peers.
+    /// Default: 32 MiB.
+    pub fn max_subscription_bytes(mut self, bytes: usize) -> Self {
+        self.0.max_subscription_bytes = bytes;
+        self
+    }
+
     /// Who may write which key. Default: [`OwnedKeys`].
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.0.validator = Box::new(validator);
@@ -322,6 +409,11 @@ mod tests {
             .author_key_cache(8)
             .store_flush_interval(Duration::from_millis(6))
             .push_delay(Duration::from_millis(9))
+            .invalid_record_budget(11, Duration::from_secs(12))
+            .ban_duration(Duration::from_secs(13))
+            .max_banned_peers(14)
+            .max_topics_per_peer(15)
+            .max_subscription_bytes(16)
             .build();
         assert_eq!(
             c.limits(),
@@ -341,5 +433,10 @@ mod tests {
         assert_eq!(c.author_key_cache(), 8);
         assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
         assert_eq!(c.push_delay(), Duration::from_millis(9));
+        assert_eq!(c.invalid_record_budget(), (11, Duration::from_secs(12)));
+        assert_eq!(c.ban_duration(), Duration::from_secs(13));
+        assert_eq!(c.max_banned_peers(), 14);
+        assert_eq!(c.max_topics_per_peer(), 15);
+        assert_eq!(c.max_subscription_bytes(), 16);
     }
 }

@@ -107,6 +107,16 @@ pub enum PointerEvent {
         /// What went wrong.
         error: FetchError,
     },
+    /// A peer misbehaved: it is disconnected, and its connections are
+    /// refused until `until_ms` (ms since the Unix epoch, our clock).
+    PeerBanned {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        reason: crate::misbehaviour::Misbehaviour,
+        /// When the ban ends.
+        until_ms: i64,
+    },
     /// A peer's `Ask` stream was broken off (malformed, oversize, too many
     /// streams, timeout).
     InboundFetchFailed {

@@ -81,6 +81,7 @@ mod dispatch;
 pub mod event;
 pub mod exchange;
 mod handler;
+pub mod misbehaviour;
 pub mod order;
 mod peer_index;
 pub mod protocol;
@@ -113,6 +114,7 @@ pub mod proto {
 pub use behaviour::{topic, BuildError, Pointer, TOPIC_PREFIX};
 pub use config::{Config, ConfigBuilder};
 pub use event::{GetOutcome, PointerEvent, QueryId, Source};
+pub use misbehaviour::Misbehaviour;
 pub use record::{Author, Op, Record};
 pub use replica::{Refusal, WriteError};
 pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};

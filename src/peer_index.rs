@@ -10,28 +10,69 @@
 //!   the key changes we ask them with the new version, which makes a
 //!   watcher that is behind ask back (spec §10).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use libp2p::PeerId;
 use smallvec::SmallVec;
 
-/// Peers of each key, among connected peers, in the order they came.
+/// Bytes counted for one (peer, key) entry beyond the key itself: our two
+/// index entries and gossipsub's own copy of the peer's subscription.
+pub(crate) const ENTRY_OVERHEAD: usize = 128;
+
+/// Peers of each key, among connected peers, in the order they came, and
+/// the keys of each peer, so a departure costs the peer's keys only.
 #[derive(Debug, Default)]
 pub(crate) struct PeerIndex {
-    by_key: HashMap<String, SmallVec<[PeerId; 4]>>,
+    by_key: HashMap<Arc<str>, SmallVec<[PeerId; 4]>>,
+    by_peer: HashMap<PeerId, Peer>,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    keys: HashSet<Arc<str>>,
+    bytes: usize,
+}
+
+fn cost(key: &str) -> usize {
+    key.len() + ENTRY_OVERHEAD
 }
 
 impl PeerIndex {
     /// `peer` follows (or watches) `key` now.
     pub fn add(&mut self, peer: PeerId, key: &str) {
-        let peers = self.by_key.entry(key.to_owned()).or_default();
-        if !peers.contains(&peer) {
-            peers.push(peer);
+        let entry = self.by_peer.entry(peer).or_default();
+        if entry.keys.contains(key) {
+            return;
         }
+        let key: Arc<str> = match self.by_key.get_key_value(key) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        entry.keys.insert(key.clone());
+        entry.bytes += cost(&key);
+        self.bytes += cost(&key);
+        self.by_key.entry(key).or_default().push(peer);
     }
 
     /// `peer` no longer follows `key`.
     pub fn remove(&mut self, peer: &PeerId, key: &str) {
+        let Some(entry) = self.by_peer.get_mut(peer) else {
+            return;
+        };
+        if !entry.keys.remove(key) {
+            return;
+        }
+        entry.bytes -= cost(key);
+        self.bytes -= cost(key);
+        if entry.keys.is_empty() {
+            self.by_peer.remove(peer);
+        }
+        self.unlink(peer, key);
+    }
+
+    fn unlink(&mut self, peer: &PeerId, key: &str) {
         if let Some(peers) = self.by_key.get_mut(key) {
             peers.retain(|p| p != peer);
             if peers.is_empty() {
@@ -40,19 +81,41 @@ impl PeerIndex {
         }
     }
 
-    /// `peer` disconnected: it is attached to nothing we can reach.
-    /// gossipsub does not report unsubscriptions for a peer that goes away,
-    /// and a disconnection is rare enough to pay one pass over the keys.
+    /// `peer` disconnected: it is attached to nothing we can reach
+    /// (gossipsub does not report unsubscriptions for a peer that goes
+    /// away). Costs the peer's own keys, not the whole index.
     pub fn peer_gone(&mut self, peer: &PeerId) {
-        self.by_key.retain(|_, peers| {
-            peers.retain(|p| p != peer);
-            !peers.is_empty()
-        });
+        let Some(entry) = self.by_peer.remove(peer) else {
+            return;
+        };
+        self.bytes -= entry.bytes;
+        for key in entry.keys {
+            self.unlink(peer, &key);
+        }
     }
 
     /// The peers of `key`.
     pub fn of(&self, key: &str) -> &[PeerId] {
         self.by_key.get(key).map_or(&[], |peers| peers.as_slice())
+    }
+
+    /// How many keys `peer` is attached to.
+    pub fn count_of(&self, peer: &PeerId) -> usize {
+        self.by_peer.get(peer).map_or(0, |p| p.keys.len())
+    }
+
+    /// The bytes the whole index accounts for (keys and a fixed overhead
+    /// per entry).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The peer whose entries account for the most bytes.
+    pub fn heaviest(&self) -> Option<PeerId> {
+        self.by_peer
+            .iter()
+            .max_by_key(|(_, p)| p.bytes)
+            .map(|(peer, _)| *peer)
     }
 }
 
@@ -71,8 +134,12 @@ mod tests {
         assert_eq!(f.of("k"), [a, b]);
         f.remove(&b, "k");
         assert_eq!(f.of("k"), [a]);
+        assert_eq!((f.count_of(&a), f.count_of(&b)), (2, 0));
+        assert_eq!(f.bytes(), 2 * (1 + ENTRY_OVERHEAD));
+        assert_eq!(f.heaviest(), Some(a));
         f.peer_gone(&a);
         assert!(f.of("k").is_empty() && f.of("j").is_empty());
         assert!(f.by_key.is_empty(), "no empty entries are kept");
+        assert!(f.by_peer.is_empty() && f.bytes() == 0);
     }
 }

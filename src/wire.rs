@@ -51,6 +51,21 @@ pub enum DecodeError {
     UnknownOp(i32),
 }
 
+/// The gossipsub message id of `data` published on `topic` (spec §2):
+/// SHA-256 over the topic's length in bytes (4 bytes, big-endian), the
+/// topic and the data. Binding the topic means a record's bytes copied onto
+/// another topic get another id, so they cannot shadow the record on its own
+/// topic in gossipsub's duplicate cache.
+pub fn message_id(topic: &str, data: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let len = u32::try_from(topic.len()).unwrap_or(u32::MAX);
+    let mut hash = Sha256::new();
+    hash.update(len.to_be_bytes());
+    hash.update(topic.as_bytes());
+    hash.update(data);
+    hash.finalize().into()
+}
+
 /// Protobuf tag of `Operate.op` (field 1, varint).
 const OPERATE_OP_TAG: u32 = 1 << 3;
 /// Protobuf tag of `StoreValue.op` (field 6, varint).

@@ -108,6 +108,9 @@ impl<S: RecordStore + 'static> Node<S> {
             PointerEvent::InboundFetchFailed { peer, error } => {
                 return tracing::info!(%peer, "inbound fetch failed: {error}")
             }
+            PointerEvent::PeerBanned { peer, reason, .. } => {
+                return tracing::warn!(%peer, "peer banned: {reason}")
+            }
         };
         self.print(&line);
     }

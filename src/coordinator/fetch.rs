@@ -211,7 +211,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
             Ok(Entry::NotExist | Entry::Current) => {}
             Err(e) => {
-                self.reject(peer, wanted.key.clone(), e.into());
+                self.reject(peer, wanted.key.clone(), e.into(), now_ms);
             }
         }
         let ours = self.version(&wanted.key);
@@ -288,7 +288,10 @@ impl<S: RecordStore> Coordinator<S> {
             if ahead && self.watches(&key) {
                 self.ask(peer, &key, None);
             }
-            if !self.followers.of(&key).contains(&peer) {
+            // Only keys we watch ourselves are worth telling of, and a
+            // peer may watch no more keys than it may follow.
+            let room = self.watchers.count_of(&peer) < self.config.max_topics_per_peer;
+            if room && self.watches(&key) && !self.followers.of(&key).contains(&peer) {
                 self.watchers.add(peer, &key);
             }
         }

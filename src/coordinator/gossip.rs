@@ -21,7 +21,10 @@ impl<S: RecordStore> Coordinator<S> {
     /// once, with our tombstone's version (the peer answers a newer write,
     /// and remembers that we watch the key). Followed keys are reconciled
     /// as the peer's subscriptions arrive ([`Self::on_peer_subscribed`]).
-    pub(super) fn on_connected(&mut self, peer: PeerId) {
+    pub(super) fn on_connected(&mut self, peer: PeerId, now_ms: i64) {
+        if self.is_banned(&peer, now_ms) {
+            return;
+        }
         self.connected.insert(peer);
         let mut deleted: Vec<String> = self
             .replica
@@ -40,6 +43,7 @@ impl<S: RecordStore> Coordinator<S> {
         self.connected.remove(&peer);
         self.followers.peer_gone(&peer);
         self.watchers.peer_gone(&peer);
+        self.penalties.peer_gone(&peer);
         // What still waited for the peer fails now; asks in flight fail as
         // the shell reports them.
         let waiting = self.dispatch.forget(peer);
@@ -49,9 +53,13 @@ impl<S: RecordStore> Coordinator<S> {
     /// A peer follows `key`. If we watch it (follow it, or hold its
     /// tombstone), the two reconcile: we ask with our version, the peer
     /// answers only a newer record, and asks us back if ours is newer.
-    pub(super) fn on_peer_subscribed(&mut self, peer: PeerId, key: String) {
+    pub(super) fn on_peer_subscribed(&mut self, peer: PeerId, key: String, now_ms: i64) {
+        if !self.connected.contains(&peer) {
+            return;
+        }
         self.followers.add(peer, &key);
-        if self.watches(&key) {
+        self.check_subscriptions(peer, now_ms);
+        if self.connected.contains(&peer) && self.watches(&key) {
             self.ask(peer, &key, None);
         }
     }
@@ -65,10 +73,11 @@ impl<S: RecordStore> Coordinator<S> {
         now_ms: i64,
     ) {
         let acceptance = match key {
-            None => self.reject(peer, String::new(), RejectReason::ForeignTopic),
+            _ if self.is_banned(&peer, now_ms) => MessageAcceptance::Ignore,
+            None => self.reject(peer, String::new(), RejectReason::ForeignTopic, now_ms),
             Some(ref key) => match wire::decode_operate(key, data, self.config.max_message_bytes) {
                 Ok(record) => self.absorb(record, peer, Source::Gossip { peer }, now_ms),
-                Err(e) => self.reject(peer, key.clone(), e.into()),
+                Err(e) => self.reject(peer, key.clone(), e.into(), now_ms),
             },
         };
         let accepted = matches!(acceptance, MessageAcceptance::Accept);
@@ -97,6 +106,9 @@ impl<S: RecordStore> Coordinator<S> {
         let key = record.key().to_owned();
         let gossip = matches!(source, Source::Gossip { .. });
         let replaced = self.replica.get(&key).map(Cow::into_owned);
+        if replaced.is_none() && self.expired(&record, now_ms) {
+            return MessageAcceptance::Ignore;
+        }
         match self.replica.receive(record.clone(), now_ms) {
             Ok(()) => {
                 self.schedule_flush();
@@ -125,7 +137,7 @@ impl<S: RecordStore> Coordinator<S> {
                 }
                 MessageAcceptance::Ignore
             }
-            Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason),
+            Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason, now_ms),
             Err(Refusal::Store(error)) => {
                 self.emit(PointerEvent::StoreFailed { key, error });
                 MessageAcceptance::Ignore
@@ -207,14 +219,13 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
-    pub(super) fn reject(
-        &mut self,
-        peer: PeerId,
-        key: String,
-        reason: RejectReason,
-    ) -> MessageAcceptance {
-        self.emit(PointerEvent::RecordRejected { peer, key, reason });
-        MessageAcceptance::Reject
+    /// A tombstone older than `tombstone_ttl` would have been collected
+    /// by every node that held it: one arriving for a key we hold nothing
+    /// of is a replay (it would end our following of the key for nothing),
+    /// and is dropped as stale.
+    fn expired(&self, record: &Record, now_ms: i64) -> bool {
+        let horizon = now_ms.saturating_sub(super::ms(self.config.tombstone_ttl));
+        record.is_tombstone() && record.time() < horizon
     }
 
     /// The version we hold of `key`, for an `Ask`.

@@ -15,6 +15,7 @@
 
 mod fetch;
 mod gossip;
+mod guard;
 mod upkeep;
 
 use std::borrow::Cow;
@@ -32,6 +33,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
 use crate::exchange::{AskKey, Entry};
+use crate::misbehaviour::Penalties;
 use crate::peer_index::PeerIndex;
 use crate::protocol::FetchError;
 use crate::query::Queries;
@@ -43,6 +45,7 @@ use crate::validator::OwnedKeys;
 use crate::wire::{self, DecodeError};
 
 use self::fetch::{Fetch, Wanted};
+use self::guard::ms;
 
 /// What happened, as the shell (or the simulator) tells it.
 #[derive(Debug)]
@@ -176,6 +179,14 @@ pub enum Output {
         /// From now.
         after: Duration,
     },
+    /// Close every connection to `peer` and refuse new ones until
+    /// `until_ms` (our clock, ms since the Unix epoch).
+    Ban {
+        /// The peer.
+        peer: PeerId,
+        /// When the ban ends.
+        until_ms: i64,
+    },
     /// Tell the user.
     Event(PointerEvent),
 }
@@ -205,6 +216,7 @@ pub struct Coordinator<S: RecordStore> {
     push_armed: bool,
     outputs: VecDeque<Output>,
     next_id: u64,
+    penalties: Penalties,
 }
 
 impl<S: RecordStore> Coordinator<S> {
@@ -238,6 +250,12 @@ impl<S: RecordStore> Coordinator<S> {
             push_armed: false,
             outputs: VecDeque::new(),
             next_id: 0,
+            penalties: Penalties::new(
+                config.invalid_record_budget,
+                ms(config.invalid_record_window),
+                ms(config.ban_duration),
+                config.max_banned_peers,
+            ),
             config,
         };
         coordinator.follow_stored_values();
@@ -248,9 +266,9 @@ impl<S: RecordStore> Coordinator<S> {
     /// Handles one input at `now_ms` (milliseconds since the Unix epoch).
     pub fn handle(&mut self, input: Input, now_ms: i64) {
         match input {
-            Input::Connected { peer } => self.on_connected(peer),
+            Input::Connected { peer } => self.on_connected(peer, now_ms),
             Input::Disconnected { peer } => self.on_disconnected(peer),
-            Input::PeerSubscribed { peer, key } => self.on_peer_subscribed(peer, key),
+            Input::PeerSubscribed { peer, key } => self.on_peer_subscribed(peer, key, now_ms),
             Input::PeerUnsubscribed { peer, key } => self.followers.remove(&peer, &key),
             Input::Gossip {
                 peer,

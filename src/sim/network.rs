@@ -6,14 +6,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
-use libp2p::gossipsub::{MessageAcceptance, MessageId};
-use libp2p::PeerId;
-use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
-use sha2::{Digest, Sha256};
-
+use crate::behaviour::TOPIC_PREFIX;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
 use crate::event::PointerEvent;
@@ -23,6 +16,12 @@ use crate::record::{Author, Record};
 use crate::replica::WriteError;
 use crate::store::MemoryStore;
 use crate::wire;
+use ed25519_dalek::SigningKey;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::PeerId;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 
 /// The unix time, in milliseconds, at which every simulation starts.
 pub const EPOCH_MS: i64 = 1_700_000_000_000;
@@ -482,6 +481,11 @@ impl Network {
                 };
                 self.schedule(after, event);
             }
+            Output::Ban { peer, .. } => {
+                if let Some(&other) = self.by_peer.get(&peer) {
+                    self.cut(i, other);
+                }
+            }
             Output::Event(event) => self.nodes[i].events.push(event),
         }
     }
@@ -515,7 +519,7 @@ impl Network {
     /// gossipsub's publish: refused as a duplicate if the id was seen,
     /// otherwise sent to every neighbour on the topic (flood publish).
     fn publish(&mut self, i: usize, key: String, data: Vec<u8>) {
-        let id = message_id(&data);
+        let id = message_id(&key, &data);
         if self.seen_recently(i, &id) {
             return;
         }
@@ -717,7 +721,7 @@ impl Network {
     }
 
     fn receive_gossip(&mut self, to: usize, from: usize, key: String, data: Vec<u8>) {
-        let id = message_id(&data);
+        let id = message_id(&key, &data);
         if self.seen_recently(to, &id) || !self.nodes[to].joined.contains(&key) {
             return;
         }
@@ -774,7 +778,7 @@ fn ordered(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
 
-/// The id Pointer's gossipsub gives a message: SHA-256 of its data.
-fn message_id(data: &[u8]) -> MessageId {
-    MessageId::new(&Sha256::digest(data))
+/// The id Pointer's gossipsub gives a message on `key`'s topic.
+fn message_id(key: &str, data: &[u8]) -> MessageId {
+    MessageId::new(&wire::message_id(&format!("{TOPIC_PREFIX}{key}"), data))
 }

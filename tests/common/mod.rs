@@ -5,6 +5,7 @@
 
 pub mod heal;
 pub mod partition;
+pub mod rogue;
 
 use std::collections::HashMap;
 use std::future::poll_fn;

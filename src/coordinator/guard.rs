@@ -1,0 +1,87 @@
+//! What a remote peer may make us hold or spend: invalid records charged
+//! to its budget, subscriptions within their limits, and the ban that
+//! follows either (see [`crate::misbehaviour`]).
+
+use std::time::Duration;
+
+use libp2p::gossipsub::MessageAcceptance;
+use libp2p::PeerId;
+
+use super::{Coordinator, Output};
+use crate::accept::RejectReason;
+use crate::event::PointerEvent;
+use crate::misbehaviour::{blames_sender, Misbehaviour};
+use crate::store::RecordStore;
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<S: RecordStore> Coordinator<S> {
+    /// A record from `peer` broke a rule: the user hears of it, and one
+    /// that proves the sender broken or hostile is charged to its budget.
+    /// gossipsub is told `Reject` for those, `Ignore` for a record an
+    /// honest peer may forward (one our validator or limits refuse).
+    pub(super) fn reject(
+        &mut self,
+        peer: PeerId,
+        key: String,
+        reason: RejectReason,
+        now_ms: i64,
+    ) -> MessageAcceptance {
+        let blamed = blames_sender(&reason);
+        let spent = blamed
+            .then(|| self.penalties.charge(peer, now_ms))
+            .flatten();
+        self.emit(PointerEvent::RecordRejected {
+            peer,
+            key,
+            reason: reason.clone(),
+        });
+        if let Some(count) = spent {
+            let last = reason;
+            self.punish(peer, Misbehaviour::InvalidRecords { count, last }, now_ms);
+        }
+        if blamed {
+            MessageAcceptance::Reject
+        } else {
+            MessageAcceptance::Ignore
+        }
+    }
+
+    /// Whether `peer` is banned at `now_ms`: its connections are refused,
+    /// and what it still sends (in flight when the ban began) is dropped
+    /// unread.
+    pub fn is_banned(&self, peer: &PeerId, now_ms: i64) -> bool {
+        self.penalties.is_banned(peer, now_ms)
+    }
+
+    /// Checks the subscription limits after `peer` subscribed to a topic.
+    pub(super) fn check_subscriptions(&mut self, peer: PeerId, now_ms: i64) {
+        let limit = self.config.max_topics_per_peer;
+        if self.followers.count_of(&peer) > limit {
+            self.punish(peer, Misbehaviour::TooManyTopics { limit }, now_ms);
+        }
+        let limit = self.config.max_subscription_bytes;
+        while self.followers.bytes() > limit {
+            let Some(heaviest) = self.followers.heaviest() else {
+                break;
+            };
+            self.punish(heaviest, Misbehaviour::SubscriptionBytes { limit }, now_ms);
+        }
+    }
+
+    /// Bans `peer`: forgets what it made us hold at once (its connections
+    /// close as the shell executes the ban), and tells the user.
+    pub(super) fn punish(&mut self, peer: PeerId, reason: Misbehaviour, now_ms: i64) {
+        let until_ms = self.penalties.ban(peer, now_ms);
+        self.on_disconnected(peer);
+        self.outputs.push_back(Output::Ban { peer, until_ms });
+        self.emit(PointerEvent::PeerBanned {
+            peer,
+            reason,
+            until_ms,
+        });
+    }
+}

@@ -1,0 +1,132 @@
+//! A hostile peer speaking raw gossipsub, with none of Pointer's checks: it
+//! subscribes to whatever topics it names and publishes whatever bytes it
+//! likes. It runs in its own task, so tests drive their Pointer nodes with
+//! the usual helpers while it acts; what it knows of the target's
+//! subscriptions is shared, so a wait can look at it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{PeerId, Swarm};
+use libp2p_swarm_test::SwarmExt;
+
+use super::Node;
+
+/// What the test asks the rogue to do.
+enum Command {
+    Subscribe(String),
+    Publish(String, Vec<u8>),
+    Dial(libp2p::Multiaddr),
+}
+
+/// A handle on the rogue's task.
+pub struct Rogue {
+    pub peer: PeerId,
+    /// The identity it signs with, when it signs at all.
+    pub keypair: libp2p::identity::Keypair,
+    commands: mpsc::UnboundedSender<Command>,
+    topics: Arc<Mutex<HashMap<PeerId, usize>>>,
+    /// Publishes that gossipsub refused (no peer on the topic, duplicate).
+    pub refused: Arc<Mutex<usize>>,
+}
+
+fn raw_gossipsub() -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::new(&pointer::wire::message_id(m.topic.as_str(), &m.data))
+        })
+        .max_transmit_size(16 * 1024 * 1024)
+        .max_control_message_size(16 * 1024 * 1024)
+        .build()
+        .expect("valid config");
+    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config).expect("valid behaviour")
+}
+
+impl Rogue {
+    /// A rogue connected to `target`, already running.
+    pub async fn connected_to(target: &mut Node) -> Rogue {
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let id_keys = keypair.clone();
+        let mut swarm: Swarm<gossipsub::Behaviour> =
+            Swarm::new_ephemeral_tokio(move |_| raw_gossipsub());
+        // `new_ephemeral_tokio` picks its own identity; the rogue signs
+        // records with `keypair`, which need not be its peer id.
+        let peer = *swarm.local_peer_id();
+        swarm.connect(target).await;
+        let (commands, mut rx) = mpsc::unbounded();
+        let topics = Arc::new(Mutex::new(HashMap::new()));
+        let refused = Arc::new(Mutex::new(0));
+        let (seen, failed) = (topics.clone(), refused.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = swarm.select_next_some() => {
+                        if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) = event {
+                            *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
+                        }
+                    }
+                    command = rx.next() => match command {
+                        None => return,
+                        Some(Command::Subscribe(topic)) => {
+                            let _ = swarm.behaviour_mut().subscribe(&IdentTopic::new(topic));
+                        }
+                        Some(Command::Dial(addr)) => {
+                            let _ = swarm.dial(addr);
+                        }
+                        Some(Command::Publish(topic, data)) => {
+                            if swarm.behaviour_mut().publish(IdentTopic::new(topic), data).is_err() {
+                                *failed.lock().expect("lock") += 1;
+                            }
+                        }
+                    },
+                }
+            }
+        });
+        Rogue {
+            peer,
+            keypair: id_keys,
+            commands,
+            topics,
+            refused,
+        }
+    }
+
+    /// Subscribes to `topic` (any string, not only a record topic).
+    pub fn subscribe(&self, topic: impl Into<String>) {
+        let _ = self
+            .commands
+            .unbounded_send(Command::Subscribe(topic.into()));
+    }
+
+    /// Publishes `data` on `topic` as it is.
+    pub fn publish(&self, topic: impl Into<String>, data: Vec<u8>) {
+        let _ = self
+            .commands
+            .unbounded_send(Command::Publish(topic.into(), data));
+    }
+
+    /// Dials `addr` again (after the target closed on it).
+    pub fn dial(&self, addr: libp2p::Multiaddr) {
+        let _ = self.commands.unbounded_send(Command::Dial(addr));
+    }
+
+    /// How many subscriptions of `peer` the rogue has heard.
+    pub fn topics_of(&self, peer: &PeerId) -> usize {
+        self.topics
+            .lock()
+            .expect("lock")
+            .get(peer)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The topic string of `key`.
+pub fn topic_of(key: &str) -> String {
+    format!("/pointer/record/{key}")
+}

@@ -1,0 +1,276 @@
+//! Issue 10: a hostile peer, speaking raw gossipsub over the wire
+//! (`common::rogue`), can neither silence a key nor make a node hold more
+//! than its limits.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::rogue::{topic_of, Rogue};
+use common::*;
+use pointer::record::signing_key;
+use pointer::wire;
+use pointer::{Config, Misbehaviour, Op, PointerEvent, Record, Source};
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    i64::try_from(since.as_millis()).expect("ms fit i64")
+}
+
+/// A target following `keys`, an honest writer linked to it following the
+/// same keys, and a rogue connected to the target that has seen its
+/// subscriptions.
+async fn arena(keys: &[&str]) -> (Vec<Node>, Rogue) {
+    arena_with(keys, || test_config().build()).await
+}
+
+/// [`arena`] with `config` for both honest nodes.
+async fn arena_with(keys: &[&str], config: fn() -> Config) -> (Vec<Node>, Rogue) {
+    let mut nodes = full_mesh_with(2, config).await;
+    for node in nodes.iter_mut() {
+        for key in keys {
+            node.behaviour_mut().subscribe(key).expect("valid key");
+        }
+    }
+    for key in keys {
+        until_following(&mut nodes, &[0, 1], key).await;
+    }
+    let rogue = Rogue::connected_to(&mut nodes[0]).await;
+    let target = *nodes[0].local_peer_id();
+    until(
+        &mut nodes,
+        "the rogue sees the target's subscriptions",
+        |_| rogue.topics_of(&target) >= keys.len(),
+    )
+    .await;
+    (nodes, rogue)
+}
+
+/// Duplicate-cache poisoning: the rogue sends record R's exact bytes on
+/// another key's topic before R is published on its own. The target
+/// refuses them there, and must still take R by gossip when the honest
+/// writer publishes it on its own topic: the message id binds the topic.
+#[tokio::test]
+async fn a_record_copied_onto_another_topic_does_not_shadow_it_on_its_own() {
+    let (mut nodes, rogue) = arena(&["k1", "k2"]).await;
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let record = Record::sign("k1", Op::Mut, "v", now_ms(), &signer);
+    rogue.publish(topic_of("k2"), wire::encode_operate(&record));
+    wait_for(&mut nodes, "the target to refuse the copy on k2", |i, e| {
+        matches!(e, PointerEvent::RecordRejected { key, .. } if i == 0 && key == "k2").then_some(())
+    })
+    .await;
+
+    nodes[1]
+        .behaviour_mut()
+        .insert(record.clone())
+        .expect("the writer takes it");
+    let (_, source) = wait_for(&mut nodes, "the target to take R on k1", |i, e| match e {
+        PointerEvent::RecordUpdated { record: r, source } if i == 0 && *r == record => {
+            Some(*source)
+        }
+        _ => None,
+    })
+    .await;
+    assert!(matches!(source, Source::Gossip { .. }), "{source:?}");
+}
+
+/// A record for `key` signed by the rogue with a corrupted signature; the
+/// value makes each one distinct, so gossipsub does not drop them as
+/// duplicates before Pointer checks them.
+fn forged(rogue: &Rogue, key: &str, i: usize) -> Record {
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let good = Record::sign(key, Op::Mut, &format!("x{i}"), now_ms(), &signer);
+    let mut sig = *good.signature().as_bytes();
+    sig[0] ^= 1;
+    Record::from_parts(
+        key.to_owned(),
+        Op::Mut,
+        good.value().to_owned(),
+        good.time(),
+        *good.author(),
+        pointer::record::Signature::from_bytes(sig),
+    )
+}
+
+/// Drives `nodes` until the target bans the rogue; returns why.
+async fn until_banned(nodes: &mut [Node], rogue: &Rogue) -> Misbehaviour {
+    let peer = rogue.peer;
+    wait_for(nodes, "the target to ban the rogue", |i, e| match e {
+        PointerEvent::PeerBanned {
+            peer: p, reason, ..
+        } if i == 0 && *p == peer => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+    .1
+}
+
+/// An invalid-record flood: 10,000 records with bad signatures. The rogue
+/// is disconnected within 2 s and cannot connect again; meanwhile the
+/// honest peer's `get`s for keys only the target holds are all answered.
+#[tokio::test]
+async fn a_peer_flooding_bad_signatures_is_banned_and_honest_gets_are_answered() {
+    let (mut nodes, rogue) = arena(&["k"]).await;
+    let keys: Vec<String> = (0..50).map(|i| format!("g{i}")).collect();
+    for key in &keys {
+        nodes[0].behaviour_mut().put(key, "v").expect("put");
+    }
+    let started = Instant::now();
+    for i in 0..10_000 {
+        rogue.publish(topic_of("k"), wire::encode_operate(&forged(&rogue, "k", i)));
+    }
+    let reason = until_banned(&mut nodes, &rogue).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(reason, Misbehaviour::InvalidRecords { .. }),
+        "{reason:?}"
+    );
+    assert!(took < Duration::from_secs(2), "banned after {took:?}");
+    until(&mut nodes, "the rogue is disconnected", |n| {
+        !n[0].is_connected(&rogue.peer)
+    })
+    .await;
+
+    let mut latencies = Vec::new();
+    for key in &keys {
+        let asked = Instant::now();
+        let id = nodes[1].behaviour_mut().get(key);
+        let (_, outcome) = wait_for(&mut nodes, "the honest get", |i, e| match e {
+            PointerEvent::GetFinished {
+                id: got, outcome, ..
+            } if i == 1 && *got == id => Some(outcome.clone()),
+            _ => None,
+        })
+        .await;
+        assert!(
+            matches!(outcome, pointer::GetOutcome::Found(_)),
+            "{key}: {outcome:?}"
+        );
+        latencies.push(asked.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "banned after {took:?}; honest get p50 {:?} p99 {:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() * 99 / 100]
+    );
+
+    // Its next connection is refused by the target.
+    let addr = nodes[0]
+        .external_addresses()
+        .next()
+        .expect("an address")
+        .clone();
+    rogue.dial(addr);
+    let refused = async {
+        loop {
+            if let (0, libp2p::swarm::SwarmEvent::IncomingConnectionError { error, .. }) =
+                next_event(&mut nodes).await
+            {
+                return error.to_string();
+            }
+        }
+    };
+    let error = tokio::time::timeout(PATIENCE, refused)
+        .await
+        .expect("the target refuses the rogue's new connection");
+    assert!(!nodes[0].is_connected(&rogue.peer), "{error}");
+}
+
+/// A subscription flood: topics that are not record topics, or whose key is
+/// over `max_key_bytes`, are not kept at all; past `max_topics_per_peer`
+/// record topics the rogue is banned, and the target forgets them.
+#[tokio::test]
+async fn a_peer_subscribing_to_too_many_topics_is_banned() {
+    fn config() -> Config {
+        test_config()
+            .max_topics_per_peer(40)
+            .max_key_bytes(64)
+            .build()
+    }
+    let (mut nodes, rogue) = arena_with(&["k"], config).await;
+    let long = "x".repeat(65);
+    for i in 0..50 {
+        rogue.subscribe(format!("not-a-record-topic/{i}"));
+        rogue.subscribe(topic_of(&format!("{long}{i}")));
+    }
+    // 39 record topics besides "k": within the limit.
+    for i in 0..39 {
+        rogue.subscribe(topic_of(&format!("s{i}")));
+    }
+    let peer = rogue.peer;
+    let long_key = format!("{long}0");
+    until(
+        &mut nodes,
+        "the target knows the rogue's record topics",
+        |n| n[0].behaviour().peers_following("s38").contains(&peer),
+    )
+    .await;
+    assert!(nodes[0].is_connected(&peer), "not banned within the limit");
+    assert!(nodes[0].behaviour().peers_following(&long_key).is_empty());
+
+    rogue.subscribe(topic_of("s39"));
+    rogue.subscribe(topic_of("s40"));
+    let reason = until_banned(&mut nodes, &rogue).await;
+    assert_eq!(reason, Misbehaviour::TooManyTopics { limit: 40 });
+    assert!(nodes[0].behaviour().peers_following("s0").is_empty());
+}
+
+/// The total of all peers' subscriptions is bounded in bytes too: the
+/// peer holding the most is banned when it is exceeded.
+#[tokio::test]
+async fn subscriptions_past_the_byte_bound_ban_the_heaviest_peer() {
+    fn config() -> Config {
+        // Room for some 20 short topics in all (each costs its key + 128).
+        test_config().max_subscription_bytes(20 * 131).build()
+    }
+    let (mut nodes, rogue) = arena_with(&["k"], config).await;
+    for i in 0..30 {
+        rogue.subscribe(topic_of(&format!("s{i:02}")));
+    }
+    let reason = until_banned(&mut nodes, &rogue).await;
+    assert!(
+        matches!(reason, Misbehaviour::SubscriptionBytes { .. }),
+        "{reason:?}"
+    );
+    assert!(
+        nodes[0]
+            .behaviour()
+            .peers_following("k")
+            .contains(nodes[1].local_peer_id()),
+        "the honest peer keeps its place"
+    );
+}
+
+/// A stale delete replayed: a validly signed `Del` older than
+/// `tombstone_ttl`, for a key the target follows but holds nothing of, is
+/// dropped (every honest holder would have collected it), and the target
+/// keeps following the key. A stale record is no misbehaviour: no ban.
+#[tokio::test]
+async fn an_expired_delete_does_not_end_a_fresh_follower() {
+    let (mut nodes, rogue) = arena(&["d"]).await;
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let day = 24 * 60 * 60 * 1000;
+    let old = Record::sign("d", Op::Del, "", now_ms() - day - 60_000, &signer);
+    rogue.publish(topic_of("d"), wire::encode_operate(&old));
+    // A fresh write from the same peer arrives after it, on the same topic.
+    let fresh = Record::sign("d", Op::Mut, "v", now_ms(), &signer);
+    rogue.publish(topic_of("d"), wire::encode_operate(&fresh));
+    wait_for(
+        &mut nodes,
+        "the target to take the fresh write",
+        |i, e| match e {
+            PointerEvent::RecordDeleted { record, .. } if i == 0 => {
+                panic!("the stale delete was taken: {record:?}")
+            }
+            PointerEvent::RecordUpdated { record, .. } if i == 0 => {
+                (*record == fresh).then_some(())
+            }
+            _ => None,
+        },
+    )
+    .await;
+    assert!(nodes[0].behaviour().is_subscribed("d"));
+    assert!(nodes[0].is_connected(&rogue.peer));
+}
