@@ -445,7 +445,7 @@ fn pointer_config(republish: Duration) -> Config {
     {
         b = b.fetch_fanout(fanout);
     }
-    b.build()
+    b.build().expect("valid config")
 }
 
 /// Builds and starts a node; `store` pre-fills Pointer's store (a node

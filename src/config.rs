@@ -252,9 +252,10 @@ impl ConfigBuilder {
         self
     }
 
-    /// How many peers a catch-up or a `get` asks at most. Default: 3.
+    /// How many peers a catch-up or a `get` asks at most (at least 1).
+    /// Default: 3.
     pub fn fetch_fanout(mut self, peers: usize) -> Self {
-        self.0.fetch_fanout = peers.max(1);
+        self.0.fetch_fanout = peers;
         self
     }
 
@@ -266,7 +267,7 @@ impl ConfigBuilder {
     /// the asker asks again for the rest. `1` asks one key per stream, as
     /// peers that only know the original schema do. Default: 256.
     pub fn max_keys_per_ask(mut self, keys: usize) -> Self {
-        self.0.max_keys_per_ask = keys.max(1);
+        self.0.max_keys_per_ask = keys;
         self
     }
 
@@ -379,10 +380,140 @@ impl ConfigBuilder {
         self
     }
 
-    /// The finished configuration.
-    pub fn build(self) -> Config {
-        self.0
+    /// The finished configuration, or why it cannot work: a zero where a
+    /// count or an interval must be positive, a duration or size too large
+    /// to mean anything (they would overflow timers or buffers), or a
+    /// value limit that no record could meet within `max_message_bytes`.
+    /// Nothing is clamped silently.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        check(&self.0)?;
+        Ok(self.0)
     }
+}
+
+/// Longest duration any setting accepts: ten years.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Largest `max_message_bytes` accepted: 64 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest `max_gossip_rpc_bytes` accepted: 1 GiB.
+pub const MAX_GOSSIP_RPC_BYTES: usize = 1024 * 1024 * 1024;
+
+/// Bytes an `Operate` adds to its value at most: field tags and lengths,
+/// the 88-character signature, the 32-byte author, the time (spec §14).
+pub const OPERATE_OVERHEAD: usize = 139;
+
+/// Why [`ConfigBuilder::build`] refused a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A count or an interval that must be positive is zero.
+    #[error("{knob} must be positive")]
+    Zero {
+        /// The builder method.
+        knob: &'static str,
+    },
+    /// A duration beyond [`MAX_DURATION`].
+    #[error("{knob} of {value:?} is longer than the {max:?} allowed")]
+    TooLong {
+        /// The builder method.
+        knob: &'static str,
+        /// The value given.
+        value: Duration,
+        /// The most allowed.
+        max: Duration,
+    },
+    /// A size beyond what the node can allocate sensibly.
+    #[error("{knob} of {value} bytes is more than the {max} allowed")]
+    TooLarge {
+        /// The builder method.
+        knob: &'static str,
+        /// The value given.
+        value: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A record with a value of `max_value_bytes` would not fit in
+    /// `max_message_bytes`, so such writes could never be sent.
+    #[error("a record with a {value_bytes}-byte value needs up to {needed} bytes, more than max_message_bytes ({max_message_bytes})")]
+    ValueDoesNotFit {
+        /// `max_value_bytes`.
+        value_bytes: usize,
+        /// The largest `Operate` it allows.
+        needed: usize,
+        /// `max_message_bytes`.
+        max_message_bytes: usize,
+    },
+}
+
+fn check(c: &Config) -> Result<(), ConfigError> {
+    let positive = [
+        ("max_key_bytes", c.limits.max_key_bytes),
+        ("max_message_bytes", c.max_message_bytes),
+        ("max_gossip_rpc_bytes", c.max_gossip_rpc_bytes),
+        ("fetch_fanout", c.fetch_fanout),
+        ("max_keys_per_ask", c.max_keys_per_ask),
+        ("max_inbound_fetch_streams", c.max_inbound_fetch_streams),
+        ("max_outbound_fetch_streams", c.max_outbound_fetch_streams),
+        ("max_topics_per_peer", c.max_topics_per_peer),
+    ];
+    for (knob, value) in positive {
+        if value == 0 {
+            return Err(ConfigError::Zero { knob });
+        }
+    }
+    let durations = [
+        ("republish_interval", c.republish_interval, true),
+        ("fetch_timeout", c.fetch_timeout, true),
+        ("heartbeat_interval", c.heartbeat_interval, true),
+        ("invalid_record_budget", c.invalid_record_window, true),
+        ("tombstone_ttl", c.tombstone_ttl, false),
+        ("store_flush_interval", c.store_flush_interval, false),
+        ("push_delay", c.push_delay, false),
+        ("ban_duration", c.ban_duration, false),
+        (
+            "max_clock_skew",
+            Duration::from_millis(u64::try_from(c.limits.max_clock_skew_ms).unwrap_or(u64::MAX)),
+            false,
+        ),
+    ];
+    for (knob, value, must_be_positive) in durations {
+        if must_be_positive && value.is_zero() {
+            return Err(ConfigError::Zero { knob });
+        }
+        if value > MAX_DURATION {
+            let max = MAX_DURATION;
+            return Err(ConfigError::TooLong { knob, value, max });
+        }
+    }
+    let sizes = [
+        ("max_message_bytes", c.max_message_bytes, MAX_MESSAGE_BYTES),
+        (
+            "max_gossip_rpc_bytes",
+            c.max_gossip_rpc_bytes,
+            MAX_GOSSIP_RPC_BYTES,
+        ),
+        ("max_key_bytes", c.limits.max_key_bytes, MAX_MESSAGE_BYTES),
+        (
+            "max_value_bytes",
+            c.limits.max_value_bytes,
+            MAX_MESSAGE_BYTES,
+        ),
+    ];
+    for (knob, value, max) in sizes {
+        if value > max {
+            return Err(ConfigError::TooLarge { knob, value, max });
+        }
+    }
+    let needed = c.limits.max_value_bytes + OPERATE_OVERHEAD;
+    if needed > c.max_message_bytes {
+        return Err(ConfigError::ValueDoesNotFit {
+            value_bytes: c.limits.max_value_bytes,
+            needed,
+            max_message_bytes: c.max_message_bytes,
+        });
+    }
+    Ok(())
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -393,12 +524,11 @@ fn duration_ms(d: Duration) -> i64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn builder_sets_every_limit() {
-        let c = Config::builder()
+    fn every_knob() -> ConfigBuilder {
+        Config::builder()
             .max_key_bytes(10)
             .max_value_bytes(20)
-            .max_message_bytes(30)
+            .max_message_bytes(30 + OPERATE_OVERHEAD)
             .max_gossip_rpc_bytes(40)
             .max_clock_skew(Duration::from_secs(1))
             .tombstone_ttl(Duration::from_secs(2))
@@ -414,7 +544,11 @@ mod tests {
             .max_banned_peers(14)
             .max_topics_per_peer(15)
             .max_subscription_bytes(16)
-            .build();
+    }
+
+    #[test]
+    fn builder_sets_every_limit() {
+        let c = every_knob().build().expect("valid");
         assert_eq!(
             c.limits(),
             &Limits {
@@ -423,7 +557,7 @@ mod tests {
                 max_clock_skew_ms: 1000
             }
         );
-        assert_eq!(c.max_message_bytes(), 30);
+        assert_eq!(c.max_message_bytes(), 30 + OPERATE_OVERHEAD);
         assert_eq!(c.max_gossip_rpc_bytes(), 40);
         assert_eq!(c.tombstone_ttl(), Duration::from_secs(2));
         assert_eq!(c.republish_interval(), Duration::from_secs(3));
@@ -438,5 +572,88 @@ mod tests {
         assert_eq!(c.max_banned_peers(), 14);
         assert_eq!(c.max_topics_per_peer(), 15);
         assert_eq!(c.max_subscription_bytes(), 16);
+    }
+
+    #[test]
+    fn the_defaults_build() {
+        assert!(Config::builder().build().is_ok());
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_not_clamped() {
+        let zero = |b: ConfigBuilder| b.build().expect_err("refused");
+        assert_eq!(
+            zero(Config::builder().fetch_fanout(0)),
+            ConfigError::Zero {
+                knob: "fetch_fanout"
+            }
+        );
+        assert_eq!(
+            zero(Config::builder().max_keys_per_ask(0)),
+            ConfigError::Zero {
+                knob: "max_keys_per_ask"
+            }
+        );
+        assert_eq!(
+            zero(Config::builder().republish_interval(Duration::ZERO)),
+            ConfigError::Zero {
+                knob: "republish_interval"
+            }
+        );
+        for (knob, builder) in [
+            (
+                "republish_interval",
+                Config::builder().republish_interval(Duration::MAX),
+            ),
+            (
+                "fetch_timeout",
+                Config::builder().fetch_timeout(Duration::MAX),
+            ),
+            (
+                "store_flush_interval",
+                Config::builder().store_flush_interval(Duration::MAX),
+            ),
+            (
+                "tombstone_ttl",
+                Config::builder().tombstone_ttl(Duration::MAX),
+            ),
+            (
+                "max_clock_skew",
+                Config::builder().max_clock_skew(Duration::MAX),
+            ),
+        ] {
+            match builder.build() {
+                Err(ConfigError::TooLong { knob: k, .. }) => assert_eq!(k, knob),
+                other => panic!("{knob}: {other:?}"),
+            }
+        }
+        let huge = Config::builder().max_message_bytes(usize::MAX).build();
+        assert!(
+            matches!(
+                huge,
+                Err(ConfigError::TooLarge {
+                    knob: "max_message_bytes",
+                    ..
+                })
+            ),
+            "{huge:?}"
+        );
+        let unfit = Config::builder()
+            .max_value_bytes(64 * 1024)
+            .max_message_bytes(64 * 1024)
+            .build();
+        assert!(
+            matches!(unfit, Err(ConfigError::ValueDoesNotFit { .. })),
+            "{unfit:?}"
+        );
+    }
+
+    #[test]
+    fn a_maximal_record_fits_its_overhead() {
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let value = "v".repeat(1000);
+        let record = crate::Record::sign("k", crate::Op::Mut, &value, i64::MAX, &signer);
+        let encoded = crate::wire::encode_operate(&record).len();
+        assert!(encoded <= value.len() + OPERATE_OVERHEAD, "{encoded}");
     }
 }

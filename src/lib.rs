@@ -112,7 +112,7 @@ pub mod proto {
 }
 
 pub use behaviour::{topic, BuildError, Pointer, TOPIC_PREFIX};
-pub use config::{Config, ConfigBuilder};
+pub use config::{Config, ConfigBuilder, ConfigError};
 pub use event::{GetOutcome, PointerEvent, QueryId, Source};
 pub use misbehaviour::Misbehaviour;
 pub use record::{Author, Op, Record};

@@ -147,7 +147,12 @@ async fn catch_up_from_raw_peer(
 #[tokio::test]
 async fn following_many_keys_asks_for_them_in_a_few_full_asks() {
     let keys = keys(600);
-    let asks = catch_up_from_raw_peer(&keys, || asking_one_at_a_time().build(), Answers::All).await;
+    let asks = catch_up_from_raw_peer(
+        &keys,
+        || asking_one_at_a_time().build().expect("valid config"),
+        Answers::All,
+    )
+    .await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     // 600 keys at 256 per Ask (the default): three streams, not 600.
     assert_eq!(sizes, vec![256, 256, 88], "keys per Ask");
@@ -158,7 +163,7 @@ async fn following_many_keys_asks_for_them_in_a_few_full_asks() {
 async fn a_get_goes_ahead_of_a_bulk_catch_up() {
     let keys = keys(601);
     let (bulk, wanted) = keys.split_at(600);
-    let mut nodes = vec![node_with(|| asking_one_at_a_time().build()).await];
+    let mut nodes = vec![node_with(|| asking_one_at_a_time().build().expect("valid config")).await];
     let (_, asks) = raw_peer(&mut nodes[0], &keys, Answers::All).await;
     for key in bulk {
         nodes[0].behaviour_mut().subscribe(key).expect("valid key");
@@ -181,7 +186,12 @@ async fn a_get_goes_ahead_of_a_bulk_catch_up() {
 #[tokio::test]
 async fn max_keys_per_ask_bounds_every_ask() {
     let keys = keys(50);
-    let config = || asking_one_at_a_time().max_keys_per_ask(8).build();
+    let config = || {
+        asking_one_at_a_time()
+            .max_keys_per_ask(8)
+            .build()
+            .expect("valid config")
+    };
     let asks = catch_up_from_raw_peer(&keys, config, Answers::All).await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![8, 8, 8, 8, 8, 8, 2]);
@@ -190,7 +200,7 @@ async fn max_keys_per_ask_bounds_every_ask() {
 #[tokio::test]
 async fn a_peer_that_answers_one_key_per_ask_is_asked_again_for_the_rest() {
     let keys = keys(40);
-    let config = || asking_one_at_a_time().build();
+    let config = || asking_one_at_a_time().build().expect("valid config");
     let asks = catch_up_from_raw_peer(&keys, config, Answers::FirstOnly).await;
     // Every Ask starts with the oldest key still missing; after the first
     // came back with one answer, the batches shrink to what the peer
@@ -213,7 +223,13 @@ async fn an_answer_over_our_message_limit_is_asked_again_in_smaller_batches() {
     let keys: Vec<String> = (0..20)
         .map(|i| format!("{i:03}{}", "k".repeat(400)))
         .collect();
-    let config = || asking_one_at_a_time().max_message_bytes(4096).build();
+    let config = || {
+        asking_one_at_a_time()
+            .max_message_bytes(4096)
+            .max_value_bytes(1024)
+            .build()
+            .expect("valid config")
+    };
     let asks = catch_up_from_raw_peer(&keys, config, Answers::All).await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert!(sizes.len() > 2 && sizes[1] == 1, "asks of {sizes:?} keys");
@@ -222,7 +238,7 @@ async fn an_answer_over_our_message_limit_is_asked_again_in_smaller_batches() {
 #[tokio::test]
 async fn an_ask_the_peer_drops_is_asked_again_in_smaller_batches() {
     let keys = keys(20);
-    let config = || asking_one_at_a_time().build();
+    let config = || asking_one_at_a_time().build().expect("valid config");
     let asks = catch_up_from_raw_peer(&keys, config, Answers::DropOver(4)).await;
     let sizes: Vec<usize> = asks.iter().map(Vec::len).collect();
     assert_eq!(sizes[..2], [20, 1], "asks of {sizes:?} keys");
@@ -232,7 +248,7 @@ async fn an_ask_the_peer_drops_is_asked_again_in_smaller_batches() {
 #[tokio::test]
 async fn an_answer_with_more_entries_than_keys_is_refused_whole() {
     let keys = keys(3);
-    let mut nodes = vec![node_with(|| asking_one_at_a_time().build()).await];
+    let mut nodes = vec![node_with(|| asking_one_at_a_time().build().expect("valid config")).await];
     let (peer, _) = raw_peer(&mut nodes[0], &keys, Answers::TooMany).await;
     for key in &keys {
         nodes[0].behaviour_mut().subscribe(key).expect("valid key");
@@ -300,7 +316,12 @@ async fn served(
 async fn a_node_answers_a_batch_in_order_up_to_its_key_limit() {
     let keys = keys(20);
     let (mut control, server) = served(
-        || test_config().max_keys_per_ask(5).build(),
+        || {
+            test_config()
+                .max_keys_per_ask(5)
+                .build()
+                .expect("valid config")
+        },
         &keys[..10],
         10,
     )
@@ -334,6 +355,7 @@ async fn a_node_answers_a_batch_within_its_message_limit() {
             .max_message_bytes(limit)
             .max_value_bytes(1024)
             .build()
+            .expect("valid config")
     };
     let (mut control, server) = served(config, &keys, 500).await;
     let answer = ask_raw(&mut control, server, &keys).await;
@@ -354,6 +376,7 @@ async fn peers_with_different_message_limits_still_catch_up_both_ways() {
             .max_message_bytes(4096)
             .max_value_bytes(1024)
             .build()
+            .expect("valid config")
     };
     let mut nodes = vec![node_with(small).await, node().await];
     let long = |side: usize, i: usize| format!("{side}-{i:02}-{}", "k".repeat(120));

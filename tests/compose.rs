@@ -97,7 +97,8 @@ fn with_own_gossip() -> Swarm<WithOwnGossip> {
     Swarm::new_ephemeral_tokio(|key| {
         let config = Config::builder()
             .gossipsub_protocol_prefix("/pointer/meshsub")
-            .build();
+            .build()
+            .expect("valid config");
         WithOwnGossip {
             pointer: Pointer::new(&key, MemoryStore::new(), config).expect("config"),
             gossipsub: gossipsub::Behaviour::new(

@@ -69,7 +69,7 @@ async fn sources_of<S: RecordStore + Send + 'static>(
 /// their neighbours do.
 async fn following_line(n: usize) -> Vec<Node> {
     let links = line_links(n);
-    let mut nodes = linked_with(n, &links, || test_config().build()).await;
+    let mut nodes = linked_with(n, &links, || test_config().build().expect("valid config")).await;
     for node in nodes.iter_mut() {
         node.behaviour_mut().subscribe(KEY).expect("valid key");
     }
@@ -207,10 +207,23 @@ async fn a_future_dated_delete_refused_at_first_arrives_once_the_clock_catches_u
             test_config()
                 .republish_interval(Duration::from_secs(2))
                 .build()
+                .expect("valid config")
         })
         .await,
-        node_with(|| test_config().max_clock_skew(skew).build()).await,
-        node_with(|| test_config().max_clock_skew(skew).build()).await,
+        node_with(|| {
+            test_config()
+                .max_clock_skew(skew)
+                .build()
+                .expect("valid config")
+        })
+        .await,
+        node_with(|| {
+            test_config()
+                .max_clock_skew(skew)
+                .build()
+                .expect("valid config")
+        })
+        .await,
     ];
     let links = line_links(3);
     for &(i, j) in &links {

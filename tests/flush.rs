@@ -72,7 +72,7 @@ async fn a_catch_up_is_flushed_in_groups() {
             inner: MemoryStore::new(),
             counts: c.clone(),
         };
-        nodes.push(node_with_store(store, test_config().build()).await);
+        nodes.push(node_with_store(store, test_config().build().expect("valid config")).await);
     }
     let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i}")).collect();
     for key in &keys {

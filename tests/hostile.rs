@@ -21,7 +21,7 @@ fn now_ms() -> i64 {
 /// same keys, and a rogue connected to the target that has seen its
 /// subscriptions.
 async fn arena(keys: &[&str]) -> (Vec<Node>, Rogue) {
-    arena_with(keys, || test_config().build()).await
+    arena_with(keys, || test_config().build().expect("valid config")).await
 }
 
 /// [`arena`] with `config` for both honest nodes.
@@ -188,6 +188,7 @@ async fn a_peer_subscribing_to_too_many_topics_is_banned() {
             .max_topics_per_peer(40)
             .max_key_bytes(64)
             .build()
+            .expect("valid config")
     }
     let (mut nodes, rogue) = arena_with(&["k"], config).await;
     let long = "x".repeat(65);
@@ -223,7 +224,10 @@ async fn a_peer_subscribing_to_too_many_topics_is_banned() {
 async fn subscriptions_past_the_byte_bound_ban_the_heaviest_peer() {
     fn config() -> Config {
         // Room for some 20 short topics in all (each costs its key + 128).
-        test_config().max_subscription_bytes(20 * 131).build()
+        test_config()
+            .max_subscription_bytes(20 * 131)
+            .build()
+            .expect("valid config")
     }
     let (mut nodes, rogue) = arena_with(&["k"], config).await;
     for i in 0..30 {

@@ -53,6 +53,7 @@ impl Arena {
                 .max_value_bytes(MAX_VALUE)
                 .republish_interval(Duration::from_secs(3600))
                 .build()
+                .expect("valid config")
         })
         .await;
         let mut signer = None;
@@ -294,6 +295,7 @@ async fn local_writes_that_break_a_rule_are_typed_errors_and_store_nothing() {
             .max_key_bytes(64)
             .max_value_bytes(MAX_VALUE)
             .build()
+            .expect("valid config")
     })
     .await;
     let pointer = target.behaviour_mut();
@@ -320,15 +322,23 @@ async fn local_writes_that_break_a_rule_are_typed_errors_and_store_nothing() {
     assert!(!pointer.is_subscribed(&mine) && !pointer.is_subscribed(&theirs));
 }
 
-#[tokio::test]
-async fn local_write_over_the_message_limit_is_a_typed_error() {
-    let mut target = node_with(|| Config::builder().max_message_bytes(200).build()).await;
-    let pointer = target.behaviour_mut();
-    let key = pointer.owned_key("k");
-    let err = pointer.put(&key, &"x".repeat(150)).unwrap_err();
+/// A write can only be too large for the message limit when the value limit
+/// allows more than the message holds; such a configuration is refused when
+/// it is built, with a typed error, so no node runs with it.
+#[test]
+fn a_value_limit_the_message_limit_cannot_hold_is_refused_at_build() {
+    let err = Config::builder()
+        .max_message_bytes(200)
+        .build()
+        .expect_err("a 60 KiB value cannot fit 200 bytes");
     assert!(
-        matches!(err, WriteError::MessageTooLarge { limit: 200, .. }),
+        matches!(
+            err,
+            pointer::ConfigError::ValueDoesNotFit {
+                max_message_bytes: 200,
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert!(pointer.record(&key).is_none());
 }

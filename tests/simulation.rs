@@ -136,6 +136,7 @@ fn thousand_nodes_converge() {
             .validator(pointer::Open)
             .republish_interval(settings.republish_interval)
             .build()
+            .expect("valid config")
     });
     for &(a, b) in &links {
         net.link(a, b);

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use clap::Parser;
 use libp2p::{Multiaddr, PeerId};
-use pointer::{AllowList, Config, Open, OwnedKeys};
+use pointer::{AllowList, Config, ConfigError, Open, OwnedKeys};
 
 /// Listen addresses when none are given: every IPv4 interface, a free TCP
 /// port and a free QUIC port (the node prints the ones it got).
@@ -73,7 +73,7 @@ pub enum ValidatorArg {
 
 impl ValidatorArg {
     /// The node's `Pointer` configuration with this policy.
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> Result<Config, ConfigError> {
         let builder = Config::builder();
         match self {
             ValidatorArg::Owned => builder.validator(OwnedKeys),

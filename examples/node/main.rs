@@ -82,7 +82,7 @@ async fn run<S: RecordStore + 'static>(
     store: S,
 ) -> Result<(), Error> {
     let printer = Printer { json: args.json };
-    let swarm = net::build(keypair, store, args.validator.config(), !args.no_mdns)?;
+    let swarm = net::build(keypair, store, args.validator.config()?, !args.no_mdns)?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
     node.print(&Line::Started {
         peer_id: node.peer_id().to_string(),

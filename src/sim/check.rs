@@ -90,7 +90,8 @@ pub fn run_traced(
         reason,
     };
     let allowed: Vec<PeerId> = allowed_peers(scenario);
-    let mut net = build(scenario, settings, &allowed, trace);
+    let config = node_config(settings, &allowed).map_err(|e| fail(format!("settings: {e}")))?;
+    let mut net = build(scenario, settings, config, trace);
     let mut written: Vec<Record> = Vec::new();
     for (at, step) in &scenario.steps {
         net.run_until(*at);
@@ -135,21 +136,38 @@ fn allowed_peers(scenario: &Scenario) -> Vec<PeerId> {
         .collect()
 }
 
-fn build(scenario: &Scenario, settings: &Settings, allowed: &[PeerId], trace: bool) -> Network {
+/// What every node runs with; settings that make no valid `Config` fail
+/// the run rather than a node.
+fn node_config(
+    settings: &Settings,
+    allowed: &[PeerId],
+) -> Result<impl Fn(usize) -> Config + 'static, crate::config::ConfigError> {
     let (republish, skew) = (settings.republish_interval, settings.max_clock_skew);
     let allowed = allowed.to_vec();
+    let make = move || {
+        Config::builder()
+            .validator(AllowList::new(allowed.clone()))
+            .republish_interval(republish)
+            .max_clock_skew(skew)
+            .build()
+    };
+    make()?;
+    // The same settings again, so the same (valid) result.
+    Ok(move |_| make().unwrap_or_default())
+}
+
+fn build(
+    scenario: &Scenario,
+    settings: &Settings,
+    config: impl Fn(usize) -> Config + 'static,
+    trace: bool,
+) -> Network {
     let mut net = Network::new(
         scenario.seed,
         scenario.signers.clone(),
         &scenario.skews_ms,
         settings.net.clone(),
-        move |_| {
-            Config::builder()
-                .validator(AllowList::new(allowed.clone()))
-                .republish_interval(republish)
-                .max_clock_skew(skew)
-                .build()
-        },
+        config,
     );
     net.set_trace(trace);
     for &(a, b) in &scenario.links {

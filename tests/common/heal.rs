@@ -100,7 +100,7 @@ pub fn newest(records: impl IntoIterator<Item = Record>) -> HashMap<String, Reco
 pub async fn healed_partition(count: usize) -> Duration {
     let keys: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
     let links: Vec<(usize, usize)> = SIDES.iter().chain(&BRIDGE).copied().collect();
-    let mut nodes = linked_with(5, &links, || test_config().build()).await;
+    let mut nodes = linked_with(5, &links, || test_config().build().expect("valid config")).await;
     for node in nodes.iter_mut() {
         for key in &keys {
             node.behaviour_mut().subscribe(key).expect("valid key");
@@ -161,7 +161,7 @@ pub async fn healed_partition(count: usize) -> Duration {
 
     // The bridge restarts on its old store (a new swarm, so a new PeerId)
     // and connects to all four: every node must converge.
-    nodes.push(node_with_store(x_store, test_config().build()).await);
+    nodes.push(node_with_store(x_store, test_config().build().expect("valid config")).await);
     let healed = Instant::now();
     for &(i, j) in &BRIDGE {
         link(&mut nodes, i, j).await;
@@ -223,6 +223,7 @@ pub mod simulated {
                 .validator(Open)
                 .republish_interval(Duration::from_secs(3600))
                 .build()
+                .expect("valid config")
         };
         let mut net = Network::new(seed, signers, &[], NetParams::default(), config);
         for &(a, b) in SIDES.iter().chain(&BRIDGE) {

@@ -53,12 +53,12 @@ pub async fn node_with_store<S: RecordStore + Send + 'static>(store: S, config: 
 
 /// A node with [`test_config`].
 pub async fn node() -> Node {
-    node_with(|| test_config().build()).await
+    node_with(|| test_config().build().expect("valid config")).await
 }
 
 /// `n` nodes, every pair connected.
 pub async fn full_mesh(n: usize) -> Vec<Node> {
-    full_mesh_with(n, || test_config().build()).await
+    full_mesh_with(n, || test_config().build().expect("valid config")).await
 }
 
 /// `n` nodes with `config`, every pair connected.
@@ -79,7 +79,7 @@ pub async fn full_mesh_with(n: usize, config: impl Fn() -> Config + Send + Copy)
 /// `n` nodes, every pair connected, all following `key` and knowing that
 /// the others do.
 pub async fn following_mesh(n: usize, key: &str) -> Vec<Node> {
-    following_mesh_with(n, key, || test_config().build()).await
+    following_mesh_with(n, key, || test_config().build().expect("valid config")).await
 }
 
 /// [`following_mesh`] with `config`.
@@ -99,7 +99,10 @@ pub async fn following_mesh_with(
 
 /// Test settings with a short republish interval.
 pub fn republishing_every(interval: Duration) -> Config {
-    test_config().republish_interval(interval).build()
+    test_config()
+        .republish_interval(interval)
+        .build()
+        .expect("valid config")
 }
 
 /// The next event of any of `nodes`, with the index of its node.
