@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use libp2p::PeerId;
+
 use crate::event::QueryId;
 
 #[derive(Debug)]
@@ -11,13 +13,16 @@ struct Query {
     key: String,
     waiting: usize,
     answered: bool,
+    asked: Vec<PeerId>,
 }
 
-/// A finished query: its key, and whether any peer answered at all.
+/// A round of a query with no reply outstanding: its key, whether any peer
+/// answered at all, and every peer asked so far.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Finished {
     pub key: String,
     pub answered: bool,
+    pub asked: Vec<PeerId>,
 }
 
 #[derive(Debug, Default)]
@@ -26,12 +31,32 @@ pub(crate) struct Queries {
 }
 
 impl Queries {
-    /// Starts a query that waits for `asked` replies.
-    pub fn start(&mut self, id: QueryId, key: String, asked: usize) {
+    /// Starts a query that waits for a reply from each of `asked`.
+    pub fn start(&mut self, id: QueryId, key: String, asked: Vec<PeerId>) {
+        self.more(id, key, false, Vec::new(), asked);
+    }
+
+    /// Goes on with a query whose last round is over (`done`), waiting for
+    /// a reply from each of `more` too.
+    pub fn resume(&mut self, id: QueryId, done: Finished, more: Vec<PeerId>) {
+        self.more(id, done.key, done.answered, done.asked, more);
+    }
+
+    fn more(
+        &mut self,
+        id: QueryId,
+        key: String,
+        answered: bool,
+        mut asked: Vec<PeerId>,
+        more: Vec<PeerId>,
+    ) {
+        let waiting = more.len();
+        asked.extend(more);
         let query = Query {
             key,
-            waiting: asked,
-            answered: false,
+            waiting,
+            answered,
+            asked,
         };
         self.running.insert(id, query);
     }
@@ -49,6 +74,7 @@ impl Queries {
         Some(Finished {
             key: query.key,
             answered: query.answered,
+            asked: query.asked,
         })
     }
 }
@@ -59,15 +85,17 @@ mod tests {
 
     #[test]
     fn finishes_after_the_last_reply_and_remembers_answers() {
+        let (a, b) = (PeerId::random(), PeerId::random());
         let mut q = Queries::default();
-        q.start(QueryId(1), "k".into(), 2);
+        q.start(QueryId(1), "k".into(), vec![a, b]);
         assert_eq!(q.reply(QueryId(1), true), None);
         let done = q.reply(QueryId(1), false).expect("finished");
         assert_eq!(
             done,
             Finished {
                 key: "k".into(),
-                answered: true
+                answered: true,
+                asked: vec![a, b],
             }
         );
         assert_eq!(q.reply(QueryId(1), true), None, "a finished query is gone");
@@ -75,14 +103,28 @@ mod tests {
 
     #[test]
     fn a_query_where_every_ask_failed_has_no_answer() {
+        let a = PeerId::random();
         let mut q = Queries::default();
-        q.start(QueryId(2), "k".into(), 1);
+        q.start(QueryId(2), "k".into(), vec![a]);
         assert_eq!(
             q.reply(QueryId(2), false),
             Some(Finished {
                 key: "k".into(),
-                answered: false
+                answered: false,
+                asked: vec![a],
             })
         );
+    }
+
+    #[test]
+    fn a_resumed_query_keeps_its_answers_and_whom_it_asked() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut q = Queries::default();
+        q.start(QueryId(3), "k".into(), vec![a]);
+        let done = q.reply(QueryId(3), true).expect("first round over");
+        q.resume(QueryId(3), done, vec![b]);
+        let done = q.reply(QueryId(3), false).expect("second round over");
+        assert!(done.answered);
+        assert_eq!(done.asked, vec![a, b]);
     }
 }

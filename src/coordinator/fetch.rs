@@ -48,25 +48,36 @@ impl<S: RecordStore> Coordinator<S> {
     /// connected peers known to follow it, or among all connected peers when
     /// none is known. Returns how many were asked.
     pub(super) fn ask_peers(&mut self, key: &str, query: Option<super::QueryId>) -> usize {
-        let targets = self.ask_targets(key);
+        self.ask_round(key, query, &[]).len()
+    }
+
+    /// [`Self::ask_peers`] among the peers not in `asked`; returns whom it
+    /// asked.
+    pub(super) fn ask_round(
+        &mut self,
+        key: &str,
+        query: Option<QueryId>,
+        asked: &[PeerId],
+    ) -> Vec<PeerId> {
+        let targets = self.ask_targets(key, asked);
         targets
             .into_iter()
             .filter(|peer| self.ask(*peer, key, query))
-            .count()
+            .collect()
     }
 
-    fn ask_targets(&mut self, key: &str) -> Vec<PeerId> {
+    fn ask_targets(&mut self, key: &str, asked: &[PeerId]) -> Vec<PeerId> {
+        let fresh = |peer: &PeerId| !asked.contains(peer);
         let mut targets: Vec<PeerId> = self
             .followers
             .of(key)
             .iter()
             .copied()
-            .filter(|peer| self.connected.contains(peer))
+            .filter(|peer| self.connected.contains(peer) && fresh(peer))
             .collect();
         if targets.is_empty() {
-            targets = self.connected.iter().copied().collect();
-            // A HashSet's order is not reproducible; the draw must be.
-            targets.sort_unstable();
+            // `connected` is ordered, so the draw below replays from a seed.
+            targets = self.connected.iter().copied().filter(fresh).collect();
         }
         targets.shuffle(&mut self.rng);
         targets.truncate(self.config.fetch_fanout);
@@ -245,11 +256,23 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
+    /// A `get` whose round found nothing at all (no value, no tombstone)
+    /// asks the peers it has not asked yet, a round at a time, before it
+    /// settles: peers that subscribed early and answer `NotExist` (or fail)
+    /// cannot capture it while an honest follower that holds the key is
+    /// connected.
     fn on_query_reply(&mut self, id: QueryId, answered: bool) {
-        if let Some(done) = self.queries.reply(id, answered) {
-            let outcome = self.local_outcome(&done.key, done.answered);
-            self.finish_get(id, done.key, outcome);
+        let Some(done) = self.queries.reply(id, answered) else {
+            return;
+        };
+        if self.replica.get(&done.key).is_none() {
+            let more = self.ask_round(&done.key, Some(id), &done.asked);
+            if !more.is_empty() {
+                return self.queries.resume(id, done, more);
+            }
         }
+        let outcome = self.local_outcome(&done.key, done.answered);
+        self.finish_get(id, done.key, outcome);
     }
 
     pub(super) fn local_outcome(&self, key: &str, answered: bool) -> GetOutcome {

@@ -342,8 +342,8 @@ impl<S: RecordStore> Coordinator<S> {
             return id;
         }
         self.join(key);
-        let asked = self.ask_peers(key, Some(id));
-        if asked == 0 {
+        let asked = self.ask_round(key, Some(id), &[]);
+        if asked.is_empty() {
             // Nobody to ask: what we hold is all there is.
             let outcome = self.local_outcome(key, true);
             self.finish_get(id, key.to_owned(), outcome);

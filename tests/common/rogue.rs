@@ -1,20 +1,33 @@
 //! A hostile peer speaking raw gossipsub, with none of Pointer's checks: it
 //! subscribes to whatever topics it names and publishes whatever bytes it
-//! likes. It runs in its own task, so tests drive their Pointer nodes with
-//! the usual helpers while it acts; what it knows of the target's
-//! subscriptions is shared, so a wait can look at it.
+//! likes; on the fetch protocol it answers every key of every `Ask` with
+//! `NotExist`, as a peer out to capture catch-ups would. It runs in its own
+//! task, so tests drive their Pointer nodes with the usual helpers while it
+//! acts; what it knows of the target's subscriptions, and how many asks it
+//! answered, are shared, so a wait can look at them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use asynchronous_codec::Framed;
 use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, Swarm};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
+use pointer::proto::pointer::{Answer, Ask, Entry, Status};
+use pointer::protocol::PROTOCOL;
+use quick_protobuf_codec::Codec;
 
-use super::Node;
+use super::{answer_of, Node};
+
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Raw {
+    gossipsub: gossipsub::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
 
 /// What the test asks the rogue to do.
 enum Command {
@@ -32,6 +45,24 @@ pub struct Rogue {
     topics: Arc<Mutex<HashMap<PeerId, usize>>>,
     /// Publishes that gossipsub refused (no peer on the topic, duplicate).
     pub refused: Arc<Mutex<usize>>,
+    /// `Ask`s it answered (all with `NotExist`).
+    pub asks: Arc<Mutex<usize>>,
+}
+
+/// Answers one fetch stream: `NotExist` for every key asked.
+async fn deny(stream: Stream, asks: Arc<Mutex<usize>>) {
+    let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
+    let Some(Ok(ask)) = framed.next().await else {
+        return;
+    };
+    let keys = 1 + ask.more.len();
+    let nothing = (0..keys).map(|_| Entry {
+        status: Status::NotExist,
+        op: None,
+    });
+    let _ = framed.send(answer_of(nothing)).await;
+    let _ = framed.close().await;
+    *asks.lock().expect("lock") += 1;
 }
 
 fn raw_gossipsub() -> gossipsub::Behaviour {
@@ -52,8 +83,23 @@ impl Rogue {
     pub async fn connected_to(target: &mut Node) -> Rogue {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
         let id_keys = keypair.clone();
-        let mut swarm: Swarm<gossipsub::Behaviour> =
-            Swarm::new_ephemeral_tokio(move |_| raw_gossipsub());
+        let mut swarm: Swarm<Raw> = Swarm::new_ephemeral_tokio(move |_| Raw {
+            gossipsub: raw_gossipsub(),
+            stream: libp2p_stream::Behaviour::new(),
+        });
+        let mut incoming = swarm
+            .behaviour()
+            .stream
+            .new_control()
+            .accept(PROTOCOL)
+            .expect("first to accept the protocol");
+        let asks = Arc::new(Mutex::new(0));
+        let answered = asks.clone();
+        tokio::spawn(async move {
+            while let Some((_, stream)) = incoming.next().await {
+                tokio::spawn(deny(stream, answered.clone()));
+            }
+        });
         // `new_ephemeral_tokio` picks its own identity; the rogue signs
         // records with `keypair`, which need not be its peer id.
         let peer = *swarm.local_peer_id();
@@ -66,20 +112,20 @@ impl Rogue {
             loop {
                 tokio::select! {
                     event = swarm.select_next_some() => {
-                        if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) = event {
+                        if let SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) = event {
                             *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
                         }
                     }
                     command = rx.next() => match command {
                         None => return,
                         Some(Command::Subscribe(topic)) => {
-                            let _ = swarm.behaviour_mut().subscribe(&IdentTopic::new(topic));
+                            let _ = swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(topic));
                         }
                         Some(Command::Dial(addr)) => {
                             let _ = swarm.dial(addr);
                         }
                         Some(Command::Publish(topic, data)) => {
-                            if swarm.behaviour_mut().publish(IdentTopic::new(topic), data).is_err() {
+                            if swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), data).is_err() {
                                 *failed.lock().expect("lock") += 1;
                             }
                         }
@@ -93,6 +139,7 @@ impl Rogue {
             commands,
             topics,
             refused,
+            asks,
         }
     }
 
@@ -113,6 +160,11 @@ impl Rogue {
     /// Dials `addr` again (after the target closed on it).
     pub fn dial(&self, addr: libp2p::Multiaddr) {
         let _ = self.commands.unbounded_send(Command::Dial(addr));
+    }
+
+    /// How many `Ask`s it answered.
+    pub fn asks_answered(&self) -> usize {
+        *self.asks.lock().expect("lock")
     }
 
     /// How many subscriptions of `peer` the rogue has heard.
