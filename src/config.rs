@@ -365,8 +365,9 @@ impl ConfigBuilder {
     }
 
     /// Most bytes the subscriptions of all connected peers may take
-    /// together (each counted as its key plus 128 bytes of index and
-    /// gossipsub state); past it, the peer holding the most is banned.
+    /// together (each counted as four times its key plus 256 bytes, what
+    /// one costs in resident memory); past it, the peer holding the most is
+    /// banned.
     /// Raise it for nodes that share very many keys with many peers.
     /// Default: 32 MiB.
     pub fn max_subscription_bytes(mut self, bytes: usize) -> Self {

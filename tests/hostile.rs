@@ -223,9 +223,9 @@ async fn a_peer_subscribing_to_too_many_topics_is_banned() {
 #[tokio::test]
 async fn subscriptions_past_the_byte_bound_ban_the_heaviest_peer() {
     fn config() -> Config {
-        // Room for some 20 short topics in all (each costs its key + 128).
+        // Room for some 20 short topics in all (each costs 4 × key + 256).
         test_config()
-            .max_subscription_bytes(20 * 131)
+            .max_subscription_bytes(20 * 268)
             .build()
             .expect("valid config")
     }

@@ -47,6 +47,8 @@ pub struct Rogue {
     pub refused: Arc<Mutex<usize>>,
     /// `Ask`s it answered (all with `NotExist`).
     pub asks: Arc<Mutex<usize>>,
+    /// Connections open now.
+    connections: Arc<Mutex<i64>>,
 }
 
 /// Answers one fetch stream: `NotExist` for every key asked.
@@ -65,6 +67,13 @@ async fn deny(stream: Stream, asks: Arc<Mutex<usize>>) {
     *asks.lock().expect("lock") += 1;
 }
 
+fn raw() -> Raw {
+    Raw {
+        gossipsub: raw_gossipsub(),
+        stream: libp2p_stream::Behaviour::new(),
+    }
+}
+
 fn raw_gossipsub() -> gossipsub::Behaviour {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
@@ -81,12 +90,33 @@ fn raw_gossipsub() -> gossipsub::Behaviour {
 impl Rogue {
     /// A rogue connected to `target`, already running.
     pub async fn connected_to(target: &mut Node) -> Rogue {
+        let mut swarm: Swarm<Raw> = Swarm::new_ephemeral_tokio(|_| raw());
+        swarm.connect(target).await;
+        Rogue::run(swarm, libp2p::identity::Keypair::generate_ed25519())
+    }
+
+    /// A rogue on TCP that dials `addr` (a node in another process).
+    pub fn dialing(addr: libp2p::Multiaddr) -> Rogue {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let id_keys = keypair.clone();
-        let mut swarm: Swarm<Raw> = Swarm::new_ephemeral_tokio(move |_| Raw {
-            gossipsub: raw_gossipsub(),
-            stream: libp2p_stream::Behaviour::new(),
-        });
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(|_| raw())
+            .expect("behaviour")
+            .build();
+        swarm.dial(addr).expect("dial");
+        Rogue::run(swarm, keypair)
+    }
+
+    /// Runs `swarm` in its own task: it takes commands, answers fetch
+    /// streams with `NotExist`, and counts what it hears.
+    fn run(mut swarm: Swarm<Raw>, keypair: libp2p::identity::Keypair) -> Rogue {
+        let peer = *swarm.local_peer_id();
         let mut incoming = swarm
             .behaviour()
             .stream
@@ -100,22 +130,23 @@ impl Rogue {
                 tokio::spawn(deny(stream, answered.clone()));
             }
         });
-        // `new_ephemeral_tokio` picks its own identity; the rogue signs
-        // records with `keypair`, which need not be its peer id.
-        let peer = *swarm.local_peer_id();
-        swarm.connect(target).await;
         let (commands, mut rx) = mpsc::unbounded();
         let topics = Arc::new(Mutex::new(HashMap::new()));
         let refused = Arc::new(Mutex::new(0));
         let (seen, failed) = (topics.clone(), refused.clone());
+        let connections = Arc::new(Mutex::new(0));
+        let links = connections.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    event = swarm.select_next_some() => {
-                        if let SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) = event {
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) => {
                             *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
                         }
-                    }
+                        SwarmEvent::ConnectionEstablished { .. } => *links.lock().expect("lock") += 1,
+                        SwarmEvent::ConnectionClosed { .. } => *links.lock().expect("lock") -= 1,
+                        _ => {}
+                    },
                     command = rx.next() => match command {
                         None => return,
                         Some(Command::Subscribe(topic)) => {
@@ -135,11 +166,12 @@ impl Rogue {
         });
         Rogue {
             peer,
-            keypair: id_keys,
+            keypair,
             commands,
             topics,
             refused,
             asks,
+            connections,
         }
     }
 
@@ -160,6 +192,11 @@ impl Rogue {
     /// Dials `addr` again (after the target closed on it).
     pub fn dial(&self, addr: libp2p::Multiaddr) {
         let _ = self.commands.unbounded_send(Command::Dial(addr));
+    }
+
+    /// Whether it has a connection open.
+    pub fn is_connected(&self) -> bool {
+        *self.connections.lock().expect("lock") > 0
     }
 
     /// How many `Ask`s it answered.

@@ -144,6 +144,16 @@ impl Node {
         }
     }
 
+    /// The node's resident memory, from `/proc` (Linux), in bytes. Only the
+    /// flood test reads it.
+    #[allow(dead_code)]
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Writes one line to the node's standard input.
     pub fn send(&mut self, line: &str) {
         self.send_raw(line.as_bytes());
