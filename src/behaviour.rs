@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -137,6 +139,8 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     timers: Timers,
     events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent>>,
     waker: Option<Waker>,
+    /// Inbound fetch streams served now, over every connection.
+    inbound_streams: Arc<AtomicUsize>,
 }
 
 impl<S: RecordStore> Pointer<S> {
@@ -159,6 +163,7 @@ impl<S: RecordStore> Pointer<S> {
             timers: Timers::default(),
             events: VecDeque::new(),
             waker: None,
+            inbound_streams: Arc::default(),
         };
         pointer.execute();
         Ok(pointer)
@@ -449,6 +454,8 @@ impl<S: RecordStore> Pointer<S> {
             max_message_size: config.max_message_bytes + ANSWER_OVERHEAD,
             timeout: config.fetch_timeout,
             max_inbound_streams: config.max_inbound_fetch_streams,
+            inbound_total: self.inbound_streams.clone(),
+            max_inbound_total: config.max_inbound_fetch_streams_total,
             max_outbound_streams: config.max_outbound_fetch_streams,
         })
     }

@@ -21,6 +21,7 @@ pub struct Config {
     pub(crate) author_key_cache: usize,
     pub(crate) max_inbound_fetch_streams: usize,
     pub(crate) max_outbound_fetch_streams: usize,
+    pub(crate) max_inbound_fetch_streams_total: usize,
     pub(crate) gossipsub_protocol_prefix: Option<String>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) store_flush_interval: Duration,
@@ -52,6 +53,7 @@ impl Default for Config {
             author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
+            max_inbound_fetch_streams_total: 256,
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
             store_flush_interval: Duration::from_millis(100),
@@ -144,6 +146,11 @@ impl Config {
         self.max_banned_peers
     }
 
+    /// Most inbound fetch streams served at once over all connections.
+    pub fn max_inbound_fetch_streams_total(&self) -> usize {
+        self.max_inbound_fetch_streams_total
+    }
+
     /// Most topics one peer may subscribe to.
     pub fn max_topics_per_peer(&self) -> usize {
         self.max_topics_per_peer
@@ -168,6 +175,10 @@ impl fmt::Debug for Config {
             .field("max_keys_per_ask", &self.max_keys_per_ask)
             .field("author_key_cache", &self.author_key_cache)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
+            .field(
+                "max_inbound_fetch_streams_total",
+                &self.max_inbound_fetch_streams_total,
+            )
             .field(
                 "max_outbound_fetch_streams",
                 &self.max_outbound_fetch_streams,
@@ -284,6 +295,15 @@ impl ConfigBuilder {
     /// closed at once. Default: 32.
     pub fn max_inbound_fetch_streams(mut self, streams: usize) -> Self {
         self.0.max_inbound_fetch_streams = streams;
+        self
+    }
+
+    /// Concurrent inbound fetch streams over all connections together, so
+    /// a peer with many connections (or many peers at once) cannot make the
+    /// node serve more; further streams are closed at once
+    /// (`InboundError::TooManyStreamsInTotal`). Default: 256.
+    pub fn max_inbound_fetch_streams_total(mut self, streams: usize) -> Self {
+        self.0.max_inbound_fetch_streams_total = streams;
         self
     }
 
@@ -456,6 +476,10 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("max_keys_per_ask", c.max_keys_per_ask),
         ("max_inbound_fetch_streams", c.max_inbound_fetch_streams),
         ("max_outbound_fetch_streams", c.max_outbound_fetch_streams),
+        (
+            "max_inbound_fetch_streams_total",
+            c.max_inbound_fetch_streams_total,
+        ),
         ("max_topics_per_peer", c.max_topics_per_peer),
     ];
     for (knob, value) in positive {
@@ -545,6 +569,7 @@ mod tests {
             .max_banned_peers(14)
             .max_topics_per_peer(15)
             .max_subscription_bytes(16)
+            .max_inbound_fetch_streams_total(17)
     }
 
     #[test]
@@ -573,6 +598,7 @@ mod tests {
         assert_eq!(c.max_banned_peers(), 14);
         assert_eq!(c.max_topics_per_peer(), 15);
         assert_eq!(c.max_subscription_bytes(), 16);
+        assert_eq!(c.max_inbound_fetch_streams_total(), 17);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::pin,
+    sync::atomic::{AtomicUsize, Ordering},
     sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -47,6 +48,10 @@ pub struct FetchLimits {
     pub timeout: Duration,
     /// Concurrent inbound fetch streams; extra streams are dropped unread.
     pub max_inbound_streams: usize,
+    /// Inbound streams being served by every handler of the node, shared.
+    pub inbound_total: Arc<AtomicUsize>,
+    /// The most inbound streams served at once over all connections.
+    pub max_inbound_total: usize,
     /// Concurrent outbound asks; extra asks fail with
     /// [`FetchError::TooManyRequests`] instead of queueing.
     pub max_outbound_streams: usize,
@@ -146,7 +151,20 @@ impl Handler {
     }
 
     fn on_inbound_stream(&mut self, stream: Stream) {
+        let total = &self.limits.inbound_total;
+        if total.load(Ordering::Relaxed) >= self.limits.max_inbound_total {
+            // Dropping the stream resets it.
+            let limit = self.limits.max_inbound_total;
+            let error = InboundError::TooManyStreamsInTotal { limit };
+            self.events.push_back(HandlerOut::InboundFailed { error });
+            return;
+        }
+        let slot = Slot::take(total.clone());
         let exchange = serve(stream, self.limits.max_message_size, self.asks_tx.clone());
+        let exchange = async move {
+            let _slot = slot;
+            exchange.await
+        };
         if self.inbound.try_push(exchange).is_err() {
             // The rejected future owns the stream and is dropped here, which
             // resets the stream: the only refusal a stream protocol has.
@@ -209,6 +227,24 @@ impl Handler {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// One inbound stream counted in the node-wide total, for as long as its
+/// exchange lives: finished, failed, timed out or dropped with its
+/// connection, the count goes down.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(total: Arc<AtomicUsize>) -> Slot {
+        total.fetch_add(1, Ordering::Relaxed);
+        Slot(total)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -328,6 +364,8 @@ mod tests {
             max_message_size: 1024,
             timeout: Duration::from_secs(5),
             max_inbound_streams: 4,
+            inbound_total: Arc::default(),
+            max_inbound_total: 16,
             max_outbound_streams,
         }
     }

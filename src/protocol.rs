@@ -83,6 +83,14 @@ pub enum InboundError {
         /// The configured maximum of inbound streams per connection.
         limit: usize,
     },
+    /// The node already serves `max_inbound_fetch_streams_total` streams
+    /// over all its connections (a peer with many connections, or many
+    /// peers at once); the extra stream was dropped unread.
+    #[error("more than {limit} concurrent inbound fetch streams in total")]
+    TooManyStreamsInTotal {
+        /// The configured maximum over all connections.
+        limit: usize,
+    },
     /// An I/O error on the stream.
     #[error("i/o error on the fetch stream: {0}")]
     Io(Arc<io::Error>),

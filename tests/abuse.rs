@@ -107,3 +107,48 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
     }
     assert!(nodes[0].is_connected(nodes[1].local_peer_id()));
 }
+
+/// Inbound streams are bounded over all connections, not only per
+/// connection: two attackers holding stalled streams (they never send
+/// their `Ask`) fill the node-wide allowance, and the next stream is
+/// refused even though no connection is at its own limit.
+#[tokio::test]
+async fn stalled_streams_over_several_connections_hit_the_total_bound() {
+    let mut server = node_with(|| {
+        test_config()
+            .max_inbound_fetch_streams_total(3)
+            .build()
+            .expect("valid config")
+    })
+    .await;
+    let id = *server.local_peer_id();
+    let mut controls = Vec::new();
+    for _ in 0..2 {
+        let mut attacker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
+        attacker.connect(&mut server).await;
+        controls.push(attacker.behaviour().new_control());
+        tokio::spawn(attacker.loop_on_next());
+    }
+    let mut nodes = vec![server];
+    let mut held = Vec::new();
+    // Two stalled streams on one connection, one on the other: three in all.
+    for c in [0, 0, 1] {
+        let open = controls[c].open_stream(id, PROTOCOL);
+        let (stream, _) = tokio::join!(open, until(&mut nodes, "stream accepted", |_| true));
+        held.push(stream.expect("stream opens"));
+    }
+    let mut fourth = controls[1].clone();
+    let refused = async move {
+        let mut stream = fourth.open_stream(id, PROTOCOL).await.expect("negotiated");
+        let mut back = Vec::new();
+        let _ = stream.read_to_end(&mut back).await;
+        back
+    };
+    let (back, error) = tokio::join!(refused, inbound_failure(&mut nodes));
+    assert!(back.is_empty(), "the refused stream was answered: {back:?}");
+    assert!(
+        matches!(error, InboundError::TooManyStreamsInTotal { limit: 3 }),
+        "{error:?}"
+    );
+    drop(held);
+}
