@@ -280,9 +280,9 @@ async fn an_expired_delete_does_not_end_a_fresh_follower() {
 }
 
 /// Capture of `get`s: the rogue follows every key and answers every `Ask`
-/// with `NotExist`. A node that asks one follower at a time
-/// (`fetch_fanout(1)`) must still find every key an honest follower holds:
-/// a round that found nothing goes on to the followers not yet asked.
+/// with `NotExist`. Even a node that asks one peer at a time for catch-ups
+/// (`fetch_fanout(1)`) must find every key an honest follower holds: a
+/// `get` asks every connected follower.
 #[tokio::test]
 async fn a_peer_answering_not_exist_cannot_capture_a_get() {
     fn one_at_a_time() -> Config {
@@ -324,4 +324,47 @@ async fn a_peer_answering_not_exist_cannot_capture_a_get() {
         rogue.asks_answered() > 0,
         "the rogue was never asked: the attack was not exercised"
     );
+}
+
+/// Capture with stale data: the rogue follows every key and answers with
+/// the honest writer's *previous* record (validly signed, just old). Every
+/// `get` must still end with the newest record, which the honest follower
+/// holds.
+#[tokio::test]
+async fn a_peer_answering_stale_records_cannot_capture_a_get() {
+    fn one_at_a_time() -> Config {
+        test_config().fetch_fanout(1).build().expect("valid config")
+    }
+    let mut nodes = full_mesh_with(2, one_at_a_time).await;
+    let rogue = Rogue::connected_to(&mut nodes[0]).await;
+    let keys: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+    for key in &keys {
+        let old = nodes[1].behaviour_mut().put(key, "old").expect("put");
+        rogue.serve(&old);
+        nodes[1].behaviour_mut().put(key, "new").expect("put");
+        rogue.subscribe(topic_of(key));
+    }
+    let (honest, peer) = (*nodes[1].local_peer_id(), rogue.peer);
+    until(&mut nodes, "the asker knows both follow every key", |n| {
+        keys.iter().all(|k| {
+            let following = n[0].behaviour().peers_following(k);
+            following.contains(&honest) && following.contains(&peer)
+        })
+    })
+    .await;
+    for key in &keys {
+        let id = nodes[0].behaviour_mut().get(key);
+        let (_, outcome) = wait_for(&mut nodes, "the get", |i, e| match e {
+            PointerEvent::GetFinished {
+                id: got, outcome, ..
+            } if i == 0 && *got == id => Some(outcome.clone()),
+            _ => None,
+        })
+        .await;
+        match outcome {
+            pointer::GetOutcome::Found(record) => assert_eq!(record.value(), "new", "{key}"),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    assert!(rogue.asks_answered() > 0, "the rogue was never asked");
 }

@@ -59,14 +59,20 @@ impl<S: RecordStore> Coordinator<S> {
         query: Option<QueryId>,
         asked: &[PeerId],
     ) -> Vec<PeerId> {
-        let targets = self.ask_targets(key, asked);
+        let targets = self.ask_targets(key, asked, query.is_some());
         targets
             .into_iter()
             .filter(|peer| self.ask(*peer, key, query))
             .collect()
     }
 
-    fn ask_targets(&mut self, key: &str, asked: &[PeerId]) -> Vec<PeerId> {
+    /// Whom to ask about `key`, leaving out `asked`: a catch-up asks up to
+    /// `fetch_fanout` random followers; a `get` (`for_get`) asks every
+    /// connected follower, so that one that answers `NotExist` or a stale
+    /// record cannot capture a user's read while an honest follower is
+    /// connected. With no follower known, `fetch_fanout` random connected
+    /// peers.
+    fn ask_targets(&mut self, key: &str, asked: &[PeerId], for_get: bool) -> Vec<PeerId> {
         let fresh = |peer: &PeerId| !asked.contains(peer);
         let mut targets: Vec<PeerId> = self
             .followers
@@ -75,12 +81,15 @@ impl<S: RecordStore> Coordinator<S> {
             .copied()
             .filter(|peer| self.connected.contains(peer) && fresh(peer))
             .collect();
-        if targets.is_empty() {
+        let followers = !targets.is_empty();
+        if !followers {
             // `connected` is ordered, so the draw below replays from a seed.
             targets = self.connected.iter().copied().filter(fresh).collect();
         }
         targets.shuffle(&mut self.rng);
-        targets.truncate(self.config.fetch_fanout);
+        if !(for_get && followers) {
+            targets.truncate(self.config.fetch_fanout);
+        }
         targets
     }
 

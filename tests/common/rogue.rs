@@ -1,7 +1,8 @@
 //! A hostile peer speaking raw gossipsub, with none of Pointer's checks: it
 //! subscribes to whatever topics it names and publishes whatever bytes it
 //! likes; on the fetch protocol it answers every key of every `Ask` with
-//! `NotExist`, as a peer out to capture catch-ups would. It runs in its own
+//! `NotExist` or a stale record it was handed, as a peer out to capture
+//! catch-ups would. It runs in its own
 //! task, so tests drive their Pointer nodes with the usual helpers while it
 //! acts; what it knows of the target's subscriptions, and how many asks it
 //! answered, are shared, so a wait can look at them.
@@ -16,11 +17,11 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, Valida
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Ask, Entry, Status};
+use pointer::proto::pointer::{Answer, Ask, Entry, Operate};
 use pointer::protocol::PROTOCOL;
 use quick_protobuf_codec::Codec;
 
-use super::{answer_of, Node};
+use super::{answer_of, entry_for, Node};
 
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -49,20 +50,25 @@ pub struct Rogue {
     pub asks: Arc<Mutex<usize>>,
     /// Connections open now.
     connections: Arc<Mutex<i64>>,
+    stale: Stale,
 }
 
-/// Answers one fetch stream: `NotExist` for every key asked.
-async fn deny(stream: Stream, asks: Arc<Mutex<usize>>) {
+/// Records the rogue answers with, by key (stale ones, in the tests).
+type Stale = Arc<Mutex<HashMap<String, Operate>>>;
+
+/// Answers one fetch stream: the stale record it was given for a key, and
+/// `NotExist` for every other key asked.
+async fn deny(stream: Stream, asks: Arc<Mutex<usize>>, stale: Stale) {
     let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
     let Some(Ok(ask)) = framed.next().await else {
         return;
     };
-    let keys = 1 + ask.more.len();
-    let nothing = (0..keys).map(|_| Entry {
-        status: Status::NotExist,
-        op: None,
-    });
-    let _ = framed.send(answer_of(nothing)).await;
+    let keys: Vec<String> = std::iter::once(ask.key).chain(ask.more).collect();
+    let entries: Vec<Entry> = {
+        let stale = stale.lock().expect("lock");
+        keys.iter().map(|k| entry_for(&stale, k)).collect()
+    };
+    let _ = framed.send(answer_of(entries.into_iter())).await;
     let _ = framed.close().await;
     *asks.lock().expect("lock") += 1;
 }
@@ -124,10 +130,11 @@ impl Rogue {
             .accept(PROTOCOL)
             .expect("first to accept the protocol");
         let asks = Arc::new(Mutex::new(0));
-        let answered = asks.clone();
+        let stale = Stale::default();
+        let (answered, records) = (asks.clone(), stale.clone());
         tokio::spawn(async move {
             while let Some((_, stream)) = incoming.next().await {
-                tokio::spawn(deny(stream, answered.clone()));
+                tokio::spawn(deny(stream, answered.clone(), records.clone()));
             }
         });
         let (commands, mut rx) = mpsc::unbounded();
@@ -172,6 +179,7 @@ impl Rogue {
             refused,
             asks,
             connections,
+            stale,
         }
     }
 
@@ -192,6 +200,16 @@ impl Rogue {
     /// Dials `addr` again (after the target closed on it).
     pub fn dial(&self, addr: libp2p::Multiaddr) {
         let _ = self.commands.unbounded_send(Command::Dial(addr));
+    }
+
+    /// From now on answers asks for `record`'s key with `record` (an old
+    /// one, to serve stale data).
+    pub fn serve(&self, record: &pointer::Record) {
+        let op = pointer::wire::to_operate(record);
+        self.stale
+            .lock()
+            .expect("lock")
+            .insert(record.key().to_owned(), op);
     }
 
     /// Whether it has a connection open.
