@@ -103,3 +103,22 @@ async fn a_catch_up_is_flushed_in_groups() {
         "{flushes} flushes for {KEYS} records"
     );
 }
+
+/// `insert` is as durable as `put` when it returns: the record it stages
+/// through the accept path is flushed before it returns, not at the next
+/// flush timer (which a crash right after would never see).
+#[tokio::test]
+async fn an_insert_is_durable_when_it_returns() {
+    let counts = Arc::new(Counts::default());
+    let store = Counting {
+        inner: MemoryStore::new(),
+        counts: counts.clone(),
+    };
+    let mut node = node_with_store(store, test_config().build().expect("valid config")).await;
+    let signer = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let record = Record::sign("k", pointer::Op::Mut, "v", 1_700_000_000_000, &signer);
+    node.behaviour_mut().insert(record.clone()).expect("valid");
+    assert_eq!(counts.unflushed.load(SeqCst), 0, "nothing left unflushed");
+    assert!(counts.flushes.load(SeqCst) >= 1);
+    assert_eq!(node.behaviour().record("k").as_deref(), Some(&record));
+}
