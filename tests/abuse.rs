@@ -85,14 +85,7 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
         }
 
         // The honest peer is still served on the same node.
-        let id = nodes[1].behaviour_mut().get("k");
-        let (_, outcome) = wait_for(&mut nodes, "the honest get", |i, e| match e {
-            PointerEvent::GetFinished {
-                id: got, outcome, ..
-            } if i == 1 && *got == id => Some(outcome.clone()),
-            _ => None,
-        })
-        .await;
+        let outcome = get(&mut nodes, 1, "k").await;
         assert!(
             matches!(outcome, GetOutcome::Found(ref r) if r.value() == "v"),
             "{outcome:?}"

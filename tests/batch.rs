@@ -168,15 +168,7 @@ async fn a_get_goes_ahead_of_a_bulk_catch_up() {
     for key in bulk {
         nodes[0].behaviour_mut().subscribe(key).expect("valid key");
     }
-    let id = nodes[0].behaviour_mut().get(&wanted[0]);
-    let outcome = wait_for(&mut nodes, "the get", |_, e| match e {
-        PointerEvent::GetFinished {
-            id: got, outcome, ..
-        } if *got == id => Some(outcome.clone()),
-        _ => None,
-    })
-    .await
-    .1;
+    let outcome = get(&mut nodes, 0, &wanted[0]).await;
     assert!(matches!(outcome, GetOutcome::Found(_)), "{outcome:?}");
     let first = logged(&asks).first().cloned().expect("an ask");
     assert_eq!(first[0], wanted[0], "the get's key leads the first Ask");

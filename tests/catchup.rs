@@ -13,19 +13,6 @@ use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pointer::{protocol::PROTOCOL, GetOutcome, PointerEvent, Source};
 
-/// Waits for the `GetFinished` of the query issued on node `i`.
-async fn get(nodes: &mut [Node], i: usize, key: &str) -> GetOutcome {
-    let id = nodes[i].behaviour_mut().get(key);
-    wait_for(nodes, "the get to finish", |j, e| match e {
-        PointerEvent::GetFinished {
-            id: got, outcome, ..
-        } if j == i && *got == id => Some(outcome.clone()),
-        _ => None,
-    })
-    .await
-    .1
-}
-
 #[tokio::test]
 async fn late_joiner_gets_the_value_by_asking() {
     let mut nodes = vec![node().await, node().await];

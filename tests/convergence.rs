@@ -153,14 +153,7 @@ async fn a_newcomer_after_the_delete_and_rewrite_finds_the_latest_value() {
     let (mut nodes, v3) = delete_then_write_again(3, 0).await;
     nodes.push(node().await);
     link(&mut nodes, 3, 2).await;
-    let id = nodes[3].behaviour_mut().get(KEY);
-    let (_, outcome) = wait_for(&mut nodes, "D's get", |i, e| match e {
-        PointerEvent::GetFinished {
-            id: got, outcome, ..
-        } if i == 3 && *got == id => Some(outcome.clone()),
-        _ => None,
-    })
-    .await;
+    let outcome = get(&mut nodes, 3, KEY).await;
     assert_eq!(outcome, GetOutcome::Found(v3.clone()));
     let d = nodes[3].behaviour();
     assert_eq!(d.record(KEY).as_deref(), Some(&v3));

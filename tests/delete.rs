@@ -47,14 +47,7 @@ async fn get_of_a_deleted_key_is_not_found_and_does_not_follow_it() {
     // Node 1 learns the delete by asking; node 0 already holds the tombstone
     // and hears it back from node 1.
     for asker in [1, 0] {
-        let id = nodes[asker].behaviour_mut().get("doc");
-        let (_, outcome) = wait_for(&mut nodes, "the get", |i, e| match e {
-            PointerEvent::GetFinished {
-                id: got, outcome, ..
-            } if i == asker && *got == id => Some(outcome.clone()),
-            _ => None,
-        })
-        .await;
+        let outcome = get(&mut nodes, asker, "doc").await;
         assert_eq!(outcome, pointer::GetOutcome::NotFound);
         let pointer = nodes[asker].behaviour();
         assert!(pointer.record("doc").is_some_and(|r| r.is_tombstone()));

@@ -313,33 +313,7 @@ async fn a_peer_answering_not_exist_cannot_capture_a_get() {
     for key in &keys {
         rogue.subscribe(topic_of(key));
     }
-    let (honest, peer) = (*nodes[1].local_peer_id(), rogue.peer);
-    until(&mut nodes, "the asker knows both follow every key", |n| {
-        keys.iter().all(|k| {
-            let following = n[0].behaviour().peers_following(k);
-            following.contains(&honest) && following.contains(&peer)
-        })
-    })
-    .await;
-
-    for key in &keys {
-        let id = nodes[0].behaviour_mut().get(key);
-        let (_, outcome) = wait_for(&mut nodes, "the get", |i, e| match e {
-            PointerEvent::GetFinished {
-                id: got, outcome, ..
-            } if i == 0 && *got == id => Some(outcome.clone()),
-            _ => None,
-        })
-        .await;
-        match outcome {
-            pointer::GetOutcome::Found(record) => assert_eq!(record.value(), "honest"),
-            other => panic!("{key}: {other:?}"),
-        }
-    }
-    assert!(
-        rogue.asks_answered() > 0,
-        "the rogue was never asked: the attack was not exercised"
-    );
+    every_get_finds(&mut nodes, &rogue, &keys, "honest").await;
 }
 
 /// Capture with stale data: the rogue follows every key and answers with
@@ -360,27 +334,29 @@ async fn a_peer_answering_stale_records_cannot_capture_a_get() {
         nodes[1].behaviour_mut().put(key, "new").expect("put");
         rogue.subscribe(topic_of(key));
     }
+    every_get_finds(&mut nodes, &rogue, &keys, "new").await;
+}
+
+/// Once node 0 knows that both the honest node 1 and the rogue follow every
+/// one of `keys`, a `get` of each on node 0 must end with `value`, and the
+/// rogue must have been asked (or the attack was not exercised).
+async fn every_get_finds(nodes: &mut [Node], rogue: &Rogue, keys: &[String], value: &str) {
     let (honest, peer) = (*nodes[1].local_peer_id(), rogue.peer);
-    until(&mut nodes, "the asker knows both follow every key", |n| {
+    until(nodes, "the asker knows both follow every key", |n| {
         keys.iter().all(|k| {
             let following = n[0].behaviour().peers_following(k);
             following.contains(&honest) && following.contains(&peer)
         })
     })
     .await;
-    for key in &keys {
-        let id = nodes[0].behaviour_mut().get(key);
-        let (_, outcome) = wait_for(&mut nodes, "the get", |i, e| match e {
-            PointerEvent::GetFinished {
-                id: got, outcome, ..
-            } if i == 0 && *got == id => Some(outcome.clone()),
-            _ => None,
-        })
-        .await;
-        match outcome {
-            pointer::GetOutcome::Found(record) => assert_eq!(record.value(), "new", "{key}"),
+    for key in keys {
+        match get(nodes, 0, key).await {
+            pointer::GetOutcome::Found(record) => assert_eq!(record.value(), value, "{key}"),
             other => panic!("{key}: {other:?}"),
         }
     }
-    assert!(rogue.asks_answered() > 0, "the rogue was never asked");
+    assert!(
+        rogue.asks_answered() > 0,
+        "the rogue was never asked: the attack was not exercised"
+    );
 }

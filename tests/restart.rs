@@ -10,7 +10,7 @@ use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport};
 use libp2p::identity::Keypair;
 use libp2p::{noise, tcp, yamux};
 use libp2p_swarm_test::SwarmExt;
-use pointer::{Config, GetOutcome, MemoryStore, Pointer, PointerEvent, RecordStore, Refusal};
+use pointer::{Config, GetOutcome, MemoryStore, Pointer, RecordStore, Refusal};
 
 /// A swarm with a given identity (libp2p-swarm-test only makes fresh ones),
 /// on the memory transport, listening.
@@ -76,14 +76,7 @@ pub async fn restart_scenario<S: RecordStore + Send + 'static>(mut stores: Store
     let mut nodes = [restarted, newcomer];
     let (a, b) = nodes.split_at_mut(1);
     b[0].connect(&mut a[0]).await;
-    let id = nodes[1].behaviour_mut().get(kept.key());
-    let (_, outcome) = wait_for(&mut nodes, "the newcomer's get", |i, e| match e {
-        PointerEvent::GetFinished {
-            id: got, outcome, ..
-        } if i == 1 && *got == id => Some(outcome.clone()),
-        _ => None,
-    })
-    .await;
+    let outcome = get(&mut nodes, 1, kept.key()).await;
     assert_eq!(outcome, GetOutcome::Found(kept));
 
     let refused = nodes[0].behaviour_mut().insert(stale);

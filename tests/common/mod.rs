@@ -173,6 +173,23 @@ pub async fn wait_for<T, S: RecordStore + Send + 'static>(
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Runs a `get` of `key` on node `i` and drives `nodes` until it finishes.
+pub async fn get<S: RecordStore + Send + 'static>(
+    nodes: &mut [Node<S>],
+    i: usize,
+    key: &str,
+) -> pointer::GetOutcome {
+    let id = nodes[i].behaviour_mut().get(key);
+    wait_for(nodes, "the get to finish", |j, e| match e {
+        PointerEvent::GetFinished {
+            id: got, outcome, ..
+        } if j == i && *got == id => Some(outcome.clone()),
+        _ => None,
+    })
+    .await
+    .1
+}
+
 /// Drives `nodes` until every node in `who` sees every other node in `who`
 /// following `key` (their gossipsub subscriptions have arrived).
 pub async fn until_following<S: RecordStore + Send + 'static>(
