@@ -1,5 +1,6 @@
 //! [`Pointer`]: the `NetworkBehaviour` shell around a [`Coordinator`]. It
-//! joins gossipsub and the fetch protocol's handler, turns what they report
+//! joins gossipsub, the fetch protocol's handler and a
+//! [`Discovery`], turns what they report
 //! into [`Input`]s, reads the clock once per `poll`, and executes the
 //! coordinator's [`Output`]s. It makes no decision of its own.
 
@@ -7,24 +8,21 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use either::Either;
 use futures::channel::oneshot;
 use futures::FutureExt;
 use futures_timer::Delay;
-use libp2p::core::transport::PortUse;
-use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::gossipsub::{
-    self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageAuthenticity,
-    MessageId, PublishError, TopicHash, TopicSubscriptionFilter, ValidationMode,
+    self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageId, PublishError,
+    TopicHash,
 };
 use libp2p::identity::Keypair;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{
-    behaviour::ConnectionEstablished, CloseConnection, ConnectionClosed, ConnectionDenied,
-    ConnectionHandler, ConnectionHandlerSelect, ConnectionId, FromSwarm, NetworkBehaviour,
-    NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionDenied, ConnectionId, NotifyHandler, THandlerInEvent, ToSwarm,
 };
 use libp2p::PeerId;
 use smallvec::SmallVec;
@@ -32,6 +30,7 @@ use smallvec::SmallVec;
 use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
+use crate::discovery::{Discovery, NoDiscovery};
 use crate::event::{PointerEvent, QueryId};
 use crate::exchange::Entry;
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
@@ -40,7 +39,11 @@ use crate::protocol::FetchError;
 use crate::record::{signing_key, Record};
 use crate::replica::{Refusal, WriteError};
 use crate::store::{MemoryStore, RecordStore};
-use crate::wire;
+
+mod gossip_config;
+mod network;
+
+use self::gossip_config::{build_gossipsub, RecordTopics};
 
 /// Prefix of every record topic: the topic of key `k` is `/pointer/record/k`.
 pub const TOPIC_PREFIX: &str = "/pointer/record/";
@@ -51,22 +54,9 @@ const ANSWER_OVERHEAD: usize = 16;
 
 type Gossip = gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<RecordTopics>>;
 
-/// Keeps only the subscriptions a Pointer node can use: record topics whose
-/// key is within `max_key_bytes`. A peer's other subscriptions (any string
-/// it names, of any length) are never stored.
-pub struct RecordTopics {
-    max_key_bytes: usize,
-}
-
-impl TopicSubscriptionFilter for RecordTopics {
-    fn can_subscribe(&mut self, topic: &TopicHash) -> bool {
-        topic_key(topic).is_some_and(|key| key.len() <= self.max_key_bytes)
-    }
-}
-
 /// What the joined per-connection handler takes from the behaviour; named
 /// without `Self` so the event queue does not tie `S` to `'static`.
-type HandlerInEvent = Either<THandlerInEvent<Gossip>, HandlerIn>;
+type HandlerInEvent<D> = Either<Either<THandlerInEvent<Gossip>, HandlerIn>, THandlerInEvent<D>>;
 
 /// Why a [`Pointer`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +85,7 @@ struct Timers {
     republish: Option<Delay>,
     flush: Option<Delay>,
     push: Option<Delay>,
+    discover: Option<Delay>,
 }
 
 impl Timers {
@@ -103,12 +94,13 @@ impl Timers {
             Timer::Republish => &mut self.republish,
             Timer::Flush => &mut self.flush,
             Timer::Push => &mut self.push,
+            Timer::Discover => &mut self.discover,
         }
     }
 
     /// The first timer that fired; it is disarmed.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Option<Timer> {
-        [Timer::Republish, Timer::Flush, Timer::Push]
+        [Timer::Republish, Timer::Flush, Timer::Push, Timer::Discover]
             .into_iter()
             .find(|timer| {
                 let slot = self.slot(*timer);
@@ -123,9 +115,12 @@ impl Timers {
 
 /// A decentralized key-value store inside a libp2p swarm.
 ///
-/// See the [crate documentation](crate) for an example.
-pub struct Pointer<S: RecordStore = MemoryStore> {
+/// See the [crate documentation](crate) for an example. `D` finds the
+/// followers of a key beyond our connections ([`crate::discovery`]);
+/// without one a node learns from its connected peers only.
+pub struct Pointer<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     gossipsub: Gossip,
+    discovery: D,
     core: Coordinator<S>,
     connections: HashMap<PeerId, SmallVec<[ConnectionId; 2]>>,
     /// The connection each `Ask` in flight went out on.
@@ -137,7 +132,7 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
     /// with the clock read there.
     inputs: VecDeque<Input>,
     timers: Timers,
-    events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent>>,
+    events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent<D>>>,
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
     inbound_streams: Arc<AtomicUsize>,
@@ -145,15 +140,33 @@ pub struct Pointer<S: RecordStore = MemoryStore> {
 
 impl<S: RecordStore> Pointer<S> {
     /// A `Pointer` that signs with the swarm's Ed25519 `keypair` and keeps
-    /// records in `store`. Every key that holds a value in `store` is
+    /// records in `store`, with no discovery: it learns from the peers it
+    /// is connected to. Every key that holds a value in `store` is
     /// followed at once (a node restarted on its database picks up where it
     /// left off).
     pub fn new(keypair: &Keypair, store: S, config: Config) -> Result<Self, BuildError> {
+        Self::with_discovery(keypair, store, config, NoDiscovery::default())
+    }
+}
+
+impl<S: RecordStore, D: Discovery> Pointer<S, D> {
+    /// [`Pointer::new`], finding followers beyond its connections through
+    /// `discovery` (for example [`discovery::Kad`](crate::discovery)).
+    pub fn with_discovery(
+        keypair: &Keypair,
+        store: S,
+        config: Config,
+        discovery: D,
+    ) -> Result<Self, BuildError> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
-        let core = Coordinator::new(signer, store, config, rand::random());
+        let mut core = Coordinator::new(signer, store, config, rand::random());
+        if discovery.is_enabled() {
+            core.enable_discovery();
+        }
         let mut pointer = Pointer {
             gossipsub,
+            discovery,
             core,
             connections: HashMap::new(),
             asks: HashMap::new(),
@@ -172,6 +185,17 @@ impl<S: RecordStore> Pointer<S> {
     /// The peer id records are signed as.
     pub fn local_peer_id(&self) -> PeerId {
         self.core.local_peer_id()
+    }
+
+    /// The discovery.
+    pub fn discovery(&self) -> &D {
+        &self.discovery
+    }
+
+    /// The discovery, mutably (for [`discovery::Kad`](crate::discovery):
+    /// add addresses, bootstrap, run your own queries).
+    pub fn discovery_mut(&mut self) -> &mut D {
+        &mut self.discovery
     }
 
     /// The key `"<local peer id>/<name>"`, which only this node may write
@@ -216,7 +240,7 @@ impl<S: RecordStore> Pointer<S> {
     /// holding a value; otherwise subscribes and asks up to `fetch_fanout`
     /// peers. The answer comes as [`PointerEvent::GetFinished`].
     pub fn get(&mut self, key: &str) -> QueryId {
-        let id = self.core.get(key);
+        let id = self.core.get(key, now_ms());
         self.execute();
         id
     }
@@ -324,6 +348,18 @@ impl<S: RecordStore> Pointer<S> {
                 peer_id: peer,
                 connection: CloseConnection::All,
             }),
+            Output::Provide(key) => self.discovery.provide(topic(&key).hash().as_str()),
+            Output::StopProviding(key) => {
+                self.discovery.stop_providing(topic(&key).hash().as_str())
+            }
+            Output::FindProviders(key) => {
+                self.discovery.find_providers(topic(&key).hash().as_str())
+            }
+            Output::Dial(peer) => self.events.push_back(ToSwarm::Dial {
+                opts: DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+            }),
             Output::Event(event) => self.events.push_back(ToSwarm::GenerateEvent(event)),
         }
     }
@@ -363,7 +399,7 @@ impl<S: RecordStore> Pointer<S> {
         self.events.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection),
-            event: Either::Right(HandlerIn::Ask { id, keys }),
+            event: Either::Left(Either::Right(HandlerIn::Ask { id, keys })),
         });
     }
 
@@ -470,7 +506,7 @@ fn gossip_input(peer: PeerId, message: MessageId, data: gossipsub::Message) -> I
     }
 }
 
-impl<S: RecordStore> Drop for Pointer<S> {
+impl<S: RecordStore, D: Discovery> Drop for Pointer<S, D> {
     /// Records received since the last flush are made durable on shutdown.
     fn drop(&mut self) {
         if self.core.needs_flush() {
@@ -479,203 +515,9 @@ impl<S: RecordStore> Drop for Pointer<S> {
     }
 }
 
-fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
-    let mut builder = gossipsub::ConfigBuilder::default();
-    builder
-        .validation_mode(ValidationMode::Anonymous)
-        .validate_messages()
-        .message_id_fn(|m: &gossipsub::Message| {
-            MessageId::new(&wire::message_id(m.topic.as_str(), &m.data))
-        })
-        // gossipsub sends all our subscriptions in one hello RPC, and one
-        // topic per key makes it large: the RPC limit must hold it (records
-        // are held to max_message_bytes by our own decoding).
-        .max_transmit_size(
-            config
-                .max_gossip_rpc_bytes
-                .max(config.max_message_bytes + config.limits.max_key_bytes + 1024),
-        )
-        // ...and gossipsub holds the subscriptions of one RPC to this
-        // separate limit (16 KiB by default: a few hundred keys).
-        .max_control_message_size(config.max_gossip_rpc_bytes)
-        .heartbeat_interval(config.heartbeat_interval)
-        // Identical republishes must not be refused as duplicates when the
-        // next interval comes round.
-        .duplicate_cache_time(duplicate_window(config.republish_interval));
-    if let Some(prefix) = &config.gossipsub_protocol_prefix {
-        builder.protocol_id_prefix(prefix.clone());
-    }
-    let gossip_config = builder
-        .build()
-        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
-    // One RPC may carry at most a peer's whole allowance of topics; more
-    // is refused whole (the coordinator bans a peer that goes beyond it
-    // over several RPCs). Our own topics are not limited here; the bound
-    // is far enough from `usize::MAX` that gossipsub's sum cannot overflow.
-    let filter = MaxCountSubscriptionFilter {
-        filter: RecordTopics {
-            max_key_bytes: config.limits.max_key_bytes,
-        },
-        max_subscribed_topics: usize::MAX / 4,
-        max_subscriptions_per_request: config.max_topics_per_peer,
-    };
-    Gossip::new_with_subscription_filter(MessageAuthenticity::Anonymous, gossip_config, filter)
-        .map_err(|e| BuildError::Gossipsub(e.to_string()))
-}
-
-/// Republishes come at least half an interval apart; the duplicate cache
-/// must forget a message before then.
-fn duplicate_window(republish: Duration) -> Duration {
-    (republish / 4).clamp(Duration::from_millis(100), Duration::from_secs(60))
-}
-
 fn now_ms() -> i64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl<S: RecordStore + 'static> NetworkBehaviour for Pointer<S> {
-    type ConnectionHandler = ConnectionHandlerSelect<THandler<Gossip>, Handler>;
-    type ToSwarm = PointerEvent;
-
-    fn handle_pending_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        self.gossipsub
-            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
-    }
-
-    fn handle_established_inbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        local_addr: &Multiaddr,
-        remote_addr: &Multiaddr,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.refuse_banned(peer)?;
-        let gossip = self.gossipsub.handle_established_inbound_connection(
-            connection_id,
-            peer,
-            local_addr,
-            remote_addr,
-        )?;
-        Ok(gossip.select(self.new_handler()))
-    }
-
-    fn handle_pending_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        maybe_peer: Option<PeerId>,
-        addresses: &[Multiaddr],
-        effective_role: Endpoint,
-    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.gossipsub.handle_pending_outbound_connection(
-            connection_id,
-            maybe_peer,
-            addresses,
-            effective_role,
-        )
-    }
-
-    fn handle_established_outbound_connection(
-        &mut self,
-        connection_id: ConnectionId,
-        peer: PeerId,
-        addr: &Multiaddr,
-        role_override: Endpoint,
-        port_use: PortUse,
-    ) -> Result<THandler<Self>, ConnectionDenied> {
-        self.refuse_banned(peer)?;
-        let gossip = self.gossipsub.handle_established_outbound_connection(
-            connection_id,
-            peer,
-            addr,
-            role_override,
-            port_use,
-        )?;
-        Ok(gossip.select(self.new_handler()))
-    }
-
-    fn on_swarm_event(&mut self, event: FromSwarm) {
-        self.gossipsub.on_swarm_event(event);
-        match event {
-            FromSwarm::ConnectionEstablished(ConnectionEstablished {
-                peer_id,
-                connection_id,
-                ..
-            }) => self.on_connection_established(peer_id, connection_id),
-            FromSwarm::ConnectionClosed(ConnectionClosed {
-                peer_id,
-                connection_id,
-                ..
-            }) => self.on_connection_closed(peer_id, connection_id),
-            _ => {}
-        }
-    }
-
-    fn on_connection_handler_event(
-        &mut self,
-        peer: PeerId,
-        connection: ConnectionId,
-        event: THandlerOutEvent<Self>,
-    ) {
-        match event {
-            Either::Left(gossip) => self
-                .gossipsub
-                .on_connection_handler_event(peer, connection, gossip),
-            Either::Right(event) => self.on_fetch_event(peer, event),
-        }
-    }
-
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        // The clock is read once: every input handled in this call is
-        // judged at the same moment.
-        let now = now_ms();
-        loop {
-            if let Some(event) = self.events.pop_front() {
-                return Poll::Ready(event);
-            }
-            if let Some(input) = self.inputs.pop_front() {
-                self.core.handle(input, now);
-                self.execute();
-                continue;
-            }
-            if let Some(timer) = self.timers.poll_fired(cx) {
-                self.core.handle(Input::Timer(timer), now);
-                self.execute();
-                continue;
-            }
-            match self.gossipsub.poll(cx) {
-                Poll::Ready(ToSwarm::GenerateEvent(event)) => {
-                    self.on_gossip_event(event, now);
-                    self.execute();
-                }
-                Poll::Ready(action) => {
-                    return Poll::Ready(
-                        action
-                            .map_in(Either::Left)
-                            .map_out(|_| unreachable!("gossipsub events are handled above")),
-                    )
-                }
-                Poll::Pending => {
-                    // Everything at hand is handled: pack what waits into
-                    // as few asks as possible.
-                    self.core.pack_asks();
-                    self.execute();
-                    if self.events.is_empty() && self.inputs.is_empty() {
-                        self.waker = Some(cx.waker().clone());
-                        return Poll::Pending;
-                    }
-                }
-            }
-        }
-    }
 }

@@ -32,6 +32,9 @@ pub struct Config {
     pub(crate) max_banned_peers: usize,
     pub(crate) max_topics_per_peer: usize,
     pub(crate) max_subscription_bytes: usize,
+    pub(crate) discovery_rate: u32,
+    pub(crate) discovery_dials: usize,
+    pub(crate) discovery_interval: Duration,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -64,6 +67,9 @@ impl Default for Config {
             max_banned_peers: 4096,
             max_topics_per_peer: 65_536,
             max_subscription_bytes: 32 * 1024 * 1024,
+            discovery_rate: 20,
+            discovery_dials: 3,
+            discovery_interval: Duration::from_secs(5 * 60),
             validator: Box::new(OwnedKeys),
         }
     }
@@ -160,6 +166,21 @@ impl Config {
     pub fn max_subscription_bytes(&self) -> usize {
         self.max_subscription_bytes
     }
+
+    /// DHT operations (provides and lookups) started per second at most.
+    pub fn discovery_rate(&self) -> u32 {
+        self.discovery_rate
+    }
+
+    /// Most followers found through the DHT that one lookup dials.
+    pub fn discovery_dials(&self) -> usize {
+        self.discovery_dials
+    }
+
+    /// Least time between two background lookups of one key.
+    pub fn discovery_interval(&self) -> Duration {
+        self.discovery_interval
+    }
 }
 
 impl fmt::Debug for Config {
@@ -193,6 +214,9 @@ impl fmt::Debug for Config {
             .field("max_banned_peers", &self.max_banned_peers)
             .field("max_topics_per_peer", &self.max_topics_per_peer)
             .field("max_subscription_bytes", &self.max_subscription_bytes)
+            .field("discovery_rate", &self.discovery_rate)
+            .field("discovery_dials", &self.discovery_dials)
+            .field("discovery_interval", &self.discovery_interval)
             .finish_non_exhaustive()
     }
 }
@@ -351,6 +375,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// How many DHT operations (advertising a followed key, looking up the
+    /// followers of one) the node starts per second at most, when a
+    /// [`Discovery`](crate::discovery::Discovery) is attached. A `get`'s
+    /// lookup goes first and is never held back; background work (keys
+    /// followed in bulk, re-lookups) waits its turn, so following 100,000
+    /// keys spreads over 100,000 / rate seconds instead of a burst of
+    /// queries. Default: 20.
+    pub fn discovery_rate(mut self, per_second: u32) -> Self {
+        self.0.discovery_rate = per_second;
+        self
+    }
+
+    /// How many of the followers a lookup finds are dialed at most (fewer
+    /// when followers are connected already). Default: 3.
+    pub fn discovery_dials(mut self, peers: usize) -> Self {
+        self.0.discovery_dials = peers;
+        self
+    }
+
+    /// Least time between two background lookups of one key that has no
+    /// connected follower (a `get` looks up at once). Default: 5 minutes.
+    pub fn discovery_interval(mut self, interval: Duration) -> Self {
+        self.0.discovery_interval = interval;
+        self
+    }
+
     /// How many invalid records (a bad signature, malformed bytes, a time
     /// beyond the clock skew) a peer may send per `window` before it is
     /// disconnected and banned: a burst of `count`, refilled steadily over
@@ -481,6 +531,8 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             c.max_inbound_fetch_streams_total,
         ),
         ("max_topics_per_peer", c.max_topics_per_peer),
+        ("discovery_rate", c.discovery_rate as usize),
+        ("discovery_dials", c.discovery_dials),
     ];
     for (knob, value) in positive {
         if value == 0 {
@@ -495,6 +547,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("tombstone_ttl", c.tombstone_ttl, false),
         ("store_flush_interval", c.store_flush_interval, false),
         ("push_delay", c.push_delay, false),
+        ("discovery_interval", c.discovery_interval, true),
         ("ban_duration", c.ban_duration, false),
         (
             "max_clock_skew",

@@ -125,4 +125,10 @@ pub enum PointerEvent {
         /// What went wrong.
         error: InboundError,
     },
+    /// An event of the Kademlia behaviour inside
+    /// [`discovery::Kad`](crate::discovery::Kad) that is not about
+    /// Pointer's own lookups: routing updates, inbound requests, the
+    /// results of your own queries.
+    #[cfg(feature = "kad")]
+    Kad(Box<libp2p::kad::Event>),
 }

@@ -77,6 +77,7 @@ mod author_keys;
 mod behaviour;
 pub mod config;
 pub mod coordinator;
+pub mod discovery;
 mod dispatch;
 pub mod event;
 pub mod exchange;

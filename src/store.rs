@@ -25,11 +25,11 @@ pub use self::redb::{OpenError, RedbRecords, RedbStore, RedbStoreConfig, SCHEMA_
 pub use memory::{MemoryStore, MemoryStoreConfig};
 
 /// Default most records a built-in store keeps, tombstones included.
-pub(crate) const DEFAULT_MAX_RECORDS: usize = 65_536;
+pub const DEFAULT_MAX_RECORDS: usize = 65_536;
 
 /// Default largest value a built-in store accepts, in bytes: 60 KiB, which
 /// with the record's other fields fits gossipsub's default 64 KiB message.
-pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
 
 /// The result of a store operation.
 pub type Result<T> = std::result::Result<T, Error>;

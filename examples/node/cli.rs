@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use clap::Parser;
 use libp2p::{Multiaddr, PeerId};
-use pointer::{AllowList, Config, ConfigError, Open, OwnedKeys};
+use pointer::{AllowList, Config, ConfigBuilder, ConfigError, Open, OwnedKeys};
 
 /// Listen addresses when none are given: every IPv4 interface, a free TCP
 /// port and a free QUIC port (the node prints the ones it got).
@@ -45,6 +45,30 @@ pub struct Args {
     #[arg(long)]
     pub no_mdns: bool,
 
+    /// A DHT node to join through (repeatable), with its peer id:
+    /// /dns4/boot.example.org/tcp/4001/p2p/12D3KooW... Names are resolved
+    /// (/dns, /dns4, /dns6).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+
+    /// Do not run the Kademlia DHT: followers of a key are then found only
+    /// among connected peers.
+    #[arg(long)]
+    pub no_dht: bool,
+
+    /// Serve as a circuit relay (libp2p circuit relay v2), so that nodes
+    /// behind NATs reach each other through this one.
+    #[arg(long)]
+    pub relay_server: bool,
+
+    /// Most records (values and tombstones) the store keeps.
+    #[arg(long, value_name = "N", default_value_t = pointer::store::DEFAULT_MAX_RECORDS)]
+    pub max_records: usize,
+
+    /// Largest value accepted, in bytes (the wire limit follows).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    pub max_value_bytes: usize,
+
     /// Print one JSON object per line instead of readable text.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +87,22 @@ impl Args {
     }
 }
 
+/// `--max-value-bytes` when not given: the library's default.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
+
+impl Args {
+    /// The node's `Pointer` configuration: the validator and the limits.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let overhead = pointer::config::OPERATE_OVERHEAD + 2 * 1024;
+        let message = self.max_value_bytes.saturating_add(overhead).max(64 * 1024);
+        self.validator
+            .builder()
+            .max_value_bytes(self.max_value_bytes)
+            .max_message_bytes(message)
+            .build()
+    }
+}
+
 /// The `--validator` policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValidatorArg {
@@ -72,15 +112,14 @@ pub enum ValidatorArg {
 }
 
 impl ValidatorArg {
-    /// The node's `Pointer` configuration with this policy.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    /// A configuration builder with this policy.
+    pub fn builder(&self) -> ConfigBuilder {
         let builder = Config::builder();
         match self {
             ValidatorArg::Owned => builder.validator(OwnedKeys),
             ValidatorArg::Open => builder.validator(Open),
             ValidatorArg::Allow(peers) => builder.validator(AllowList::new(peers.clone())),
         }
-        .build()
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use libp2p::gossipsub::PublishError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{mdns, ping, Multiaddr, PeerId};
+use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
 use pointer::{PointerEvent, RecordStore, Source};
 
 use crate::net::NodeEvent;
@@ -19,7 +19,11 @@ impl<S: RecordStore + 'static> Node<S> {
             SwarmEvent::Behaviour(NodeEvent::Pointer(e)) => self.on_pointer_event(e),
             SwarmEvent::Behaviour(NodeEvent::Mdns(e)) => self.on_mdns_event(e),
             SwarmEvent::Behaviour(NodeEvent::Ping(e)) => self.on_ping_event(e),
-            SwarmEvent::Behaviour(NodeEvent::Identify(e)) => tracing::debug!("identify: {e:?}"),
+            SwarmEvent::Behaviour(NodeEvent::Identify(e)) => self.on_identify_event(*e),
+            SwarmEvent::Behaviour(NodeEvent::Relay(e)) => tracing::info!("relay client: {e:?}"),
+            SwarmEvent::Behaviour(NodeEvent::RelayServer(e)) => tracing::info!("relay: {e:?}"),
+            SwarmEvent::Behaviour(NodeEvent::Dcutr(e)) => tracing::info!("dcutr: {e:?}"),
+            SwarmEvent::Behaviour(NodeEvent::Autonat(e)) => tracing::debug!("autonat: {e:?}"),
             SwarmEvent::NewListenAddr { address, .. } => self.print(&Line::Listening {
                 address: dialable(&address, self.peer_id()),
             }),
@@ -111,8 +115,26 @@ impl<S: RecordStore + 'static> Node<S> {
             PointerEvent::PeerBanned { peer, reason, .. } => {
                 return tracing::warn!(%peer, "peer banned: {reason}")
             }
+            PointerEvent::Kad(event) => return tracing::debug!("kad: {event:?}"),
         };
         self.print(&line);
+    }
+
+    /// A peer that runs our DHT goes into its routing table with the
+    /// addresses it listens on (the address a peer dialed us from is an
+    /// ephemeral port, of no use to others).
+    fn on_identify_event(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        if !info.protocols.contains(&pointer::discovery::PROTOCOL) {
+            return;
+        }
+        if let Some(kad) = self.kad() {
+            for addr in info.listen_addrs {
+                kad.add_address(&peer_id, addr);
+            }
+        }
     }
 
     /// Peers found on the LAN are dialed; the first connection is printed

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use libp2p::identity::Keypair;
-use pointer::{MemoryStore, RecordStore};
+use pointer::{MemoryStore, MemoryStoreConfig, RecordStore};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::Args;
@@ -58,21 +58,34 @@ async fn main() -> ExitCode {
 
 /// Picks the identity and the store, then runs the node.
 async fn start(args: Args) -> Result<(), Error> {
+    let memory = || {
+        MemoryStore::with_config(MemoryStoreConfig {
+            max_records: args.max_records,
+            max_value_bytes: args.max_value_bytes,
+        })
+    };
     let Some(dir) = args.data_dir.clone() else {
-        return run(args, Keypair::generate_ed25519(), MemoryStore::new()).await;
+        let store = memory();
+        return run(args, Keypair::generate_ed25519(), store).await;
     };
     let keypair = identity::load_or_create(&dir)?;
     #[cfg(feature = "redb")]
     {
         let path = dir.join(RECORDS_FILE);
-        let store = pointer::store::RedbStore::open(&path)
+        let config = pointer::RedbStoreConfig {
+            max_records: args.max_records,
+            max_value_bytes: args.max_value_bytes,
+            ..Default::default()
+        };
+        let store = pointer::store::RedbStore::open_with_config(&path, config)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         run(args, keypair, store).await
     }
     #[cfg(not(feature = "redb"))]
     {
         tracing::warn!("built without the redb feature: records are kept in memory");
-        run(args, keypair, MemoryStore::new()).await
+        let store = memory();
+        run(args, keypair, store).await
     }
 }
 
@@ -82,7 +95,12 @@ async fn run<S: RecordStore + 'static>(
     store: S,
 ) -> Result<(), Error> {
     let printer = Printer { json: args.json };
-    let swarm = net::build(keypair, store, args.validator.config()?, !args.no_mdns)?;
+    let options = net::Options {
+        mdns: !args.no_mdns,
+        dht: !args.no_dht,
+        relay_server: args.relay_server,
+    };
+    let swarm = net::build(keypair, store, args.config()?, options)?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
     node.print(&Line::Started {
         peer_id: node.peer_id().to_string(),
@@ -93,6 +111,9 @@ async fn run<S: RecordStore + 'static>(
     });
     for addr in args.listen_addrs() {
         node.listen(addr)?;
+    }
+    for addr in &args.bootstrap {
+        node.bootstrap(addr.clone())?;
     }
     for addr in &args.dial {
         node.dial(addr.clone(), "--dial");

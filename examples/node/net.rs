@@ -5,7 +5,8 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, Swarm, SwarmBuilder};
+use libp2p::{autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Swarm, SwarmBuilder};
+use pointer::discovery::Kad;
 use pointer::{Config, Pointer, PointerEvent, RecordStore};
 
 use crate::Error;
@@ -21,10 +22,24 @@ const AGENT: &str = concat!("pointer-node/", env!("CARGO_PKG_VERSION"));
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "NodeEvent")]
 pub struct Behaviour<S: RecordStore + 'static> {
-    pub pointer: Pointer<S>,
+    pub pointer: Pointer<S, Toggle<Kad>>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    relay_client: relay::client::Behaviour,
+    dcutr: dcutr::Behaviour,
+    autonat: autonat::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+}
+
+/// What the swarm is built with besides the keypair, store and config.
+pub struct Options {
+    /// mDNS on the local network.
+    pub mdns: bool,
+    /// The Kademlia DHT (discovery of followers).
+    pub dht: bool,
+    /// Serve as a circuit relay for other nodes.
+    pub relay_server: bool,
 }
 
 /// What the behaviours report. A named enum (rather than the derived one)
@@ -35,6 +50,34 @@ pub enum NodeEvent {
     Identify(Box<identify::Event>),
     Ping(ping::Event),
     Mdns(mdns::Event),
+    Relay(Box<relay::client::Event>),
+    RelayServer(Box<relay::Event>),
+    Dcutr(dcutr::Event),
+    Autonat(autonat::Event),
+}
+
+impl From<relay::client::Event> for NodeEvent {
+    fn from(e: relay::client::Event) -> Self {
+        NodeEvent::Relay(Box::new(e))
+    }
+}
+
+impl From<relay::Event> for NodeEvent {
+    fn from(e: relay::Event) -> Self {
+        NodeEvent::RelayServer(Box::new(e))
+    }
+}
+
+impl From<dcutr::Event> for NodeEvent {
+    fn from(e: dcutr::Event) -> Self {
+        NodeEvent::Dcutr(e)
+    }
+}
+
+impl From<autonat::Event> for NodeEvent {
+    fn from(e: autonat::Event) -> Self {
+        NodeEvent::Autonat(e)
+    }
 }
 
 impl From<PointerEvent> for NodeEvent {
@@ -61,12 +104,13 @@ impl From<mdns::Event> for NodeEvent {
     }
 }
 
-/// A TCP + QUIC swarm (noise, yamux) signing records with `keypair`.
+/// A TCP + QUIC swarm (noise, yamux; DNS names resolved; circuits through
+/// relays) signing records with `keypair`.
 pub fn build<S: RecordStore + 'static>(
     keypair: Keypair,
     store: S,
     config: Config,
-    mdns: bool,
+    options: Options,
 ) -> Result<Swarm<Behaviour<S>>, Error> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -76,16 +120,27 @@ pub fn build<S: RecordStore + 'static>(
             yamux::Config::default,
         )?
         .with_quic()
-        .with_behaviour(|key| -> Result<_, Error> {
+        .with_dns()?
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key, relay_client| -> Result<_, Error> {
             let peer = key.public().to_peer_id();
+            let kad = Toggle::from(options.dht.then(|| Kad::new(peer)));
             Ok(Behaviour {
-                pointer: Pointer::new(key, store, config)?,
+                pointer: Pointer::with_discovery(key, store, config, kad)?,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/pointer/node/1".into(), key.public())
                         .with_agent_version(AGENT.into()),
                 ),
                 ping: ping::Behaviour::default(),
-                mdns: Toggle::from(mdns.then(|| start_mdns(peer)).flatten()),
+                mdns: Toggle::from(options.mdns.then(|| start_mdns(peer)).flatten()),
+                relay_client,
+                dcutr: dcutr::Behaviour::new(peer),
+                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+                relay_server: Toggle::from(
+                    options
+                        .relay_server
+                        .then(|| relay::Behaviour::new(peer, relay::Config::default())),
+                ),
             })
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))

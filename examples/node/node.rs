@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use pointer::accept::check_sizes;
+use pointer::discovery::Kad;
 use pointer::{OwnedKeys, Pointer, RecordStore, WriteError};
 
 use crate::cli::ValidatorArg;
@@ -50,12 +52,42 @@ impl<S: RecordStore + 'static> Node<S> {
         *self.swarm.local_peer_id()
     }
 
-    pub fn pointer(&self) -> &Pointer<S> {
+    pub fn pointer(&self) -> &Pointer<S, Toggle<Kad>> {
         &self.swarm.behaviour().pointer
     }
 
-    fn pointer_mut(&mut self) -> &mut Pointer<S> {
+    fn pointer_mut(&mut self) -> &mut Pointer<S, Toggle<Kad>> {
         &mut self.swarm.behaviour_mut().pointer
+    }
+
+    /// The DHT, unless `--no-dht`.
+    pub(crate) fn kad(
+        &mut self,
+    ) -> Option<&mut libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>> {
+        self.pointer_mut()
+            .discovery_mut()
+            .as_mut()
+            .map(Kad::behaviour_mut)
+    }
+
+    /// Joins the DHT through `addr`, which must end in `/p2p/<peer id>`:
+    /// the peer goes into the routing table, is dialed, and a bootstrap
+    /// fills the table from it.
+    pub fn bootstrap(&mut self, addr: Multiaddr) -> Result<(), Error> {
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(
+                format!("--bootstrap {addr}: the address must end in /p2p/<peer id>").into(),
+            );
+        };
+        let Some(kad) = self.kad() else {
+            return Err("--bootstrap needs the DHT (drop --no-dht)".into());
+        };
+        kad.add_address(&peer, addr.clone());
+        if let Err(e) = kad.bootstrap() {
+            tracing::debug!("bootstrap not started: {e}");
+        }
+        self.dial(addr, "--bootstrap");
+        Ok(())
     }
 
     pub fn mdns_enabled(&self) -> bool {

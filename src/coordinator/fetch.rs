@@ -280,6 +280,9 @@ impl<S: RecordStore> Coordinator<S> {
                 return self.queries.resume(id, done, more);
             }
         }
+        let Some(done) = self.park_for_discovery(id, done) else {
+            return;
+        };
         let outcome = self.local_outcome(&done.key, done.answered);
         self.finish_get(id, done.key, outcome);
     }
@@ -298,6 +301,7 @@ impl<S: RecordStore> Coordinator<S> {
         if self.is_tombstoned(&key) {
             self.unsubscribe(&key);
         }
+        self.discover_query_done(id);
         self.emit(PointerEvent::GetFinished { id, key, outcome });
     }
 

@@ -60,6 +60,7 @@ impl<S: RecordStore> Coordinator<S> {
         self.followers.add(peer, &key);
         self.check_subscriptions(peer, now_ms);
         if self.connected.contains(&peer) && self.watches(&key) {
+            self.discover_follower(peer, &key);
             self.ask(peer, &key, None);
         }
     }

@@ -13,6 +13,7 @@
 //! The coordinator never names a protobuf type: it sees records, [`AskKey`]s
 //! and [`Entry`]s, and calls [`wire`] for the gossip payload bytes.
 
+mod discover;
 mod fetch;
 mod gossip;
 mod guard;
@@ -105,6 +106,19 @@ pub enum Input {
     },
     /// A timer armed with [`Output::SetTimer`] fired.
     Timer(Timer),
+    /// A lookup started by [`Output::FindProviders`] found peers that
+    /// advertise following `key` (possibly in several parts).
+    Providers {
+        /// The key looked up.
+        key: String,
+        /// The peers found.
+        peers: Vec<PeerId>,
+    },
+    /// The lookup of `key` is over.
+    LookupDone {
+        /// The key looked up.
+        key: String,
+    },
 }
 
 /// The coordinator's timers. Each is armed by [`Output::SetTimer`]; arming
@@ -117,6 +131,8 @@ pub enum Timer {
     Flush,
     /// Records a peer showed it lacks are to be published again.
     Push,
+    /// Queued DHT work may start; parked `get`s may be due.
+    Discover,
 }
 
 /// Why a record is published.
@@ -187,6 +203,15 @@ pub enum Output {
         /// When the ban ends.
         until_ms: i64,
     },
+    /// Advertise in the DHT that we follow `key`.
+    Provide(String),
+    /// Stop advertising that we follow `key`.
+    StopProviding(String),
+    /// Look up the peers that advertise following `key`; the results come
+    /// back as [`Input::Providers`], then [`Input::LookupDone`].
+    FindProviders(String),
+    /// Connect to `peer` (a follower a lookup found) unless connected.
+    Dial(PeerId),
     /// Tell the user.
     Event(PointerEvent),
 }
@@ -217,6 +242,7 @@ pub struct Coordinator<S: RecordStore> {
     outputs: VecDeque<Output>,
     next_id: u64,
     penalties: Penalties,
+    discover: discover::Discover,
 }
 
 impl<S: RecordStore> Coordinator<S> {
@@ -256,6 +282,7 @@ impl<S: RecordStore> Coordinator<S> {
                 ms(config.ban_duration),
                 config.max_banned_peers,
             ),
+            discover: discover::Discover::default(),
             config,
         };
         coordinator.follow_stored_values();
@@ -281,6 +308,9 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
             Input::Timer(Timer::Flush) => self.flush_store(),
             Input::Timer(Timer::Push) => self.on_push_timer(now_ms),
+            Input::Timer(Timer::Discover) => self.on_discover_tick(now_ms),
+            Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
+            Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),
         }
     }
 
@@ -328,9 +358,12 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// Finds the value of `key`: from the store when followed and held,
-    /// otherwise follows it and asks up to `fetch_fanout` peers. The answer
+    /// otherwise follows it and asks every connected follower (or up to
+    /// `fetch_fanout` connected peers when none is known). With discovery
+    /// on and no follower connected, it also looks the key's followers up
+    /// and asks those that connect before `fetch_timeout`. The answer
     /// comes as [`PointerEvent::GetFinished`].
-    pub fn get(&mut self, key: &str) -> QueryId {
+    pub fn get(&mut self, key: &str, now_ms: i64) -> QueryId {
         let id = QueryId(self.next_id());
         if crate::accept::check_sizes(key, "", &self.config.limits).is_err() {
             // No node stores a key over the limit: nothing to follow or ask.
@@ -342,8 +375,16 @@ impl<S: RecordStore> Coordinator<S> {
             return id;
         }
         self.join(key);
+        self.discover_for_get(id, key, now_ms);
         let asked = self.ask_round(key, Some(id), &[]);
-        if asked.is_empty() {
+        if asked.is_empty() && self.discover_waits(id) {
+            let done = crate::query::Finished {
+                key: key.to_owned(),
+                answered: false,
+                asked: Vec::new(),
+            };
+            let _ = self.park_for_discovery(id, done);
+        } else if asked.is_empty() {
             // Nobody to ask: what we hold is all there is.
             let outcome = self.local_outcome(key, true);
             self.finish_get(id, key.to_owned(), outcome);
@@ -371,6 +412,7 @@ impl<S: RecordStore> Coordinator<S> {
             return false;
         }
         self.outputs.push_back(Output::Leave(key.to_owned()));
+        self.discover_left(key);
         true
     }
 
@@ -493,6 +535,7 @@ impl<S: RecordStore> Coordinator<S> {
             return false;
         }
         self.outputs.push_back(Output::Join(key.to_owned()));
+        self.discover_joined(key);
         true
     }
 

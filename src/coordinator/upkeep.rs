@@ -75,6 +75,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
         }
         self.anti_entropy();
+        self.rediscover(now_ms);
         let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
         if let Err(e) = self.replica.collect_tombstones(now_ms, ttl) {
             tracing::warn!("tombstone collection failed: {e}");

@@ -199,7 +199,7 @@ fn apply(
             record_write(scenario, *node, result, written)?;
         }
         Step::Get { node, key } => {
-            net.command(*node, |c, _| c.get(&scenario.keys[*key]));
+            net.command(*node, |c, now| c.get(&scenario.keys[*key], now));
         }
         Step::Inject { node, key, forgery } => {
             let forged = forge(net, scenario, *node, &scenario.keys[*key], *forgery);

@@ -487,6 +487,12 @@ impl Network {
                 }
             }
             Output::Event(event) => self.nodes[i].events.push(event),
+            // The model has no DHT: its coordinators never enable
+            // discovery, so these never come.
+            Output::Provide(_)
+            | Output::StopProviding(_)
+            | Output::FindProviders(_)
+            | Output::Dial(_) => {}
         }
     }
 

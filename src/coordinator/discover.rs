@@ -1,0 +1,342 @@
+//! Finding followers beyond our connections: which keys to advertise in
+//! the DHT, when to look a key's followers up, whom of those found to dial,
+//! and how a `get` waits for them.
+//!
+//! The coordinator only decides; a [`Discovery`](crate::discovery::Discovery)
+//! in the shell (libp2p-kad provider records by default) carries it out.
+//! Every DHT operation draws on one token bucket of
+//! [`discovery_rate`](crate::ConfigBuilder::discovery_rate) per second, so
+//! following many keys at once is spread out rather than sent as a burst;
+//! a user's `get` goes first and is never held back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use libp2p::PeerId;
+
+use super::guard::ms;
+use super::{Coordinator, Output, Timer};
+use crate::event::QueryId;
+use crate::query::Finished;
+use crate::store::RecordStore;
+
+/// How often queued DHT work is looked at while any waits.
+const TICK_MS: i64 = 1000;
+
+/// A `get` whose asks are over, waiting for followers a lookup found.
+#[derive(Debug)]
+struct Parked {
+    done: Finished,
+    deadline_ms: i64,
+}
+
+/// The discovery state of one node.
+#[derive(Debug, Default)]
+pub(crate) struct Discover {
+    active: bool,
+    tokens: u32,
+    refilled_ms: i64,
+    provide: VecDeque<String>,
+    lookup: VecDeque<String>,
+    queued: BTreeSet<(bool, String)>,
+    /// Keys with a lookup running, and when it started.
+    running: BTreeMap<String, i64>,
+    /// When each followed key was last looked up.
+    looked_up: BTreeMap<String, i64>,
+    /// `get`s that want a lookup's result before they finish.
+    discovering: BTreeMap<QueryId, i64>,
+    parked: BTreeMap<QueryId, Parked>,
+    /// Keys whose found followers were dialed, and when.
+    dialed: BTreeMap<String, i64>,
+    tick_armed: bool,
+}
+
+impl<S: RecordStore> Coordinator<S> {
+    /// Turns discovery on: from now on followed keys are advertised and
+    /// looked up. The shell calls it when a DHT is attached.
+    pub fn enable_discovery(&mut self) {
+        if self.discover.active {
+            return;
+        }
+        self.discover.active = true;
+        self.discover.tokens = self.config.discovery_rate;
+        let keys: Vec<String> = self.subscribed.iter().cloned().collect();
+        for key in keys {
+            self.queue_dht(true, &key);
+        }
+    }
+
+    /// Whether followed keys are advertised and looked up.
+    pub fn discovery_enabled(&self) -> bool {
+        self.discover.active
+    }
+
+    /// We follow `key` from now on: advertise it, and look its followers
+    /// up if none is connected.
+    pub(super) fn discover_joined(&mut self, key: &str) {
+        if !self.discover.active {
+            return;
+        }
+        self.queue_dht(true, key);
+        if self.followers.of(key).is_empty() {
+            self.queue_dht(false, key);
+        }
+    }
+
+    /// We stopped following `key`.
+    pub(super) fn discover_left(&mut self, key: &str) {
+        if !self.discover.active {
+            return;
+        }
+        self.discover.queued.remove(&(true, key.to_owned()));
+        self.discover.queued.remove(&(false, key.to_owned()));
+        self.discover.looked_up.remove(key);
+        self.outputs
+            .push_back(Output::StopProviding(key.to_owned()));
+    }
+
+    /// A `get` of `key` with no connected follower: look the key up now,
+    /// and let the query wait for what the lookup finds.
+    pub(super) fn discover_for_get(&mut self, id: QueryId, key: &str, now_ms: i64) {
+        if !self.discover.active || !self.followers.of(key).is_empty() {
+            return;
+        }
+        let deadline = now_ms.saturating_add(ms(self.config.fetch_timeout));
+        self.discover.discovering.insert(id, deadline);
+        self.start_lookup(key, now_ms);
+        self.arm_discover_tick(TICK_MS);
+    }
+
+    /// Whether `get` `id` still has a lookup to wait for: one running for
+    /// its key, or followers found and dialed that may yet connect.
+    pub(super) fn discover_waits(&self, id: QueryId) -> bool {
+        self.discover.discovering.contains_key(&id)
+    }
+
+    /// Whether a finished round of `get` `id` waits for discovery instead
+    /// of finishing; if so it is parked with what it learnt so far.
+    pub(super) fn park_for_discovery(&mut self, id: QueryId, done: Finished) -> Option<Finished> {
+        let Some(&deadline_ms) = self.discover.discovering.get(&id) else {
+            return Some(done);
+        };
+        let pending = self.discover.running.contains_key(&done.key)
+            || self.discover.dialed.contains_key(&done.key);
+        if !pending {
+            return Some(done);
+        }
+        self.discover
+            .parked
+            .insert(id, Parked { done, deadline_ms });
+        None
+    }
+
+    /// A `get` finished: it no longer waits for discovery.
+    pub(super) fn discover_query_done(&mut self, id: QueryId) {
+        self.discover.discovering.remove(&id);
+        self.discover.parked.remove(&id);
+    }
+
+    /// A peer subscribed to `key`: parked `get`s of the key ask it.
+    pub(super) fn discover_follower(&mut self, peer: PeerId, key: &str) {
+        let ids: Vec<QueryId> = self
+            .discover
+            .parked
+            .iter()
+            .filter(|(_, p)| p.done.key == key)
+            .map(|(id, _)| *id)
+            .collect();
+        self.discover.dialed.remove(key);
+        for id in ids {
+            let Some(parked) = self.discover.parked.remove(&id) else {
+                continue;
+            };
+            if self.ask(peer, key, Some(id)) {
+                self.queries.resume(id, parked.done, vec![peer]);
+            } else {
+                self.discover.parked.insert(id, parked);
+            }
+        }
+    }
+
+    /// A lookup of `key` found `peers`: dial up to `discovery_dials` of
+    /// them, fewer when followers are connected already.
+    pub(super) fn on_providers(&mut self, key: &str, peers: Vec<PeerId>, now_ms: i64) {
+        if !self.discover.active || !self.subscribed.contains(key) {
+            return;
+        }
+        let connected = self.followers.of(key).len();
+        let room = self.config.discovery_dials.saturating_sub(connected);
+        let mut fresh: Vec<PeerId> = peers
+            .into_iter()
+            .filter(|p| *p != self.local_peer && !self.connected.contains(p))
+            .filter(|p| !self.is_banned(p, now_ms))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        rand::seq::SliceRandom::shuffle(fresh.as_mut_slice(), &mut self.rng);
+        for peer in fresh.into_iter().take(room) {
+            self.discover.dialed.insert(key.to_owned(), now_ms);
+            self.outputs.push_back(Output::Dial(peer));
+        }
+    }
+
+    /// A lookup of `key` is over. `get`s parked on it that have no
+    /// follower connected by now end with what is held.
+    pub(super) fn on_lookup_done(&mut self, key: &str, now_ms: i64) {
+        self.discover.running.remove(key);
+        // Followers that were dialed may still connect: the parked gets
+        // wait for them until their deadline (see `on_discover_tick`).
+        self.forget_old_dials(now_ms);
+        if !self.discover.dialed.contains_key(key) {
+            self.finish_parked(|p| p.done.key == key);
+        }
+    }
+
+    fn start_lookup(&mut self, key: &str, now_ms: i64) {
+        self.forget_old_dials(now_ms);
+        if self.discover.running.contains_key(key) {
+            return;
+        }
+        self.discover.running.insert(key.to_owned(), now_ms);
+        self.discover.looked_up.insert(key.to_owned(), now_ms);
+        self.outputs
+            .push_back(Output::FindProviders(key.to_owned()));
+    }
+
+    /// Dials and lookups older than `fetch_timeout` are taken as over: a
+    /// `get` waits no longer, and a DHT that never reports a lookup's end
+    /// does not block the key's next lookup.
+    fn forget_old_dials(&mut self, now_ms: i64) {
+        let wait = ms(self.config.fetch_timeout);
+        let fresh = |at: &mut i64| now_ms.saturating_sub(*at) < wait;
+        self.discover.dialed.retain(|_, at| fresh(at));
+        self.discover.running.retain(|_, at| fresh(at));
+    }
+
+    /// The discovery tick: refill the bucket, start what waits, end the
+    /// parked `get`s whose time is up.
+    pub(super) fn on_discover_tick(&mut self, now_ms: i64) {
+        self.discover.tick_armed = false;
+        self.refill(now_ms);
+        while self.discover.tokens > 0 {
+            let Some((provide, key)) = self.next_dht_job() else {
+                break;
+            };
+            self.discover.tokens -= 1;
+            if provide {
+                self.outputs.push_back(Output::Provide(key));
+            } else {
+                self.start_lookup(&key, now_ms);
+            }
+        }
+        self.finish_parked(|p| p.deadline_ms <= now_ms);
+        self.forget_old_dials(now_ms);
+        self.discover
+            .discovering
+            .retain(|_, deadline| *deadline > now_ms);
+        let waiting = !self.discover.queued.is_empty() || !self.discover.parked.is_empty();
+        if waiting {
+            self.arm_discover_tick(TICK_MS);
+        }
+    }
+
+    /// At each republish firing: followed keys with no connected follower,
+    /// not looked up for `discovery_interval`, are looked up again (a
+    /// follower may have come up elsewhere since).
+    pub(super) fn rediscover(&mut self, now_ms: i64) {
+        if !self.discover.active {
+            return;
+        }
+        let interval = ms(self.config.discovery_interval);
+        let lonely: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|k| self.followers.of(k).is_empty())
+            .filter(|k| {
+                self.discover
+                    .looked_up
+                    .get(*k)
+                    .is_none_or(|at| now_ms.saturating_sub(*at) >= interval)
+            })
+            .cloned()
+            .collect();
+        for key in lonely {
+            self.queue_dht(false, &key);
+        }
+    }
+
+    fn queue_dht(&mut self, provide: bool, key: &str) {
+        if !self.discover.queued.insert((provide, key.to_owned())) {
+            return;
+        }
+        let queue = if provide {
+            &mut self.discover.provide
+        } else {
+            &mut self.discover.lookup
+        };
+        queue.push_back(key.to_owned());
+        self.arm_discover_tick(0);
+    }
+
+    /// Lookups go before provides: a node that follows a key and has no
+    /// follower of it is worse off than one not yet found by others.
+    fn next_dht_job(&mut self) -> Option<(bool, String)> {
+        for provide in [false, true] {
+            loop {
+                let queue = if provide {
+                    &mut self.discover.provide
+                } else {
+                    &mut self.discover.lookup
+                };
+                let Some(key) = queue.pop_front() else { break };
+                // Keys unfollowed meanwhile were taken out of `queued`.
+                if self.discover.queued.remove(&(provide, key.clone())) {
+                    return Some((provide, key));
+                }
+            }
+        }
+        None
+    }
+
+    fn refill(&mut self, now_ms: i64) {
+        let rate = self.config.discovery_rate;
+        let elapsed = now_ms.saturating_sub(self.discover.refilled_ms).max(0);
+        let earned = u64::try_from(elapsed)
+            .unwrap_or(0)
+            .saturating_mul(u64::from(rate))
+            / 1000;
+        if earned > 0 {
+            let tokens = u64::from(self.discover.tokens).saturating_add(earned);
+            self.discover.tokens = u32::try_from(tokens.min(u64::from(rate))).unwrap_or(rate);
+            self.discover.refilled_ms = now_ms;
+        }
+    }
+
+    fn arm_discover_tick(&mut self, after_ms: i64) {
+        if self.discover.tick_armed {
+            return;
+        }
+        self.discover.tick_armed = true;
+        let after = std::time::Duration::from_millis(u64::try_from(after_ms).unwrap_or(0));
+        self.outputs.push_back(Output::SetTimer {
+            timer: Timer::Discover,
+            after,
+        });
+    }
+
+    fn finish_parked(&mut self, which: impl Fn(&Parked) -> bool) {
+        let ids: Vec<QueryId> = self
+            .discover
+            .parked
+            .iter()
+            .filter(|(_, p)| which(p))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(parked) = self.discover.parked.remove(&id) {
+                self.discover.discovering.remove(&id);
+                let outcome = self.local_outcome(&parked.done.key, parked.done.answered);
+                self.finish_get(id, parked.done.key, outcome);
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! [`Kad`]: discovery on libp2p-kad provider records.
+
+use std::collections::HashMap;
+use std::task::{Context, Poll};
+
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::kad::{
+    self, store::MemoryStore, store::MemoryStoreConfig, GetProvidersError, GetProvidersOk, Mode,
+    QueryResult, RecordKey,
+};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+
+use super::{Discovered, Discovery};
+use crate::event::PointerEvent;
+
+/// The Kademlia protocol of the DHT [`Kad::new`] builds. A DHT of its own
+/// rather than the IPFS one (`/ipfs/kad/1.0.0`): Pointer's provider
+/// records are of no use to IPFS nodes, and a pointer network should not
+/// depend on theirs.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/kad/1.0.0");
+
+/// Most keys this node advertises in [`Kad::new`]'s store (kad's default,
+/// 1,024, is far below the keys a node follows).
+const MAX_PROVIDED_KEYS: usize = 1 << 20;
+
+/// Most DHT operations held back while the routing table is empty.
+const MAX_HELD: usize = 4096;
+
+/// A DHT operation Pointer asked for.
+#[derive(Debug, Clone)]
+enum Op {
+    Provide(String),
+    Find(String),
+}
+
+/// Discovery through a libp2p-kad `Behaviour` that Pointer owns: followed
+/// keys are advertised as provider records of their topics, and lookups
+/// are `get_providers` queries.
+///
+/// Kademlia keeps each advertisement alive itself: it re-publishes the
+/// provider records of this node every `provider_publication_interval`
+/// (12 h by default) and they expire after `provider_record_ttl` (48 h).
+pub struct Kad {
+    inner: kad::Behaviour<MemoryStore>,
+    /// The topic of each lookup Pointer started.
+    lookups: HashMap<kad::QueryId, String>,
+    /// Operations asked for while the routing table was empty: a query
+    /// then reaches nobody (an advertisement would be lost until kad's
+    /// next re-publish, hours later), so they wait for the first peer.
+    held: Vec<Op>,
+}
+
+impl Kad {
+    /// A fresh DHT on [`PROTOCOL`], in server mode, with an in-memory
+    /// store that may advertise up to 2^20 keys. Server mode because
+    /// kad's automatic mode answers queries only once the node has a
+    /// confirmed external address, which nodes on a LAN or loopback never
+    /// get; a node behind a NAT may set `Some(Mode::Client)` through
+    /// [`Self::behaviour_mut`]. Add peers' addresses with
+    /// `behaviour_mut().add_address` (identify's listen addresses, a
+    /// bootstrap list) and call `bootstrap` to fill the routing table.
+    pub fn new(local_peer: PeerId) -> Self {
+        let store = MemoryStore::with_config(
+            local_peer,
+            MemoryStoreConfig {
+                max_provided_keys: MAX_PROVIDED_KEYS,
+                ..MemoryStoreConfig::default()
+            },
+        );
+        let mut inner = kad::Behaviour::with_config(local_peer, store, kad::Config::new(PROTOCOL));
+        inner.set_mode(Some(Mode::Server));
+        Self::from_behaviour(inner)
+    }
+
+    /// Discovery through a `kad::Behaviour` you built (your protocol,
+    /// store limits and mode). Pointer owns it from now on: reach it
+    /// through [`Pointer::discovery_mut`](crate::Pointer::discovery_mut);
+    /// its events that are not Pointer's come as
+    /// [`PointerEvent::Kad`].
+    pub fn from_behaviour(inner: kad::Behaviour<MemoryStore>) -> Self {
+        Kad {
+            inner,
+            lookups: HashMap::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// The Kademlia behaviour.
+    pub fn behaviour(&self) -> &kad::Behaviour<MemoryStore> {
+        &self.inner
+    }
+
+    /// The Kademlia behaviour, mutably: add addresses, bootstrap, run
+    /// your own queries (their results come as [`PointerEvent::Kad`]).
+    pub fn behaviour_mut(&mut self) -> &mut kad::Behaviour<MemoryStore> {
+        &mut self.inner
+    }
+
+    fn has_peers(&mut self) -> bool {
+        self.inner.kbuckets().any(|bucket| bucket.num_entries() > 0)
+    }
+
+    /// Runs `op` now, or holds it until the routing table has a peer. Past
+    /// [`MAX_HELD`] the oldest is dropped: Pointer looks a key up again
+    /// later, and kad re-publishes advertisements.
+    fn run(&mut self, op: Op) {
+        if !self.has_peers() {
+            if self.held.len() >= MAX_HELD {
+                self.held.remove(0);
+            }
+            self.held.push(op);
+            return;
+        }
+        match op {
+            Op::Provide(topic) => {
+                if let Err(e) = self.inner.start_providing(RecordKey::new(&topic)) {
+                    tracing::warn!(%topic, "kad refused to provide: {e}");
+                }
+            }
+            Op::Find(topic) => {
+                let id = self.inner.get_providers(RecordKey::new(&topic));
+                self.lookups.insert(id, topic);
+            }
+        }
+    }
+
+    fn lookup_event(&mut self, id: kad::QueryId, last: bool, result: QueryResult) -> Discovered {
+        let topic = if last {
+            self.lookups.remove(&id)
+        } else {
+            self.lookups.get(&id).cloned()
+        }
+        .unwrap_or_default();
+        match result {
+            // kad ends a lookup with a step that finds nothing new; should
+            // a last step carry providers, Pointer treats a lookup older
+            // than its fetch timeout as over anyway.
+            QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                Discovered::Providers {
+                    topic,
+                    peers: providers.into_iter().collect(),
+                }
+            }
+            _ => Discovered::Done { topic },
+        }
+    }
+}
+
+impl std::fmt::Debug for Kad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kad")
+            .field("lookups", &self.lookups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discovery for Kad {
+    fn provide(&mut self, topic: &str) {
+        self.run(Op::Provide(topic.to_owned()));
+    }
+
+    fn stop_providing(&mut self, topic: &str) {
+        self.held
+            .retain(|op| !matches!(op, Op::Provide(t) if t == topic));
+        self.inner.stop_providing(&RecordKey::new(&topic));
+    }
+
+    fn find_providers(&mut self, topic: &str) {
+        self.run(Op::Find(topic.to_owned()));
+    }
+
+    fn on_event(&mut self, event: kad::Event) -> Option<Discovered> {
+        if matches!(event, kad::Event::RoutingUpdated { .. }) && !self.held.is_empty() {
+            for op in std::mem::take(&mut self.held) {
+                self.run(op);
+            }
+        }
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } if self.lookups.contains_key(&id) => Some(self.lookup_event(id, step.last, result)),
+            // Our own advertisements: kad keeps them alive; a failure is
+            // retried at kad's next re-publish.
+            kad::Event::OutboundQueryProgressed {
+                result: QueryResult::StartProviding(result),
+                ..
+            } => {
+                if let Err(e) = result {
+                    tracing::debug!("provide did not reach the DHT: {e}");
+                }
+                None
+            }
+            kad::Event::OutboundQueryProgressed {
+                result: QueryResult::GetProviders(Err(GetProvidersError::Timeout { .. })),
+                ..
+            } => None,
+            other => Some(Discovered::Event(Box::new(PointerEvent::Kad(Box::new(
+                other,
+            ))))),
+        }
+    }
+}
+
+impl NetworkBehaviour for Kad {
+    type ConnectionHandler = THandler<kad::Behaviour<MemoryStore>>;
+    type ToSwarm = kad::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(id, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_inbound_connection(id, peer, local, remote)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner
+            .handle_pending_outbound_connection(id, peer, addresses, role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner
+            .handle_established_outbound_connection(id, peer, addr, role, port_use)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.inner.on_swarm_event(event)
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner.on_connection_handler_event(peer, id, event)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<kad::Event, THandlerInEvent<Self>>> {
+        self.inner.poll(cx)
+    }
+}

@@ -1,0 +1,162 @@
+//! Finding a key's followers through the DHT, with node processes on
+//! 127.0.0.1 and default flags (the DHT on) plus the `--dial`s that build
+//! each topology. Every wait is for an output line; no sleeps.
+
+#[allow(dead_code)]
+mod process;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use process::{connected_to, is, line_of, updated, Node};
+
+/// How long a `get` may take to find a follower beyond our neighbours.
+const FIND_WITHIN: Duration = Duration::from_secs(5);
+
+/// How long an update may take to reach a follower by gossip once the two
+/// are meshed.
+const GOSSIP_WITHIN: Duration = Duration::from_secs(2);
+
+/// Sends `get key` on `node` and returns the answer and how long it took.
+fn timed_get(node: &mut Node, key: &str) -> (serde_json::Value, Duration) {
+    let started = Instant::now();
+    node.send(&format!("get {key}"));
+    let answer = node.expect("get", is("get", key));
+    (answer, started.elapsed())
+}
+
+/// A line A - B - C - D, each dialing the one before; only A and D care
+/// about the key. D's `get` finds A through the DHT, and an update on A then
+/// reaches D by gossip.
+#[test]
+fn a_get_at_the_end_of_a_line_finds_the_follower_at_the_other_end() {
+    let mut line = line_of(&["A", "B", "C", "D"], &[]);
+    let [a, _b, _c, d] = &mut line[..] else {
+        unreachable!()
+    };
+    a.send("put q/1 first");
+    let key = a.expect("put", |l| l["event"] == "put")["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+
+    let (answer, took) = timed_get(d, &key);
+    assert_eq!(answer["status"], "found", "{answer}");
+    assert_eq!(answer["value"], "first", "{answer}");
+    assert!(took < FIND_WITHIN, "get took {took:?}");
+    eprintln!("line of four: D's get found A's value in {took:?}");
+
+    // D follows the key now, and is connected to A: gossip carries on.
+    d.expect("connected to A", connected_to(&a.peer_id));
+    let started = Instant::now();
+    a.send(&format!("put {} second", "q/1"));
+    d.expect("second by gossip", updated(&key, "second", "gossip"));
+    assert!(started.elapsed() < GOSSIP_WITHIN, "{:?}", started.elapsed());
+}
+
+/// A deterministic random graph: node `i` dials two distinct earlier nodes
+/// (node 1 dials node 0). Returns each node's dials.
+fn sparse_graph(n: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut state = seed | 1;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    (0..n)
+        .map(|i| match i {
+            0 => vec![],
+            1 => vec![0],
+            _ => {
+                let first = next(i);
+                let mut second = next(i - 1);
+                if second >= first {
+                    second += 1;
+                }
+                vec![first, second]
+            }
+        })
+        .collect()
+}
+
+/// Hops from `from` to every node over the graph's links.
+fn hops(dials: &[Vec<usize>], from: usize) -> Vec<usize> {
+    let n = dials.len();
+    let mut links = vec![Vec::new(); n];
+    for (i, targets) in dials.iter().enumerate() {
+        for &t in targets {
+            links[i].push(t);
+            links[t].push(i);
+        }
+    }
+    let mut dist = vec![usize::MAX; n];
+    dist[from] = 0;
+    let mut queue = VecDeque::from([from]);
+    while let Some(i) = queue.pop_front() {
+        for &j in &links[i] {
+            if dist[j] == usize::MAX {
+                dist[j] = dist[i] + 1;
+                queue.push_back(j);
+            }
+        }
+    }
+    dist
+}
+
+/// Thirty node processes on a sparse random graph (each dials two others);
+/// two followers of a key at least three hops apart. A `get` on one finds
+/// the other's value within 5 s; afterwards an update on one reaches the
+/// other by gossip within 2 s.
+#[test]
+fn thirty_nodes_on_a_sparse_graph_find_a_follower_three_hops_away() {
+    const N: usize = 30;
+    let dials = sparse_graph(N, 0x5eed_0011);
+    let mut nodes: Vec<Node> = Vec::with_capacity(N);
+    for (i, targets) in dials.iter().enumerate() {
+        let mut args: Vec<String> = Vec::new();
+        for &t in targets {
+            args.extend(["--dial".to_owned(), nodes[t].addr.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Node::start(&format!("n{i}"), &args));
+    }
+    // The writer is the last node; the reader the first one at least three
+    // hops from it (the graph is connected: every node dials an earlier one).
+    let writer = N - 1;
+    let dist = hops(&dials, writer);
+    let reader = (0..N)
+        .filter(|i| dist[*i] >= 3 && dist[*i] != usize::MAX)
+        .max_by_key(|i| dist[*i])
+        .expect("a node three hops from the writer");
+    eprintln!("writer n{writer}, reader n{reader}, {} hops", dist[reader]);
+    // Wait until the writer's links are up before it writes.
+    for &t in &dials[writer] {
+        let peer = nodes[t].peer_id.clone();
+        nodes[writer].expect("connected", connected_to(&peer));
+    }
+
+    nodes[writer].send("put far/1 first");
+    let key = nodes[writer].expect("put", |l| l["event"] == "put")["key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let (answer, took) = timed_get(&mut nodes[reader], &key);
+    assert_eq!(answer["status"], "found", "{answer}");
+    assert_eq!(answer["value"], "first", "{answer}");
+    assert!(took < FIND_WITHIN, "get took {took:?}");
+    eprintln!(
+        "30 nodes: a get {} hops away found the value in {took:?}",
+        dist[reader]
+    );
+
+    // The reader follows the key now; once the two are meshed, gossip.
+    let writer_id = nodes[writer].peer_id.clone();
+    nodes[reader].expect("connected to the writer", connected_to(&writer_id));
+    let started = Instant::now();
+    nodes[writer].send("put far/1 second");
+    nodes[reader].expect("second by gossip", updated(&key, "second", "gossip"));
+    let took = started.elapsed();
+    assert!(took < GOSSIP_WITHIN, "update took {took:?}");
+    eprintln!("30 nodes: the update arrived by gossip in {took:?}");
+}
