@@ -662,6 +662,16 @@ mod tests {
     #[test]
     fn values_that_cannot_work_are_refused_not_clamped() {
         let zero = |b: ConfigBuilder| b.build().expect_err("refused");
+        for (builder, knob) in [
+            (Config::builder().discovery_rate(0), "discovery_rate"),
+            (Config::builder().discovery_dials(0), "discovery_dials"),
+            (
+                Config::builder().discovery_interval(Duration::ZERO),
+                "discovery_interval",
+            ),
+        ] {
+            assert_eq!(zero(builder), ConfigError::Zero { knob });
+        }
         assert_eq!(
             zero(Config::builder().fetch_fanout(0)),
             ConfigError::Zero {

@@ -14,6 +14,8 @@
 //! and [`Entry`]s, and calls [`wire`] for the gossip payload bytes.
 
 mod discover;
+#[cfg(test)]
+mod discover_tests;
 mod fetch;
 mod gossip;
 mod guard;
@@ -378,9 +380,11 @@ impl<S: RecordStore> Coordinator<S> {
         self.discover_for_get(id, key, now_ms);
         let asked = self.ask_round(key, Some(id), &[]);
         if asked.is_empty() && self.discover_waits(id) {
+            // Nobody to ask yet: if the lookup finds nobody either, what
+            // we hold is all there is (`NotFound`, as without discovery).
             let done = crate::query::Finished {
                 key: key.to_owned(),
-                answered: false,
+                answered: true,
                 asked: Vec::new(),
             };
             let _ = self.park_for_discovery(id, done);

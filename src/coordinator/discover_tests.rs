@@ -1,0 +1,251 @@
+//! The discovery decisions, driven input by input with a hand-held clock.
+
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use libp2p::PeerId;
+
+use super::{Coordinator, Input, Output, Timer};
+use crate::event::{GetOutcome, PointerEvent};
+use crate::exchange::Entry;
+use crate::store::MemoryStore;
+use crate::validator::Open;
+use crate::Config;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn node(seed: u8, config: crate::ConfigBuilder) -> Coordinator<MemoryStore> {
+    let config = config.validator(Open).build().expect("valid config");
+    let mut c = Coordinator::new(
+        SigningKey::from_bytes(&[seed; 32]),
+        MemoryStore::new(),
+        config,
+        u64::from(seed),
+    );
+    c.enable_discovery();
+    drain(&mut c);
+    c
+}
+
+fn drain(c: &mut Coordinator<MemoryStore>) -> Vec<Output> {
+    c.pack_asks();
+    std::iter::from_fn(|| c.poll_output()).collect()
+}
+
+fn count(outputs: &[Output], which: impl Fn(&Output) -> bool) -> usize {
+    outputs.iter().filter(|o| which(o)).count()
+}
+
+fn is_provide(o: &Output) -> bool {
+    matches!(o, Output::Provide(_))
+}
+
+fn is_find(o: &Output) -> bool {
+    matches!(o, Output::FindProviders(_))
+}
+
+fn finished(outputs: &[Output]) -> Option<&GetOutcome> {
+    outputs.iter().find_map(|o| match o {
+        Output::Event(PointerEvent::GetFinished { outcome, .. }) => Some(outcome),
+        _ => None,
+    })
+}
+
+#[test]
+fn discovery_is_off_until_enabled() {
+    let config = Config::builder().validator(Open).build().expect("config");
+    let mut c = Coordinator::new(
+        SigningKey::from_bytes(&[1; 32]),
+        MemoryStore::new(),
+        config,
+        1,
+    );
+    c.subscribe("k").expect("key ok");
+    c.handle(Input::Timer(Timer::Discover), T0);
+    let out = drain(&mut c);
+    assert_eq!(count(&out, |o| is_provide(o) || is_find(o)), 0);
+}
+
+#[test]
+fn a_followed_key_is_advertised_and_looked_up_when_no_follower_is_connected() {
+    let mut c = node(1, Config::builder());
+    c.subscribe("k").expect("key ok");
+    let out = drain(&mut c);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::SetTimer {
+            timer: Timer::Discover,
+            after: Duration::ZERO
+        }
+    )));
+    c.handle(Input::Timer(Timer::Discover), T0);
+    let out = drain(&mut c);
+    assert_eq!(
+        count(&out, |o| matches!(o, Output::Provide(k) if k == "k")),
+        1
+    );
+    assert_eq!(
+        count(&out, |o| matches!(o, Output::FindProviders(k) if k == "k")),
+        1
+    );
+    // Leaving the key withdraws the advertisement.
+    c.unsubscribe("k");
+    let out = drain(&mut c);
+    assert_eq!(
+        count(&out, |o| matches!(o, Output::StopProviding(k) if k == "k")),
+        1
+    );
+}
+
+#[test]
+fn dht_work_is_held_to_discovery_rate_per_second() {
+    let mut c = node(1, Config::builder().discovery_rate(5));
+    for i in 0..20 {
+        c.subscribe(&format!("k{i}")).expect("key ok");
+    }
+    drain(&mut c);
+    c.handle(Input::Timer(Timer::Discover), T0);
+    let first = drain(&mut c);
+    assert_eq!(count(&first, |o| is_provide(o) || is_find(o)), 5);
+    // Lookups go first: a key with no follower is worse off.
+    assert_eq!(count(&first, is_find), 5);
+    c.handle(Input::Timer(Timer::Discover), T0 + 1000);
+    let second = drain(&mut c);
+    assert_eq!(count(&second, |o| is_provide(o) || is_find(o)), 5);
+    // 40 operations in all at 5 a second: eight seconds' worth.
+    let mut total = 10;
+    for s in 2..20 {
+        c.handle(Input::Timer(Timer::Discover), T0 + s * 1000);
+        total += count(&drain(&mut c), |o| is_provide(o) || is_find(o));
+    }
+    assert_eq!(total, 40);
+}
+
+#[test]
+fn a_lookup_dials_at_most_discovery_dials_peers_and_never_connected_ones() {
+    let mut c = node(1, Config::builder().discovery_dials(2));
+    let connected = PeerId::random();
+    c.handle(Input::Connected { peer: connected }, T0);
+    c.subscribe("k").expect("key ok");
+    drain(&mut c);
+    let mut found: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+    found.push(connected);
+    found.push(c.local_peer_id());
+    c.handle(
+        Input::Providers {
+            key: "k".into(),
+            peers: found,
+        },
+        T0,
+    );
+    let dials: Vec<PeerId> = drain(&mut c)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Dial(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dials.len(), 2, "{dials:?}");
+    assert!(!dials.contains(&connected));
+    assert!(!dials.contains(&c.local_peer_id()));
+}
+
+#[test]
+fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
+    let mut writer = node(2, Config::builder());
+    let record = writer.put("k", "v", T0).expect("put");
+    let mut c = node(1, Config::builder());
+    c.get("k", T0);
+    let out = drain(&mut c);
+    assert_eq!(count(&out, is_find), 1, "a get looks up at once");
+    assert!(finished(&out).is_none(), "nobody connected, yet it waits");
+
+    let far = PeerId::random();
+    c.handle(
+        Input::Providers {
+            key: "k".into(),
+            peers: vec![far],
+        },
+        T0 + 50,
+    );
+    c.handle(Input::LookupDone { key: "k".into() }, T0 + 60);
+    let out = drain(&mut c);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Dial(p) if *p == far)));
+    assert!(finished(&out).is_none(), "the dialed follower may connect");
+
+    c.handle(Input::Connected { peer: far }, T0 + 80);
+    c.handle(
+        Input::PeerSubscribed {
+            peer: far,
+            key: "k".into(),
+        },
+        T0 + 80,
+    );
+    let ask = drain(&mut c).into_iter().find_map(|o| match o {
+        Output::Ask { peer, id, keys } if peer == far => Some((id, keys)),
+        _ => None,
+    });
+    let (id, keys) = ask.expect("the follower is asked");
+    assert_eq!(keys[0].key, "k");
+    let result = Ok(vec![Ok(Entry::Record(record.clone()))]);
+    c.handle(Input::Answered { id, result }, T0 + 90);
+    let out = drain(&mut c);
+    assert_eq!(finished(&out), Some(&GetOutcome::Found(record)));
+}
+
+#[test]
+fn a_get_whose_lookup_finds_nobody_ends_when_the_lookup_does() {
+    let mut c = node(1, Config::builder());
+    c.get("k", T0);
+    drain(&mut c);
+    c.handle(Input::LookupDone { key: "k".into() }, T0 + 10);
+    let out = drain(&mut c);
+    assert_eq!(finished(&out), Some(&GetOutcome::NotFound));
+}
+
+#[test]
+fn a_get_waits_for_dialed_followers_no_longer_than_fetch_timeout() {
+    let timeout = Duration::from_secs(3);
+    let mut c = node(1, Config::builder().fetch_timeout(timeout));
+    c.get("k", T0);
+    c.handle(
+        Input::Providers {
+            key: "k".into(),
+            peers: vec![PeerId::random()],
+        },
+        T0 + 10,
+    );
+    c.handle(Input::LookupDone { key: "k".into() }, T0 + 20);
+    drain(&mut c);
+    c.handle(Input::Timer(Timer::Discover), T0 + 2_000);
+    assert!(finished(&drain(&mut c)).is_none(), "within fetch_timeout");
+    c.handle(Input::Timer(Timer::Discover), T0 + 3_000);
+    assert!(finished(&drain(&mut c)).is_some(), "at fetch_timeout");
+}
+
+#[test]
+fn a_lonely_key_is_looked_up_again_after_discovery_interval_only() {
+    let interval = Duration::from_secs(60);
+    let republish = Duration::from_secs(10);
+    let config = Config::builder()
+        .discovery_interval(interval)
+        .republish_interval(republish);
+    let mut c = node(1, config);
+    c.subscribe("k").expect("key ok");
+    c.handle(Input::Timer(Timer::Discover), T0);
+    c.handle(Input::LookupDone { key: "k".into() }, T0 + 10);
+    drain(&mut c);
+    let mut lookups = Vec::new();
+    for s in (10..=130).step_by(10) {
+        let now = T0 + s * 1000;
+        c.handle(Input::Timer(Timer::Republish), now);
+        c.handle(Input::Timer(Timer::Discover), now);
+        if count(&drain(&mut c), is_find) > 0 {
+            lookups.push(s);
+            c.handle(Input::LookupDone { key: "k".into() }, now);
+        }
+    }
+    assert_eq!(lookups, vec![60, 120], "one lookup per interval");
+}

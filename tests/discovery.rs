@@ -1,0 +1,139 @@
+//! Discovery through libp2p-kad on real swarms (memory transport): a `get`
+//! finds a follower that is not a neighbour, and a user's own
+//! `kad::Behaviour` handed to Pointer keeps answering the user's queries.
+
+use std::time::Duration;
+
+use futures::future::select_all;
+use futures::FutureExt;
+use futures::StreamExt;
+use libp2p::kad::{self, store::MemoryStore as KadStore};
+use libp2p::swarm::SwarmEvent;
+use libp2p::Swarm;
+use libp2p_swarm_test::SwarmExt;
+use pointer::discovery::{Kad, PROTOCOL};
+use pointer::{Config, GetOutcome, MemoryStore, Open, Pointer, PointerEvent};
+
+type Node = Swarm<Pointer<MemoryStore, Kad>>;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn config() -> Config {
+    Config::builder()
+        .validator(Open)
+        .fetch_timeout(Duration::from_secs(5))
+        .build()
+        .expect("valid config")
+}
+
+async fn node_with(discovery: impl FnOnce(libp2p::PeerId) -> Kad) -> Node {
+    let mut swarm = Swarm::new_ephemeral_tokio(|key| {
+        let kad = discovery(key.public().to_peer_id());
+        Pointer::with_discovery(&key, MemoryStore::new(), config(), kad).expect("valid config")
+    });
+    swarm.listen().with_memory_addr_external().await;
+    swarm
+}
+
+/// Connects `a` and `b`, each knowing the other's address in its routing
+/// table (what identify's listen addresses give the node program).
+async fn link(nodes: &mut [Node], a: usize, b: usize) {
+    for (from, to) in [(a, b), (b, a)] {
+        let peer = *nodes[to].local_peer_id();
+        let addrs: Vec<_> = nodes[to].external_addresses().cloned().collect();
+        let kad = nodes[from].behaviour_mut().discovery_mut().behaviour_mut();
+        for addr in addrs {
+            kad.add_address(&peer, addr);
+        }
+    }
+    let (left, right) = nodes.split_at_mut(b);
+    left[a].connect(&mut right[0]).await;
+}
+
+/// Drives every node until `node`'s next event that `pick` maps to a value.
+async fn until<T>(
+    nodes: &mut [Node],
+    node: usize,
+    mut pick: impl FnMut(&PointerEvent) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            let next = select_all(
+                nodes
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, n)| n.select_next_some().map(move |e| (i, e)).boxed()),
+            );
+            let ((i, event), _, _) = next.await;
+            if let (true, SwarmEvent::Behaviour(e)) = (i == node, &event) {
+                if let Some(found) = pick(e) {
+                    return found;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .expect("the awaited event came")
+}
+
+#[tokio::test]
+async fn a_get_finds_a_follower_three_hops_away() {
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(node_with(Kad::new).await);
+    }
+    for i in 0..3 {
+        link(&mut nodes, i, i + 1).await;
+    }
+    let record = nodes[0].behaviour_mut().put("q/1", "far").expect("put");
+    // No wait for the advertisement to spread: the lookup walks towards
+    // the writer through B and C, and the writer answers for itself.
+    let id = nodes[3].behaviour_mut().get("q/1");
+    let outcome = until(&mut nodes, 3, |e| match e {
+        PointerEvent::GetFinished {
+            id: got, outcome, ..
+        } if *got == id => Some(outcome.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(outcome, GetOutcome::Found(record));
+    assert!(
+        nodes[3].is_connected(nodes[0].local_peer_id()),
+        "the reader dialed the follower it found"
+    );
+}
+
+#[tokio::test]
+async fn a_users_own_kad_keeps_serving_the_users_queries() {
+    let own = |peer| {
+        let mut kad =
+            kad::Behaviour::with_config(peer, KadStore::new(peer), kad::Config::new(PROTOCOL));
+        kad.set_mode(Some(kad::Mode::Server));
+        Kad::from_behaviour(kad)
+    };
+    let mut nodes = vec![node_with(own).await, node_with(own).await];
+    link(&mut nodes, 0, 1).await;
+    let target = *nodes[1].local_peer_id();
+    let query = nodes[0]
+        .behaviour_mut()
+        .discovery_mut()
+        .behaviour_mut()
+        .get_closest_peers(target);
+    let found = until(&mut nodes, 0, |e| match e {
+        PointerEvent::Kad(event) => match &**event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                ..
+            } if *id == query => Some(result.is_ok()),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await;
+    assert!(
+        found,
+        "the user's query ran and its result reached the user"
+    );
+}
