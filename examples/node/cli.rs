@@ -57,9 +57,16 @@ pub struct Args {
     pub no_dht: bool,
 
     /// Serve as a circuit relay (libp2p circuit relay v2), so that nodes
-    /// behind NATs reach each other through this one.
+    /// behind NATs reach each other through this one. A relay serves only
+    /// with a known public address: give it with --external-address, or
+    /// the addresses the node listens on are announced as its own.
     #[arg(long)]
     pub relay_server: bool,
+
+    /// An address others can reach this node at (repeatable), announced
+    /// to peers and in DHT records, e.g. /ip4/203.0.113.7/tcp/4001.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external_address: Vec<Multiaddr>,
 
     /// Most records (values and tombstones) the store keeps.
     #[arg(long, value_name = "N", default_value_t = pointer::store::DEFAULT_MAX_RECORDS)]

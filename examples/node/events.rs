@@ -24,9 +24,14 @@ impl<S: RecordStore + 'static> Node<S> {
             SwarmEvent::Behaviour(NodeEvent::RelayServer(e)) => tracing::info!("relay: {e:?}"),
             SwarmEvent::Behaviour(NodeEvent::Dcutr(e)) => tracing::info!("dcutr: {e:?}"),
             SwarmEvent::Behaviour(NodeEvent::Autonat(e)) => tracing::debug!("autonat: {e:?}"),
-            SwarmEvent::NewListenAddr { address, .. } => self.print(&Line::Listening {
-                address: dialable(&address, self.peer_id()),
-            }),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if self.listen_is_external {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.print(&Line::Listening {
+                    address: dialable(&address, self.peer_id()),
+                })
+            }
             SwarmEvent::ExpiredListenAddr { address, .. } => self.print(&Line::ListenExpired {
                 address: dialable(&address, self.peer_id()),
             }),

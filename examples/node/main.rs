@@ -102,6 +102,12 @@ async fn run<S: RecordStore + 'static>(
     };
     let swarm = net::build(keypair, store, args.config()?, options)?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
+    for addr in &args.external_address {
+        node.swarm.add_external_address(addr.clone());
+    }
+    // A relay must announce an address; without one given, its own
+    // listen addresses are taken as reachable.
+    node.listen_is_external = args.relay_server && args.external_address.is_empty();
     node.print(&Line::Started {
         peer_id: node.peer_id().to_string(),
         validator: args.validator.to_string(),

@@ -35,6 +35,9 @@ pub struct Node<S: RecordStore + 'static> {
     /// Dials the user asked for: their failures are reported, while those
     /// of mDNS dials (often to unreachable interfaces) are only logged.
     pub(crate) user_dials: HashSet<ConnectionId>,
+    /// Announce each address the node listens on as reachable (a relay
+    /// server given no `--external-address`).
+    pub(crate) listen_is_external: bool,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -45,6 +48,7 @@ impl<S: RecordStore + 'static> Node<S> {
             validator,
             peers: BTreeMap::new(),
             user_dials: HashSet::new(),
+            listen_is_external: false,
         }
     }
 
