@@ -22,6 +22,18 @@ use crate::store::RecordStore;
 /// How often queued DHT work is looked at while any waits.
 const TICK_MS: i64 = 1000;
 
+/// Background lookups of a key that keeps finding nobody back off to
+/// `discovery_interval` times this at most (5 min becomes 5 h 20 min).
+const MAX_BACKOFF: i64 = 64;
+
+/// The wait before the next background lookup of a key after `misses`
+/// lookups in a row that found nobody (one found nothing new: the first
+/// counts as a miss only once it ends empty).
+fn backoff(interval: i64, misses: u32) -> i64 {
+    let factor = 1i64 << misses.saturating_sub(1).min(6);
+    interval.saturating_mul(factor.min(MAX_BACKOFF))
+}
+
 /// A `get` whose asks are over, waiting for followers a lookup found.
 #[derive(Debug)]
 struct Parked {
@@ -40,8 +52,9 @@ pub(crate) struct Discover {
     queued: BTreeSet<(bool, String)>,
     /// Keys with a lookup running, and when it started.
     running: BTreeMap<String, i64>,
-    /// When each followed key was last looked up.
-    looked_up: BTreeMap<String, i64>,
+    /// When each followed key was last looked up, and how many lookups in
+    /// a row found nobody.
+    looked_up: BTreeMap<String, (i64, u32)>,
     /// `get`s that want a lookup's result before they finish.
     discovering: BTreeMap<QueryId, i64>,
     parked: BTreeMap<QueryId, Parked>,
@@ -163,6 +176,9 @@ impl<S: RecordStore> Coordinator<S> {
         if !self.discover.active || !self.subscribed.contains(key) {
             return;
         }
+        if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
+            *misses = 0;
+        }
         let connected = self.followers.of(key).len();
         let room = self.config.discovery_dials.saturating_sub(connected);
         let mut fresh: Vec<PeerId> = peers
@@ -183,6 +199,11 @@ impl<S: RecordStore> Coordinator<S> {
     /// follower connected by now end with what is held.
     pub(super) fn on_lookup_done(&mut self, key: &str, now_ms: i64) {
         self.discover.running.remove(key);
+        // A lookup that found nobody (its providers would have reset the
+        // count) backs the next background one off.
+        if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
+            *misses = misses.saturating_add(1);
+        }
         // Followers that were dialed may still connect: the parked gets
         // wait for them until their deadline (see `on_discover_tick`).
         self.forget_old_dials(now_ms);
@@ -197,7 +218,10 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.discover.running.insert(key.to_owned(), now_ms);
-        self.discover.looked_up.insert(key.to_owned(), now_ms);
+        let misses = self.discover.looked_up.get(key).map_or(0, |(_, m)| *m);
+        self.discover
+            .looked_up
+            .insert(key.to_owned(), (now_ms, misses));
         self.outputs
             .push_back(Output::FindProviders(key.to_owned()));
     }
@@ -252,10 +276,9 @@ impl<S: RecordStore> Coordinator<S> {
             .iter()
             .filter(|k| self.followers.of(k).is_empty())
             .filter(|k| {
-                self.discover
-                    .looked_up
-                    .get(*k)
-                    .is_none_or(|at| now_ms.saturating_sub(*at) >= interval)
+                self.discover.looked_up.get(*k).is_none_or(|(at, misses)| {
+                    now_ms.saturating_sub(*at) >= backoff(interval, *misses)
+                })
             })
             .cloned()
             .collect();

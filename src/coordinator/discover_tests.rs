@@ -225,27 +225,45 @@ fn a_get_waits_for_dialed_followers_no_longer_than_fetch_timeout() {
     assert!(finished(&drain(&mut c)).is_some(), "at fetch_timeout");
 }
 
-#[test]
-fn a_lonely_key_is_looked_up_again_after_discovery_interval_only() {
-    let interval = Duration::from_secs(60);
-    let republish = Duration::from_secs(10);
+/// The seconds (after T0) at which a key with no connected follower is
+/// looked up again over `until` seconds, each lookup finding `found`.
+fn relookups(found: bool, until: i64) -> Vec<i64> {
     let config = Config::builder()
-        .discovery_interval(interval)
-        .republish_interval(republish);
+        .discovery_interval(Duration::from_secs(60))
+        .republish_interval(Duration::from_secs(10));
     let mut c = node(1, config);
     c.subscribe("k").expect("key ok");
-    c.handle(Input::Timer(Timer::Discover), T0);
-    c.handle(Input::LookupDone { key: "k".into() }, T0 + 10);
-    drain(&mut c);
     let mut lookups = Vec::new();
-    for s in (10..=130).step_by(10) {
+    for s in (0..=until).step_by(10) {
         let now = T0 + s * 1000;
         c.handle(Input::Timer(Timer::Republish), now);
         c.handle(Input::Timer(Timer::Discover), now);
         if count(&drain(&mut c), is_find) > 0 {
             lookups.push(s);
+            if found {
+                let peers = vec![PeerId::random()];
+                c.handle(
+                    Input::Providers {
+                        key: "k".into(),
+                        peers,
+                    },
+                    now,
+                );
+            }
             c.handle(Input::LookupDone { key: "k".into() }, now);
+            drain(&mut c);
         }
     }
-    assert_eq!(lookups, vec![60, 120], "one lookup per interval");
+    lookups
+}
+
+#[test]
+fn a_lonely_key_is_looked_up_again_every_discovery_interval_while_followers_exist() {
+    assert_eq!(relookups(true, 200), vec![0, 60, 120, 180]);
+}
+
+#[test]
+fn lookups_that_find_nobody_back_off() {
+    // 60 s, then 120 s, then 240 s between lookups.
+    assert_eq!(relookups(false, 500), vec![0, 60, 180, 420]);
 }
