@@ -67,7 +67,10 @@
 //! [`validator`] (who may write), [`store`] (pluggable storage),
 //! [`replica`] (the three joined) and [`trickle`] (when to republish). The
 //! libp2p shell ([`Pointer`], the fetch [`protocol`] and its connection
-//! handler) only moves bytes and timers. The wire format is in
+//! handler) only moves bytes and timers. [`discovery`] finds a key's
+//! followers beyond our connections: pass
+//! [`discovery::Kad`] (feature `kad`, on by default) to
+//! [`Pointer::with_discovery`]. The wire format is in
 //! `docs/spec.md`.
 
 #![warn(missing_docs)]

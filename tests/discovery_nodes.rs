@@ -25,6 +25,16 @@ fn timed_get(node: &mut Node, key: &str) -> (serde_json::Value, Duration) {
     (answer, started.elapsed())
 }
 
+/// Puts `name` = `value` on `node` and returns the full key it wrote
+/// (`<peer id>/name` under the default validator).
+fn put(node: &mut Node, name: &str, value: &str) -> String {
+    node.send(&format!("put {name} {value}"));
+    node.expect("put", |l| l["event"] == "put")["key"]
+        .as_str()
+        .expect("key")
+        .to_owned()
+}
+
 /// A line A - B - C - D, each dialing the one before; only A and D care
 /// about the key. D's `get` finds A through the DHT, and an update on A then
 /// reaches D by gossip.
@@ -34,11 +44,7 @@ fn a_get_at_the_end_of_a_line_finds_the_follower_at_the_other_end() {
     let [a, _b, _c, d] = &mut line[..] else {
         unreachable!()
     };
-    a.send("put q/1 first");
-    let key = a.expect("put", |l| l["event"] == "put")["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
+    let key = put(a, "q/1", "first");
 
     let (answer, took) = timed_get(d, &key);
     assert_eq!(answer["status"], "found", "{answer}");
@@ -49,7 +55,7 @@ fn a_get_at_the_end_of_a_line_finds_the_follower_at_the_other_end() {
     // D follows the key now, and is connected to A: gossip carries on.
     d.expect("connected to A", connected_to(&a.peer_id));
     let started = Instant::now();
-    a.send(&format!("put {} second", "q/1"));
+    a.send("put q/1 second");
     d.expect("second by gossip", updated(&key, "second", "gossip"));
     assert!(started.elapsed() < GOSSIP_WITHIN, "{:?}", started.elapsed());
 }
@@ -112,15 +118,7 @@ fn hops(dials: &[Vec<usize>], from: usize) -> Vec<usize> {
 fn thirty_nodes_on_a_sparse_graph_find_a_follower_three_hops_away() {
     const N: usize = 30;
     let dials = sparse_graph(N, 0x5eed_0011);
-    let mut nodes: Vec<Node> = Vec::with_capacity(N);
-    for (i, targets) in dials.iter().enumerate() {
-        let mut args: Vec<String> = Vec::new();
-        for &t in targets {
-            args.extend(["--dial".to_owned(), nodes[t].addr.clone()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        nodes.push(Node::start(&format!("n{i}"), &args));
-    }
+    let mut nodes = start_graph(&dials);
     // The writer is the last node; the reader the first one at least three
     // hops from it (the graph is connected: every node dials an earlier one).
     let writer = N - 1;
@@ -136,11 +134,7 @@ fn thirty_nodes_on_a_sparse_graph_find_a_follower_three_hops_away() {
         nodes[writer].expect("connected", connected_to(&peer));
     }
 
-    nodes[writer].send("put far/1 first");
-    let key = nodes[writer].expect("put", |l| l["event"] == "put")["key"]
-        .as_str()
-        .expect("key")
-        .to_owned();
+    let key = put(&mut nodes[writer], "far/1", "first");
     let (answer, took) = timed_get(&mut nodes[reader], &key);
     assert_eq!(answer["status"], "found", "{answer}");
     assert_eq!(answer["value"], "first", "{answer}");
@@ -159,4 +153,53 @@ fn thirty_nodes_on_a_sparse_graph_find_a_follower_three_hops_away() {
     let took = started.elapsed();
     assert!(took < GOSSIP_WITHIN, "update took {took:?}");
     eprintln!("30 nodes: the update arrived by gossip in {took:?}");
+}
+
+/// Starts `N` nodes on [`sparse_graph`] and returns them.
+fn start_graph(dials: &[Vec<usize>]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::with_capacity(dials.len());
+    for (i, targets) in dials.iter().enumerate() {
+        let mut args: Vec<String> = Vec::new();
+        for &t in targets {
+            args.extend(["--dial".to_owned(), nodes[t].addr.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Node::start(&format!("n{i}"), &args));
+    }
+    nodes
+}
+
+/// The report's figure: 50 gets, each by a node that never saw the key,
+/// of a key a random other node just wrote, in the 30-node graph.
+/// `cargo test --release --all-features --test discovery_nodes -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement: 30 processes, 50 gets; run with --ignored --nocapture"]
+fn time_to_a_first_value_over_fifty_fresh_gets() {
+    const N: usize = 30;
+    let dials = sparse_graph(N, 0x5eed_0022);
+    let mut nodes = start_graph(&dials);
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below as u64) as usize
+    };
+    let mut times = Vec::new();
+    for g in 0..50 {
+        let writer = next(N);
+        let reader = (writer + 1 + next(N - 1)) % N;
+        let key = put(&mut nodes[writer], &format!("fresh/{g}"), &format!("v{g}"));
+        let (answer, took) = timed_get(&mut nodes[reader], &key);
+        assert_eq!(answer["status"], "found", "{answer}");
+        times.push(took);
+    }
+    times.sort();
+    let at = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    eprintln!(
+        "30 processes, 50 fresh gets: p50 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.99),
+        times[times.len() - 1]
+    );
 }
