@@ -35,10 +35,12 @@ fn build_node() -> PathBuf {
         "node",
         "--message-format=json",
     ]);
+    // The node needs kad (its DHT); redb only when the tests have it.
+    cargo.arg("--no-default-features");
     if cfg!(feature = "redb") {
-        cargo.args(["--features", "redb"]);
+        cargo.args(["--features", "redb,kad"]);
     } else {
-        cargo.arg("--no-default-features");
+        cargo.args(["--features", "kad"]);
     }
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
