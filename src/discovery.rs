@@ -20,7 +20,7 @@
 //!   already runs ([`Kad::from_behaviour`]); Pointer then owns it, so use it
 //!   through [`Pointer::discovery_mut`](crate::Pointer::discovery_mut), and
 //!   its own events reach you as
-//!   [`PointerEvent::Kad`](crate::PointerEvent::Kad).
+//!   [`PointerEvent::Kad`].
 //!
 //! Why Pointer owns the DHT instead of calling one beside it: a
 //! `NetworkBehaviour` cannot reach a sibling in the swarm, so a DHT beside

@@ -340,3 +340,38 @@ fn command_lines_parse() {
     assert_eq!(error.command, "sub");
     assert!(parse("dial /ip4/1.2.3.4/tcp/1").unwrap().is_ok());
 }
+
+/// `--max-records` and `--max-value-bytes` set the store's limits: past
+/// them a `put` gets an error line and nothing changes.
+#[test]
+fn store_limits_are_flags() {
+    let mut n = Node::start(
+        "N",
+        &["--max-records", "2", "--max-value-bytes", "8", "--no-dht"],
+    );
+    for name in ["a", "b"] {
+        n.send(&format!("put {name} v"));
+        n.expect("put", |l| l["event"] == "put");
+    }
+    n.send("put c v");
+    let error = n.expect("an error", |l| l["event"] == "error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maximum of 2"),
+        "{error}"
+    );
+    n.send("put a 123456789");
+    let error = n.expect("an error", |l| l["event"] == "error");
+    assert!(
+        error["message"].as_str().unwrap_or_default().contains("8"),
+        "{error}"
+    );
+    let list = n.list();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(
+        list.values().all(|(v, _)| v.as_deref() == Some("v")),
+        "{list:?}"
+    );
+}
