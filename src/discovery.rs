@@ -40,7 +40,7 @@ use libp2p::PeerId;
 use crate::event::PointerEvent;
 
 #[cfg(feature = "kad")]
-pub use self::kad::{Kad, PROTOCOL};
+pub use self::kad::{Kad, MAX_PROVIDER_KEYS, PROTOCOL};
 
 /// A DHT that [`Pointer`](crate::Pointer) drives to find followers. Topics
 /// are record topics, `/pointer/record/<key>`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::future::select_all;
 use futures::FutureExt;
 use futures::StreamExt;
+use libp2p::kad::store::{MemoryStoreConfig, RecordStore as _};
 use libp2p::kad::{self, store::MemoryStore as KadStore};
 use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
@@ -136,4 +137,78 @@ async fn a_users_own_kad_keeps_serving_the_users_queries() {
         found,
         "the user's query ran and its result reached the user"
     );
+}
+
+/// A DHT peer that advertises more keys than our bound makes us hold
+/// provider records for that many keys at most: a plain kad peer (no
+/// Pointer) sends the `ADD_PROVIDER`s over the wire.
+#[tokio::test]
+async fn a_peer_cannot_make_us_hold_providers_for_more_keys_than_the_bound() {
+    const BOUND: usize = 10;
+    let mut ours = node_with(|peer| {
+        Kad::with_store_config(
+            peer,
+            MemoryStoreConfig {
+                max_provided_keys: BOUND,
+                ..Default::default()
+            },
+        )
+    })
+    .await;
+    let mut flooder = Swarm::new_ephemeral_tokio(|key| {
+        let peer = key.public().to_peer_id();
+        let mut kad =
+            kad::Behaviour::with_config(peer, KadStore::new(peer), kad::Config::new(PROTOCOL));
+        kad.set_mode(Some(kad::Mode::Server));
+        kad
+    });
+    let target = *ours.local_peer_id();
+    let addr = ours.external_addresses().next().expect("address").clone();
+    flooder.behaviour_mut().add_address(&target, addr);
+    flooder.connect(&mut ours).await;
+    let keys: Vec<kad::RecordKey> = (0..50)
+        .map(|i| kad::RecordKey::new(&format!("k{i}")))
+        .collect();
+    for key in &keys {
+        flooder
+            .behaviour_mut()
+            .start_providing(key.clone())
+            .expect("the flooder's own store takes them");
+    }
+    // Every advertisement reached us once each of the flooder's queries
+    // finished; meanwhile we drive our node too.
+    let mut pending = keys.len();
+    let drive = async {
+        loop {
+            tokio::select! {
+                event = flooder.select_next_some() => {
+                    if let SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                        result: kad::QueryResult::StartProviding(_),
+                        ..
+                    }) = event
+                    {
+                        pending -= 1;
+                        if pending == 0 {
+                            return;
+                        }
+                    }
+                }
+                _ = ours.select_next_some() => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, drive)
+        .await
+        .expect("advertisements sent");
+    let store = ours
+        .behaviour_mut()
+        .discovery_mut()
+        .behaviour_mut()
+        .store_mut();
+    let held = keys
+        .iter()
+        .filter(|k| !store.providers(k).is_empty())
+        .count();
+    // All 50 arrived; the first BOUND keys were stored, no more.
+    assert_eq!(held, BOUND, "held providers for {held} keys");
 }

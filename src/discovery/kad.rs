@@ -24,9 +24,13 @@ use crate::event::PointerEvent;
 /// depend on theirs.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/kad/1.0.0");
 
-/// Most keys this node advertises in [`Kad::new`]'s store (kad's default,
-/// 1,024, is far below the keys a node follows).
-const MAX_PROVIDED_KEYS: usize = 1 << 20;
+/// Most keys [`Kad::new`]'s store holds provider records for, its own and
+/// other nodes' together (kad's `max_provided_keys`): a bound on what DHT
+/// peers can make this node hold (a key's providers are at most 20, about
+/// 200 bytes each, so some 13 MiB when full and far less in practice) that
+/// still lets a node advertise 65,536 keys. kad's default, 1,024, is far
+/// below the keys a node follows.
+pub const MAX_PROVIDER_KEYS: usize = 65_536;
 
 /// Most DHT operations held back while the routing table is empty.
 const MAX_HELD: usize = 4096;
@@ -57,7 +61,8 @@ pub struct Kad {
 
 impl Kad {
     /// A fresh DHT on [`PROTOCOL`], in server mode, with an in-memory
-    /// store that may advertise up to 2^20 keys. Server mode because
+    /// store holding provider records for up to [`MAX_PROVIDER_KEYS`] keys
+    /// ([`Self::with_store_config`] to choose). Server mode because
     /// kad's automatic mode answers queries only once the node has a
     /// confirmed external address, which nodes on a LAN or loopback never
     /// get; a node behind a NAT may set `Some(Mode::Client)` through
@@ -65,13 +70,21 @@ impl Kad {
     /// `behaviour_mut().add_address` (identify's listen addresses, a
     /// bootstrap list) and call `bootstrap` to fill the routing table.
     pub fn new(local_peer: PeerId) -> Self {
-        let store = MemoryStore::with_config(
+        Self::with_store_config(
             local_peer,
             MemoryStoreConfig {
-                max_provided_keys: MAX_PROVIDED_KEYS,
+                max_provided_keys: MAX_PROVIDER_KEYS,
                 ..MemoryStoreConfig::default()
             },
-        );
+        )
+    }
+
+    /// [`Self::new`] with kad's store limits chosen: `max_provided_keys`
+    /// bounds the keys it holds provider records for (ours and other
+    /// nodes'; past it new keys are refused, ours included), and
+    /// `max_providers_per_key` the records per key.
+    pub fn with_store_config(local_peer: PeerId, config: MemoryStoreConfig) -> Self {
+        let store = MemoryStore::with_config(local_peer, config);
         let mut inner = kad::Behaviour::with_config(local_peer, store, kad::Config::new(PROTOCOL));
         inner.set_mode(Some(Mode::Server));
         Self::from_behaviour(inner)
