@@ -22,6 +22,10 @@ use crate::store::RecordStore;
 /// How often queued DHT work is looked at while any waits.
 const TICK_MS: i64 = 1000;
 
+/// Lookups a `get` makes before it settles on what it holds: a key written
+/// a moment ago elsewhere may not be advertised yet when the first runs.
+const GET_LOOKUPS: u32 = 3;
+
 /// Background lookups of a key that keeps finding nobody back off to
 /// `discovery_interval` times this at most (5 min becomes 5 h 20 min).
 const MAX_BACKOFF: i64 = 64;
@@ -58,8 +62,11 @@ pub(crate) struct Discover {
     /// `get`s that want a lookup's result before they finish.
     discovering: BTreeMap<QueryId, i64>,
     parked: BTreeMap<QueryId, Parked>,
-    /// Keys whose found followers were dialed, and when.
-    dialed: BTreeMap<String, i64>,
+    /// Keys a `get` waits on: lookups made for it, and when the next is
+    /// due after one found nobody.
+    get_lookups: BTreeMap<String, (u32, Option<i64>)>,
+    /// Keys whose found followers were dialed: when, and how many.
+    dialed: BTreeMap<String, (i64, usize)>,
     tick_armed: bool,
 }
 
@@ -115,6 +122,10 @@ impl<S: RecordStore> Coordinator<S> {
         }
         let deadline = now_ms.saturating_add(ms(self.config.fetch_timeout));
         self.discover.discovering.insert(id, deadline);
+        self.discover
+            .get_lookups
+            .entry(key.to_owned())
+            .or_insert((1, None));
         self.start_lookup(key, now_ms);
         self.arm_discover_tick(TICK_MS);
     }
@@ -131,21 +142,30 @@ impl<S: RecordStore> Coordinator<S> {
         let Some(&deadline_ms) = self.discover.discovering.get(&id) else {
             return Some(done);
         };
+        let retry_due = |(_, due): &(u32, Option<i64>)| due.is_some();
         let pending = self.discover.running.contains_key(&done.key)
-            || self.discover.dialed.contains_key(&done.key);
-        if !pending {
+            || self.discover.dialed.contains_key(&done.key)
+            || self.discover.get_lookups.get(&done.key).is_some_and(retry_due);
+        // Something held (a peer answered) ends the get as without discovery.
+        if !pending || self.replica.get(&done.key).is_some() {
             return Some(done);
         }
         self.discover
             .parked
             .insert(id, Parked { done, deadline_ms });
+        // Its deadline is checked at the ticks.
+        self.arm_discover_tick(TICK_MS);
         None
     }
 
     /// A `get` finished: it no longer waits for discovery.
-    pub(super) fn discover_query_done(&mut self, id: QueryId) {
+    pub(super) fn discover_query_done(&mut self, id: QueryId, key: &str) {
         self.discover.discovering.remove(&id);
         self.discover.parked.remove(&id);
+        let others = self.discover.parked.values().any(|p| p.done.key == key);
+        if !others {
+            self.discover.get_lookups.remove(key);
+        }
     }
 
     /// A peer subscribed to `key`: parked `get`s of the key ask it.
@@ -179,8 +199,14 @@ impl<S: RecordStore> Coordinator<S> {
         if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
             *misses = 0;
         }
+        // A lookup reports in steps: what earlier steps dialed counts too.
+        self.forget_old_dials(now_ms);
         let connected = self.followers.of(key).len();
-        let room = self.config.discovery_dials.saturating_sub(connected);
+        let dialing = self.discover.dialed.get(key).map_or(0, |(_, n)| *n);
+        let room = self
+            .config
+            .discovery_dials
+            .saturating_sub(connected + dialing);
         let mut fresh: Vec<PeerId> = peers
             .into_iter()
             .filter(|p| *p != self.local_peer && !self.connected.contains(p))
@@ -190,7 +216,12 @@ impl<S: RecordStore> Coordinator<S> {
         fresh.dedup();
         rand::seq::SliceRandom::shuffle(fresh.as_mut_slice(), &mut self.rng);
         for peer in fresh.into_iter().take(room) {
-            self.discover.dialed.insert(key.to_owned(), now_ms);
+            let entry = self
+                .discover
+                .dialed
+                .entry(key.to_owned())
+                .or_insert((now_ms, 0));
+            entry.1 += 1;
             self.outputs.push_back(Output::Dial(peer));
         }
     }
@@ -207,9 +238,20 @@ impl<S: RecordStore> Coordinator<S> {
         // Followers that were dialed may still connect: the parked gets
         // wait for them until their deadline (see `on_discover_tick`).
         self.forget_old_dials(now_ms);
-        if !self.discover.dialed.contains_key(key) {
-            self.finish_parked(|p| p.done.key == key);
+        if self.discover.dialed.contains_key(key) {
+            return;
         }
+        // A `get` looks again, a tick later, before it settles.
+        if let Some((made, due)) = self.discover.get_lookups.get_mut(key) {
+            if *made < GET_LOOKUPS {
+                *made += 1;
+                *due = Some(now_ms.saturating_add(TICK_MS));
+                self.arm_discover_tick(TICK_MS);
+                return;
+            }
+        }
+        self.discover.get_lookups.remove(key);
+        self.finish_parked(|p| p.done.key == key);
     }
 
     fn start_lookup(&mut self, key: &str, now_ms: i64) {
@@ -231,9 +273,9 @@ impl<S: RecordStore> Coordinator<S> {
     /// does not block the key's next lookup.
     fn forget_old_dials(&mut self, now_ms: i64) {
         let wait = ms(self.config.fetch_timeout);
-        let fresh = |at: &mut i64| now_ms.saturating_sub(*at) < wait;
-        self.discover.dialed.retain(|_, at| fresh(at));
-        self.discover.running.retain(|_, at| fresh(at));
+        let fresh = |at: i64| now_ms.saturating_sub(at) < wait;
+        self.discover.dialed.retain(|_, (at, _)| fresh(*at));
+        self.discover.running.retain(|_, at| fresh(*at));
     }
 
     /// The discovery tick: refill the bucket, start what waits, end the
@@ -252,12 +294,31 @@ impl<S: RecordStore> Coordinator<S> {
                 self.start_lookup(&key, now_ms);
             }
         }
+        let due: Vec<String> = self
+            .discover
+            .get_lookups
+            .iter_mut()
+            .filter(|(_, (_, due))| due.is_some_and(|at| at <= now_ms))
+            .map(|(key, (_, due))| {
+                *due = None;
+                key.clone()
+            })
+            .collect();
+        for key in due {
+            self.start_lookup(&key, now_ms);
+        }
         self.finish_parked(|p| p.deadline_ms <= now_ms);
         self.forget_old_dials(now_ms);
         self.discover
             .discovering
             .retain(|_, deadline| *deadline > now_ms);
-        let waiting = !self.discover.queued.is_empty() || !self.discover.parked.is_empty();
+        let waiting = !self.discover.queued.is_empty()
+            || !self.discover.parked.is_empty()
+            || self
+                .discover
+                .get_lookups
+                .values()
+                .any(|(_, due)| due.is_some());
         if waiting {
             self.arm_discover_tick(TICK_MS);
         }
@@ -356,7 +417,6 @@ impl<S: RecordStore> Coordinator<S> {
             .collect();
         for id in ids {
             if let Some(parked) = self.discover.parked.remove(&id) {
-                self.discover.discovering.remove(&id);
                 let outcome = self.local_outcome(&parked.done.key, parked.done.answered);
                 self.finish_get(id, parked.done.key, outcome);
             }

@@ -301,7 +301,7 @@ impl<S: RecordStore> Coordinator<S> {
         if self.is_tombstoned(&key) {
             self.unsubscribe(&key);
         }
-        self.discover_query_done(id);
+        self.discover_query_done(id, &key);
         self.emit(PointerEvent::GetFinished { id, key, outcome });
     }
 
