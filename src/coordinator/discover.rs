@@ -145,7 +145,11 @@ impl<S: RecordStore> Coordinator<S> {
         let retry_due = |(_, due): &(u32, Option<i64>)| due.is_some();
         let pending = self.discover.running.contains_key(&done.key)
             || self.discover.dialed.contains_key(&done.key)
-            || self.discover.get_lookups.get(&done.key).is_some_and(retry_due);
+            || self
+                .discover
+                .get_lookups
+                .get(&done.key)
+                .is_some_and(retry_due);
         // Something held (a peer answered) ends the get as without discovery.
         if !pending || self.replica.get(&done.key).is_some() {
             return Some(done);
