@@ -346,3 +346,17 @@ fn lookups_that_find_nobody_back_off() {
     // 60 s, then 120 s, then 240 s between lookups.
     assert_eq!(relookups(false, 500), vec![0, 60, 180, 420]);
 }
+
+#[test]
+fn a_get_of_a_held_unfollowed_key_with_nobody_to_ask_still_finishes() {
+    let mut c = node(1, Config::builder());
+    c.put("k", "v", T0).expect("put");
+    c.unsubscribe("k");
+    drain(&mut c);
+    c.get("k", T0 + 10);
+    let out = drain(&mut c);
+    assert!(
+        matches!(finished(&out), Some(GetOutcome::Found(r)) if r.value() == "v"),
+        "the get ends with what is held"
+    );
+}

@@ -387,7 +387,11 @@ impl<S: RecordStore> Coordinator<S> {
                 answered: true,
                 asked: Vec::new(),
             };
-            let _ = self.park_for_discovery(id, done);
+            if let Some(done) = self.park_for_discovery(id, done) {
+                // A record held with nobody to ask: answered from it.
+                let outcome = self.local_outcome(&done.key, true);
+                self.finish_get(id, done.key, outcome);
+            }
         } else if asked.is_empty() {
             // Nobody to ask: what we hold is all there is.
             let outcome = self.local_outcome(key, true);
