@@ -38,13 +38,6 @@ fn backoff(interval: i64, misses: u32) -> i64 {
     interval.saturating_mul(factor.min(MAX_BACKOFF))
 }
 
-/// A `get` whose asks are over, waiting for followers a lookup found.
-#[derive(Debug)]
-struct Parked {
-    done: Finished,
-    deadline_ms: i64,
-}
-
 /// The discovery state of one node.
 #[derive(Debug, Default)]
 pub(crate) struct Discover {
@@ -59,9 +52,12 @@ pub(crate) struct Discover {
     /// When each followed key was last looked up, and how many lookups in
     /// a row found nobody.
     looked_up: BTreeMap<String, (i64, u32)>,
-    /// `get`s that want a lookup's result before they finish.
+    /// `get`s that want a lookup's result before they finish, and their
+    /// deadlines.
     discovering: BTreeMap<QueryId, i64>,
-    parked: BTreeMap<QueryId, Parked>,
+    /// Those of them whose asks are over, waiting for followers a lookup
+    /// found: what their rounds learnt.
+    parked: BTreeMap<QueryId, Finished>,
     /// Keys a `get` waits on: lookups made for it, and when the next is
     /// due after one found nobody.
     get_lookups: BTreeMap<String, (u32, Option<i64>)>,
@@ -130,18 +126,12 @@ impl<S: RecordStore> Coordinator<S> {
         self.arm_discover_tick(TICK_MS);
     }
 
-    /// Whether `get` `id` still has a lookup to wait for: one running for
-    /// its key, or followers found and dialed that may yet connect.
-    pub(super) fn discover_waits(&self, id: QueryId) -> bool {
-        self.discover.discovering.contains_key(&id)
-    }
-
     /// Whether a finished round of `get` `id` waits for discovery instead
     /// of finishing; if so it is parked with what it learnt so far.
     pub(super) fn park_for_discovery(&mut self, id: QueryId, done: Finished) -> Option<Finished> {
-        let Some(&deadline_ms) = self.discover.discovering.get(&id) else {
+        if !self.discover.discovering.contains_key(&id) {
             return Some(done);
-        };
+        }
         let retry_due = |(_, due): &(u32, Option<i64>)| due.is_some();
         let pending = self.discover.running.contains_key(&done.key)
             || self.discover.dialed.contains_key(&done.key)
@@ -154,9 +144,7 @@ impl<S: RecordStore> Coordinator<S> {
         if !pending || self.replica.get(&done.key).is_some() {
             return Some(done);
         }
-        self.discover
-            .parked
-            .insert(id, Parked { done, deadline_ms });
+        self.discover.parked.insert(id, done);
         // Its deadline is checked at the ticks.
         self.arm_discover_tick(TICK_MS);
         None
@@ -166,28 +154,21 @@ impl<S: RecordStore> Coordinator<S> {
     pub(super) fn discover_query_done(&mut self, id: QueryId, key: &str) {
         self.discover.discovering.remove(&id);
         self.discover.parked.remove(&id);
-        let others = self.discover.parked.values().any(|p| p.done.key == key);
-        if !others {
+        if self.parked_on(key).is_empty() {
             self.discover.get_lookups.remove(key);
         }
     }
 
     /// A peer subscribed to `key`: parked `get`s of the key ask it.
     pub(super) fn discover_follower(&mut self, peer: PeerId, key: &str) {
-        let ids: Vec<QueryId> = self
-            .discover
-            .parked
-            .iter()
-            .filter(|(_, p)| p.done.key == key)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.parked_on(key);
         self.discover.dialed.remove(key);
         for id in ids {
             let Some(parked) = self.discover.parked.remove(&id) else {
                 continue;
             };
             if self.ask(peer, key, Some(id)) {
-                self.queries.resume(id, parked.done, vec![peer]);
+                self.queries.resume(id, parked, vec![peer]);
             } else {
                 self.discover.parked.insert(id, parked);
             }
@@ -255,7 +236,8 @@ impl<S: RecordStore> Coordinator<S> {
             }
         }
         self.discover.get_lookups.remove(key);
-        self.finish_parked(|p| p.done.key == key);
+        let ids = self.parked_on(key);
+        self.finish_parked(ids);
     }
 
     fn start_lookup(&mut self, key: &str, now_ms: i64) {
@@ -311,7 +293,19 @@ impl<S: RecordStore> Coordinator<S> {
         for key in due {
             self.start_lookup(&key, now_ms);
         }
-        self.finish_parked(|p| p.deadline_ms <= now_ms);
+        let due: Vec<QueryId> = self
+            .discover
+            .parked
+            .keys()
+            .filter(|id| {
+                self.discover
+                    .discovering
+                    .get(id)
+                    .is_some_and(|deadline| *deadline <= now_ms)
+            })
+            .copied()
+            .collect();
+        self.finish_parked(due);
         self.forget_old_dials(now_ms);
         self.discover
             .discovering
@@ -411,18 +405,21 @@ impl<S: RecordStore> Coordinator<S> {
         });
     }
 
-    fn finish_parked(&mut self, which: impl Fn(&Parked) -> bool) {
-        let ids: Vec<QueryId> = self
-            .discover
-            .parked
-            .iter()
-            .filter(|(_, p)| which(p))
+    /// The parked `get`s of `key`.
+    fn parked_on(&self, key: &str) -> Vec<QueryId> {
+        let parked = self.discover.parked.iter();
+        parked
+            .filter(|(_, p)| p.key == key)
             .map(|(id, _)| *id)
-            .collect();
+            .collect()
+    }
+
+    /// Ends parked `get`s `ids` with what is held.
+    fn finish_parked(&mut self, ids: Vec<QueryId>) {
         for id in ids {
-            if let Some(parked) = self.discover.parked.remove(&id) {
-                let outcome = self.local_outcome(&parked.done.key, parked.done.answered);
-                self.finish_get(id, parked.done.key, outcome);
+            if let Some(done) = self.discover.parked.remove(&id) {
+                let outcome = self.local_outcome(&done.key, done.answered);
+                self.finish_get(id, done.key, outcome);
             }
         }
     }

@@ -379,23 +379,18 @@ impl<S: RecordStore> Coordinator<S> {
         self.join(key);
         self.discover_for_get(id, key, now_ms);
         let asked = self.ask_round(key, Some(id), &[]);
-        if asked.is_empty() && self.discover_waits(id) {
-            // Nobody to ask yet: if the lookup finds nobody either, what
-            // we hold is all there is (`NotFound`, as without discovery).
+        if asked.is_empty() {
+            // Nobody to ask (yet): unless it waits for a lookup, what we
+            // hold is all there is (`NotFound` when nothing).
             let done = crate::query::Finished {
                 key: key.to_owned(),
                 answered: true,
                 asked: Vec::new(),
             };
             if let Some(done) = self.park_for_discovery(id, done) {
-                // A record held with nobody to ask: answered from it.
                 let outcome = self.local_outcome(&done.key, true);
                 self.finish_get(id, done.key, outcome);
             }
-        } else if asked.is_empty() {
-            // Nobody to ask: what we hold is all there is.
-            let outcome = self.local_outcome(key, true);
-            self.finish_get(id, key.to_owned(), outcome);
         } else {
             self.queries.start(id, key.to_owned(), asked);
         }
