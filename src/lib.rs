@@ -95,6 +95,7 @@ pub mod replica;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
+mod token_bucket;
 pub mod trickle;
 pub mod validator;
 pub mod wire;

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use libp2p::PeerId;
 
 use crate::accept::RejectReason;
+use crate::token_bucket::TokenBucket;
 use crate::wire::DecodeError;
 
 /// Why a peer was disconnected and refused for a while
@@ -67,23 +68,21 @@ pub fn blames_sender(reason: &RejectReason) -> bool {
     }
 }
 
-/// A token bucket: `burst` units, refilled at `burst` per `window_ms`.
+/// One peer's budget, and how many invalid records it sent so far.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Units left, in thousandths (so that refill needs no floats).
-    milli: u64,
-    at_ms: i64,
+struct Budget {
+    bucket: TokenBucket,
     spent: u64,
 }
 
 /// The budgets of connected peers and the bans in force.
 #[derive(Debug)]
 pub(crate) struct Penalties {
-    burst: u64,
+    burst: u32,
     window_ms: i64,
     ban_ms: i64,
     max_bans: usize,
-    budgets: HashMap<PeerId, Bucket>,
+    budgets: HashMap<PeerId, Budget>,
     /// Banned peers and when their ban ends (ms since the epoch).
     bans: HashMap<PeerId, i64>,
 }
@@ -91,7 +90,7 @@ pub(crate) struct Penalties {
 impl Penalties {
     pub fn new(burst: u32, window_ms: i64, ban_ms: i64, max_bans: usize) -> Self {
         Penalties {
-            burst: u64::from(burst),
+            burst,
             window_ms: window_ms.max(1),
             ban_ms,
             max_bans,
@@ -103,24 +102,13 @@ impl Penalties {
     /// Charges `peer` one invalid record; `Some(count)` when that ran its
     /// budget dry (the caller bans it).
     pub fn charge(&mut self, peer: PeerId, now_ms: i64) -> Option<u64> {
-        let full = self.burst * 1000;
-        let bucket = self.budgets.entry(peer).or_insert(Bucket {
-            milli: full,
-            at_ms: now_ms,
+        let (burst, window_ms) = (self.burst, self.window_ms);
+        let budget = self.budgets.entry(peer).or_insert_with(|| Budget {
+            bucket: TokenBucket::new(burst, window_ms),
             spent: 0,
         });
-        let elapsed = u64::try_from(now_ms.saturating_sub(bucket.at_ms)).unwrap_or(0);
-        let window = u64::try_from(self.window_ms).unwrap_or(1);
-        let refill = elapsed.saturating_mul(full) / window;
-        bucket.milli = bucket.milli.saturating_add(refill).min(full);
-        bucket.at_ms = now_ms;
-        bucket.spent += 1;
-        if bucket.milli >= 1000 {
-            bucket.milli -= 1000;
-            None
-        } else {
-            Some(bucket.spent)
-        }
+        budget.spent += 1;
+        (!budget.bucket.take(now_ms)).then_some(budget.spent)
     }
 
     /// Bans `peer` from `now_ms` for the ban duration. The ban list is

@@ -18,6 +18,7 @@ use super::{Coordinator, Output, Timer};
 use crate::event::QueryId;
 use crate::query::Finished;
 use crate::store::RecordStore;
+use crate::token_bucket::TokenBucket;
 
 /// How often queued DHT work is looked at while any waits.
 const TICK_MS: i64 = 1000;
@@ -42,8 +43,8 @@ fn backoff(interval: i64, misses: u32) -> i64 {
 #[derive(Debug, Default)]
 pub(crate) struct Discover {
     active: bool,
-    tokens: u32,
-    refilled_ms: i64,
+    /// `discovery_rate` operations per second.
+    bucket: TokenBucket,
     provide: VecDeque<String>,
     lookup: VecDeque<String>,
     queued: BTreeSet<(bool, String)>,
@@ -74,7 +75,7 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.discover.active = true;
-        self.discover.tokens = self.config.discovery_rate;
+        self.discover.bucket = TokenBucket::new(self.config.discovery_rate, 1000);
         let keys: Vec<String> = self.subscribed.iter().cloned().collect();
         for key in keys {
             self.queue_dht(true, &key);
@@ -268,12 +269,11 @@ impl<S: RecordStore> Coordinator<S> {
     /// parked `get`s whose time is up.
     pub(super) fn on_discover_tick(&mut self, now_ms: i64) {
         self.discover.tick_armed = false;
-        self.refill(now_ms);
-        while self.discover.tokens > 0 {
+        while self.discover.bucket.has(now_ms) {
             let Some((provide, key)) = self.next_dht_job() else {
                 break;
             };
-            self.discover.tokens -= 1;
+            self.discover.bucket.take(now_ms);
             if provide {
                 self.outputs.push_back(Output::Provide(key));
             } else {
@@ -377,20 +377,6 @@ impl<S: RecordStore> Coordinator<S> {
             }
         }
         None
-    }
-
-    fn refill(&mut self, now_ms: i64) {
-        let rate = self.config.discovery_rate;
-        let elapsed = now_ms.saturating_sub(self.discover.refilled_ms).max(0);
-        let earned = u64::try_from(elapsed)
-            .unwrap_or(0)
-            .saturating_mul(u64::from(rate))
-            / 1000;
-        if earned > 0 {
-            let tokens = u64::from(self.discover.tokens).saturating_add(earned);
-            self.discover.tokens = u32::try_from(tokens.min(u64::from(rate))).unwrap_or(rate);
-            self.discover.refilled_ms = now_ms;
-        }
     }
 
     fn arm_discover_tick(&mut self, after_ms: i64) {
