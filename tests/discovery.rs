@@ -137,6 +137,28 @@ async fn a_users_own_kad_keeps_serving_the_users_queries() {
         found,
         "the user's query ran and its result reached the user"
     );
+
+    // The user's own advertisement: its result is the user's too, not
+    // taken for one of Pointer's.
+    let query = nodes[0]
+        .behaviour_mut()
+        .discovery_mut()
+        .behaviour_mut()
+        .start_providing(kad::RecordKey::new(&"the user's own"))
+        .expect("provide");
+    let provided = until(&mut nodes, 0, |e| match e {
+        PointerEvent::Kad(event) => match &**event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::StartProviding(result),
+                ..
+            } if *id == query => Some(result.is_ok()),
+            _ => None,
+        },
+        _ => None,
+    })
+    .await;
+    assert!(provided, "the user's advertisement reached the DHT");
 }
 
 /// A DHT peer that advertises more keys than our bound makes us hold

@@ -1,13 +1,13 @@
 //! [`Kad`]: discovery on libp2p-kad provider records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::kad::{
-    self, store::MemoryStore, store::MemoryStoreConfig, GetProvidersError, GetProvidersOk, Mode,
-    QueryResult, RecordKey,
+    self, store::MemoryStore, store::MemoryStoreConfig, GetProvidersOk, Mode, QueryResult,
+    RecordKey,
 };
 use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
@@ -53,10 +53,13 @@ pub struct Kad {
     inner: kad::Behaviour<MemoryStore>,
     /// The topic of each lookup Pointer started.
     lookups: HashMap<kad::QueryId, String>,
+    /// Advertisements Pointer started and kad has not finished: their
+    /// results are Pointer's, not the user's.
+    provides: HashSet<kad::QueryId>,
     /// Operations asked for while the routing table was empty: a query
     /// then reaches nobody (an advertisement would be lost until kad's
     /// next re-publish, hours later), so they wait for the first peer.
-    held: Vec<Op>,
+    held: VecDeque<Op>,
 }
 
 impl Kad {
@@ -99,7 +102,8 @@ impl Kad {
         Kad {
             inner,
             lookups: HashMap::new(),
-            held: Vec::new(),
+            provides: HashSet::new(),
+            held: VecDeque::new(),
         }
     }
 
@@ -124,17 +128,18 @@ impl Kad {
     fn run(&mut self, op: Op) {
         if !self.has_peers() {
             if self.held.len() >= MAX_HELD {
-                self.held.remove(0);
+                self.held.pop_front();
             }
-            self.held.push(op);
+            self.held.push_back(op);
             return;
         }
         match op {
-            Op::Provide(topic) => {
-                if let Err(e) = self.inner.start_providing(RecordKey::new(&topic)) {
-                    tracing::warn!(%topic, "kad refused to provide: {e}");
+            Op::Provide(topic) => match self.inner.start_providing(RecordKey::new(&topic)) {
+                Ok(id) => {
+                    self.provides.insert(id);
                 }
-            }
+                Err(e) => tracing::warn!(%topic, "kad refused to provide: {e}"),
+            },
             Op::Find(topic) => {
                 let id = self.inner.get_providers(RecordKey::new(&topic));
                 self.lookups.insert(id, topic);
@@ -197,21 +202,22 @@ impl Discovery for Kad {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } if self.lookups.contains_key(&id) => Some(self.lookup_event(id, step.last, result)),
-            // Our own advertisements: kad keeps them alive; a failure is
-            // retried at kad's next re-publish.
+            // Pointer's advertisements: kad keeps them alive; a failure is
+            // retried at kad's next re-publish. The user's own go on below.
             kad::Event::OutboundQueryProgressed {
+                id,
                 result: QueryResult::StartProviding(result),
+                step,
                 ..
-            } => {
+            } if self.provides.contains(&id) => {
+                if step.last {
+                    self.provides.remove(&id);
+                }
                 if let Err(e) = result {
                     tracing::debug!("provide did not reach the DHT: {e}");
                 }
                 None
             }
-            kad::Event::OutboundQueryProgressed {
-                result: QueryResult::GetProviders(Err(GetProvidersError::Timeout { .. })),
-                ..
-            } => None,
             other => Some(Discovered::Event(Box::new(PointerEvent::Kad(Box::new(
                 other,
             ))))),
