@@ -34,7 +34,8 @@
 //! `POINTER_BENCH_K=100,1000,10000`, `POINTER_BENCH_DEGREE=3`,
 //! `POINTER_BENCH_VALUE_BYTES=100`, `POINTER_BENCH_WRITE_SECS=5`,
 //! `POINTER_BENCH_REPUBLISH_SECS=10`, `POINTER_BENCH_IDLE_INTERVALS=3`,
-//! `POINTER_BENCH_IDLE_KEYS=100`, `POINTER_BENCH_IDLE_N=10,50`,
+//! `POINTER_BENCH_IDLE_KEYS=100`, `POINTER_BENCH_IDLE_N=10,50,100`,
+//! `POINTER_BENCH_IDLE_DEGREE=6` (every node's neighbours in the idle scenario),
 //! `POINTER_BENCH_MEM_K=1000,10000`, `POINTER_BENCH_THREADS=2`,
 //! `POINTER_BENCH_ONLY=propagation,idle,memory,catchup,throughput`,
 //! `POINTER_BENCH_KAD_PHASE_SECS=120` (bound on each kad propagation phase),
@@ -71,12 +72,14 @@ use sha2::{Digest, Sha256};
 
 mod catchup;
 mod harness;
+mod idle;
 mod net;
 mod propagation;
 mod throughput;
 
 use catchup::*;
 use harness::*;
+use idle::*;
 use net::*;
 use propagation::*;
 use throughput::*;
@@ -97,6 +100,7 @@ struct Settings {
     idle_intervals: u32,
     idle_keys: usize,
     idle_ns: Vec<usize>,
+    idle_degree: usize,
     threads: usize,
     only: Option<Vec<String>>,
     seed: u64,
@@ -125,7 +129,7 @@ impl Settings {
     fn from_env() -> Settings {
         let quick = std::env::var("POINTER_BENCH_QUICK").is_ok_and(|v| v != "0");
         let (ns, rounds, ks, write, republish, idle_keys, idle_ns) = if quick {
-            (vec![5, 10], 20, vec![50, 300], 1.0, 2, 20, vec![5, 10])
+            (vec![5, 10], 20, vec![50, 300], 1.0, 2, 20, vec![8, 16])
         } else {
             (
                 vec![10, 50, 100],
@@ -134,7 +138,7 @@ impl Settings {
                 5.0,
                 10,
                 100,
-                vec![10, 50],
+                vec![10, 50, 100],
             )
         };
         let rounds = env_num("POINTER_BENCH_ROUNDS", rounds);
@@ -158,6 +162,7 @@ impl Settings {
             idle_intervals: env_num("POINTER_BENCH_IDLE_INTERVALS", 3),
             idle_keys: env_num("POINTER_BENCH_IDLE_KEYS", idle_keys),
             idle_ns: env_list("POINTER_BENCH_IDLE_N", &idle_ns),
+            idle_degree: env_num("POINTER_BENCH_IDLE_DEGREE", 6),
             threads: env_num("POINTER_BENCH_THREADS", 2),
             only: std::env::var("POINTER_BENCH_ONLY")
                 .ok()
@@ -183,7 +188,7 @@ impl Settings {
             "memory_k": self.mem_ks,
             "degree": self.degree, "value_bytes": self.value_bytes, "write_secs": self.write_secs,
             "republish_secs": self.republish.as_secs_f64(), "idle_intervals": self.idle_intervals,
-            "idle_keys": self.idle_keys, "idle_n": self.idle_ns, "threads": self.threads,
+            "idle_keys": self.idle_keys, "idle_n": self.idle_ns, "idle_degree": self.idle_degree, "threads": self.threads,
             "seed": self.seed, "quick": self.quick,
         })
     }
@@ -228,6 +233,11 @@ fn main() {
         if s.runs("propagation") {
             for &n in &s.ns {
                 propagation(&s, n, &mut rng, &mut report).await;
+            }
+        }
+        if s.runs("idle") {
+            for &n in &s.idle_ns {
+                idle(&s, n, &mut rng, &mut report).await;
             }
         }
         if s.runs("memory") {

@@ -161,6 +161,35 @@ impl Net {
         }
     }
 
+    /// Random graph in which every node has `degree` neighbours (a few may
+    /// end one short): nodes in random order each link to random nodes
+    /// that still have room, until they have `degree` or none is left.
+    /// Per-node costs then compare across N; `connect_random`'s mean
+    /// degree grows with N.
+    pub(crate) async fn connect_regular(&mut self, rng: &mut Rng, degree: usize) {
+        let n = self.nodes.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        for &i in &order {
+            while self.neighbours[i].len() < degree {
+                let room: Vec<usize> = (0..n)
+                    .filter(|&j| {
+                        j != i
+                            && !self.neighbours[i].contains(&j)
+                            && self.neighbours[j].len() < degree
+                    })
+                    .collect();
+                if room.is_empty() {
+                    break;
+                }
+                let j = room[rng.below(room.len())];
+                self.link(i, j).await;
+            }
+        }
+    }
+
     pub(crate) async fn until_connected(&self, timeout: Duration) -> bool {
         let ids: Vec<PeerId> = self.nodes.iter().map(|n| n.peer).collect();
         let wanted: Vec<Vec<PeerId>> = self

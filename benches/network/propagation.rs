@@ -1,9 +1,9 @@
-//! Scenario 1 (and 4b): propagation, wire cost per update and when idle.
+//! Scenario 1: propagation and wire cost per update.
 
 use super::*;
 
 // ---------------------------------------------------------------------------
-// Scenario 1 (and 4b): propagation, wire cost per update and when idle
+// Scenario 1: propagation and wire cost per update
 
 pub(crate) async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &mut Report) {
     println!("## propagation, N = {n}");
@@ -135,14 +135,6 @@ pub(crate) async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &
         raw_lat.record(t0, last);
     }
     let (raw_secs, raw_wire, raw_cpu) = phase.end(&net, n, s.rounds);
-
-    // Idle republish traffic (N in idle_ns), before kad adds connections.
-    let idle = if s.runs("idle") && s.idle_ns.contains(&n) {
-        let per_update = per_node(pointer_wire.tx, n, s.rounds);
-        idle_traffic(&mut net, &keys, s, rng, per_update).await
-    } else {
-        None
-    };
 
     // kad: put_record, then get_record from every other node.
     net.drain();
@@ -340,34 +332,6 @@ pub(crate) async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &
         "pointer_p50_below_kad": match (pointer_lat.pct(50.0), kad_lat.pct(50.0)) {
             (Some(p), Some(k)) => Some(p < k), _ => None },
     }));
-    if let Some(idle) = idle {
-        report.row(
-            "4 wire, idle",
-            "pointer (quiet)",
-            &format!("N={n}, {} keys", s.idle_keys),
-            format!(
-                "{} sent/node/interval ({:.1} writes)",
-                kib(idle.a_bytes),
-                idle.a_writes
-            ),
-            format!(
-                "republish interval {:?}, {} intervals; nothing else on the wire",
-                s.republish, s.idle_intervals
-            ),
-        );
-        report.row(
-            "4 wire, idle",
-            "pointer (1 update/s elsewhere)",
-            &format!("N={n}, {} keys", s.idle_keys),
-            format!("{} sent/node/interval net of the ticker", kib(idle.b_net),),
-            format!(
-                "{} / key / node / interval; {:.1} writes/node/interval incl. ticker",
-                kib(idle.b_net / s.idle_keys.max(1) as f64),
-                idle.b_writes
-            ),
-        );
-        report.section("idle").push(idle.json);
-    }
     net.shutdown().await;
 }
 
@@ -457,172 +421,4 @@ pub(crate) async fn warm_up(net: &mut Net, keys: &[String], s: &Settings) -> boo
         }
     }
     true
-}
-
-/// Scenario 4b: idle republish traffic. Every node stops following the
-/// propagation keys and follows `idle_keys` keys written by random owners;
-/// once every node holds them, counts the bytes of `idle_intervals`
-/// republish intervals with nothing else going on.
-pub(crate) async fn idle_traffic(
-    net: &mut Net,
-    old_keys: &[String],
-    s: &Settings,
-    rng: &mut Rng,
-    per_update_bytes: f64,
-) -> Option<Idle> {
-    let n = net.nodes.len();
-    let mut owners: Vec<usize> = (0..s.idle_keys).map(|_| rng.below(n)).collect();
-    let mut keys: Vec<String> = owners
-        .iter()
-        .enumerate()
-        .map(|(i, &o)| OwnedKeys::key(&net.nodes[o].peer, &format!("idle{i}")))
-        .collect();
-    // One more key, written by node 0 during the second window only.
-    let tick_key = OwnedKeys::key(&net.nodes[0].peer, "tick");
-    owners.insert(0, 0);
-    keys.insert(0, tick_key.clone());
-    for node in &net.nodes {
-        let (old, keys) = (old_keys.to_vec(), keys.clone());
-        node.call(move |sw, _| {
-            let p = &mut sw.behaviour_mut().pointer;
-            for k in &old {
-                p.unsubscribe(k);
-            }
-            for k in &keys {
-                p.subscribe(k).expect("key ok");
-            }
-            // The raw gossipsub leaves its topics too: idle means idle.
-            for k in &old {
-                sw.behaviour_mut().gossipsub.unsubscribe(&raw_topic(k));
-            }
-        })
-        .await;
-    }
-    // Subscriptions travel in order on one stream: once every neighbour's
-    // last one is known, all are.
-    let ids: Vec<PeerId> = net.nodes.iter().map(|n| n.peer).collect();
-    let last = keys.last()?.clone();
-    let (nodes, neighbours, ids_ref, last_ref) = (&net.nodes, &net.neighbours, &ids, &last);
-    let ok = poll_until(s.setup_timeout, move || async move {
-        for (i, node) in nodes.iter().enumerate() {
-            let neigh: Vec<PeerId> = neighbours[i].iter().map(|&j| ids_ref[j]).collect();
-            let last = last_ref.clone();
-            let ok = node
-                .call(move |sw, _| {
-                    let f = sw.behaviour().pointer.peers_following(&last);
-                    neigh.iter().all(|p| f.contains(p))
-                })
-                .await;
-            if !ok {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    if !ok {
-        println!("  idle: subscriptions not known in time");
-        return None;
-    }
-    for (i, &o) in owners.iter().enumerate() {
-        let key = keys[i].clone();
-        let value = value_for(3_000_000 + i as u64, s.value_bytes);
-        net.nodes[o]
-            .call(move |sw, _| {
-                sw.behaviour_mut().pointer.put(&key, &value).expect("put");
-            })
-            .await;
-    }
-    let (nodes, all_ref) = (&net.nodes, &keys);
-    let ok = poll_until(s.setup_timeout, move || async move {
-        for node in nodes {
-            let all = all_ref.clone();
-            let held = node
-                .call(move |sw, _| {
-                    all.iter()
-                        .all(|k| sw.behaviour().pointer.value(k).is_some())
-                })
-                .await;
-            if !held {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    if !ok {
-        println!("  idle: not every node holds every idle key");
-        return None;
-    }
-    let window = s.republish * s.idle_intervals;
-    // A: nothing else happens.
-    let w0 = net.wire();
-    let t0 = Instant::now();
-    tokio::time::sleep(window).await; // the measurement window itself
-    let secs_a = t0.elapsed().as_secs_f64();
-    let a = net.wire().since(w0);
-    // B: the same, while node 0 writes one more key once a second. Any
-    // gossip arriving purges gossipsub's duplicate cache of expired ids;
-    // without it, a republish of unchanged bytes is refused as `Duplicate`
-    // for as long as the node hears nothing (gossipsub 0.50
-    // `DuplicateCache::contains` ignores expiry), and Pointer counts
-    // `Duplicate` as sent. The ticker's own cost (its updates times the
-    // bytes per update measured above) is subtracted.
-    let w0 = net.wire();
-    let t0 = Instant::now();
-    let mut ticks = 0u64;
-    while t0.elapsed() < window {
-        let (key, value) = (
-            tick_key.clone(),
-            value_for(4_000_000 + ticks, s.value_bytes),
-        );
-        net.nodes[0]
-            .call(move |sw, _| {
-                let _ = sw.behaviour_mut().pointer.put(&key, &value);
-            })
-            .await;
-        ticks += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await; // the ticker's pace
-    }
-    let secs_b = t0.elapsed().as_secs_f64();
-    let b = net.wire().since(w0);
-    let per_interval = |w: WireSnap, secs: f64| {
-        let intervals = secs / s.republish.as_secs_f64();
-        (
-            w.tx as f64 / n as f64 / intervals,
-            w.writes as f64 / n as f64 / intervals,
-        )
-    };
-    let (a_bytes, a_writes) = per_interval(a, secs_a);
-    let (b_bytes, b_writes) = per_interval(b, secs_b);
-    let tick_bytes = ticks as f64 * per_update_bytes / (secs_b / s.republish.as_secs_f64());
-    let b_net = (b_bytes - tick_bytes).max(0.0);
-    Some(Idle {
-        json: json!({
-            "n": n,
-            "keys": s.idle_keys,
-            "republish_secs": s.republish.as_secs_f64(),
-            "quiet": { "window_secs": secs_a, "tx_bytes": a.tx, "tcp_writes": a.writes,
-                "tx_bytes_per_node_per_interval": a_bytes,
-                "tcp_writes_per_node_per_interval": a_writes },
-            "with_ticker": { "window_secs": secs_b, "ticks": ticks, "tx_bytes": b.tx,
-                "tcp_writes": b.writes, "tx_bytes_per_node_per_interval": b_bytes,
-                "tcp_writes_per_node_per_interval": b_writes,
-                "ticker_estimate_bytes_per_node_per_interval": tick_bytes,
-                "net_tx_bytes_per_node_per_interval": b_net,
-                "net_tx_bytes_per_key_per_node_per_interval": b_net / s.idle_keys.max(1) as f64 },
-        }),
-        a_bytes,
-        a_writes,
-        b_net,
-        b_writes,
-    })
-}
-
-pub(crate) struct Idle {
-    pub(crate) json: Value,
-    pub(crate) a_bytes: f64,
-    pub(crate) a_writes: f64,
-    pub(crate) b_net: f64,
-    pub(crate) b_writes: f64,
 }

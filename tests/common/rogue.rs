@@ -2,9 +2,8 @@
 //! subscribes to whatever topics it names and publishes whatever bytes it
 //! likes; on the fetch protocol it answers every key of every `Ask` with
 //! `NotExist` or a stale record it was handed, as a peer out to capture
-//! catch-ups would. It runs in its own
-//! task, so tests drive their Pointer nodes with the usual helpers while it
-//! acts; what it knows of the target's subscriptions, and how many asks it
+//! catch-ups would. It runs on a thread of its own, so tests drive their
+//! Pointer nodes with the usual helpers while it acts; what it knows of the target's subscriptions, and how many asks it
 //! answered, are shared, so a wait can look at them.
 
 use std::collections::HashMap;
@@ -53,6 +52,59 @@ pub struct Rogue {
     stale: Stale,
 }
 
+/// What the rogue's thread shares with its handle.
+struct Shared {
+    seen: Arc<Mutex<HashMap<PeerId, usize>>>,
+    failed: Arc<Mutex<usize>>,
+    links: Arc<Mutex<i64>>,
+    answered: Arc<Mutex<usize>>,
+    records: Stale,
+}
+
+/// The rogue's loop: swarm events and the test's commands, until the
+/// handle is dropped.
+async fn drive(mut swarm: Swarm<Raw>, mut rx: mpsc::UnboundedReceiver<Command>, shared: Shared) {
+    let mut incoming = swarm
+        .behaviour()
+        .stream
+        .new_control()
+        .accept(PROTOCOL)
+        .expect("first to accept the protocol");
+    let (answered, records) = (shared.answered, shared.records);
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            tokio::spawn(deny(stream, answered.clone(), records.clone()));
+        }
+    });
+    let (seen, failed, links) = (shared.seen, shared.failed, shared.links);
+    loop {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) => {
+                    *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
+                }
+                SwarmEvent::ConnectionEstablished { .. } => *links.lock().expect("lock") += 1,
+                SwarmEvent::ConnectionClosed { .. } => *links.lock().expect("lock") -= 1,
+                _ => {}
+            },
+            command = rx.next() => match command {
+                None => return,
+                Some(Command::Subscribe(topic)) => {
+                    let _ = swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(topic));
+                }
+                Some(Command::Dial(addr)) => {
+                    let _ = swarm.dial(addr);
+                }
+                Some(Command::Publish(topic, data)) => {
+                    if swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), data).is_err() {
+                        *failed.lock().expect("lock") += 1;
+                    }
+                }
+            },
+        }
+    }
+}
+
 /// Records the rogue answers with, by key (stale ones, in the tests).
 type Stale = Arc<Mutex<HashMap<String, Operate>>>;
 
@@ -96,81 +148,92 @@ fn raw_gossipsub() -> gossipsub::Behaviour {
 impl Rogue {
     /// A rogue connected to `target`, already running.
     pub async fn connected_to(target: &mut Node) -> Rogue {
-        let mut swarm: Swarm<Raw> = Swarm::new_ephemeral_tokio(|_| raw());
-        swarm.connect(target).await;
-        Rogue::run(swarm, libp2p::identity::Keypair::generate_ed25519())
+        let addr = target
+            .external_addresses()
+            .next()
+            .expect("the target listens")
+            .clone();
+        let rogue = Rogue::run(
+            move || {
+                let mut swarm: Swarm<Raw> = Swarm::new_ephemeral_tokio(|_| raw());
+                swarm.dial(addr).expect("dial");
+                swarm
+            },
+            libp2p::identity::Keypair::generate_ed25519(),
+        );
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } =
+                target.select_next_some().await
+            {
+                if peer_id == rogue.peer {
+                    return rogue;
+                }
+            }
+        }
     }
 
     /// A rogue on TCP that dials `addr` (a node in another process).
     pub fn dialing(addr: libp2p::Multiaddr) -> Rogue {
         let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .expect("tcp transport")
-            .with_behaviour(|_| raw())
-            .expect("behaviour")
-            .build();
-        swarm.dial(addr).expect("dial");
-        Rogue::run(swarm, keypair)
+        let identity = keypair.clone();
+        Rogue::run(
+            move || {
+                let mut swarm = libp2p::SwarmBuilder::with_existing_identity(identity)
+                    .with_tokio()
+                    .with_tcp(
+                        libp2p::tcp::Config::default(),
+                        libp2p::noise::Config::new,
+                        libp2p::yamux::Config::default,
+                    )
+                    .expect("tcp transport")
+                    .with_behaviour(|_| raw())
+                    .expect("behaviour")
+                    .build();
+                swarm.dial(addr).expect("dial");
+                swarm
+            },
+            keypair,
+        )
     }
 
-    /// Runs `swarm` in its own task: it takes commands, answers fetch
-    /// streams with `NotExist`, and counts what it hears.
-    fn run(mut swarm: Swarm<Raw>, keypair: libp2p::identity::Keypair) -> Rogue {
-        let peer = *swarm.local_peer_id();
-        let mut incoming = swarm
-            .behaviour()
-            .stream
-            .new_control()
-            .accept(PROTOCOL)
-            .expect("first to accept the protocol");
+    /// Runs the swarm `make` builds on a thread of its own, as a peer on
+    /// another machine would: what it spends sending is not taken from
+    /// the nodes under test, which share the test's thread. It takes
+    /// commands, answers fetch streams with `NotExist`, and counts what it
+    /// hears. It stops when the handle is dropped.
+    fn run(
+        make: impl FnOnce() -> Swarm<Raw> + Send + 'static,
+        keypair: libp2p::identity::Keypair,
+    ) -> Rogue {
         let asks = Arc::new(Mutex::new(0));
         let stale = Stale::default();
         let (answered, records) = (asks.clone(), stale.clone());
-        tokio::spawn(async move {
-            while let Some((_, stream)) = incoming.next().await {
-                tokio::spawn(deny(stream, answered.clone(), records.clone()));
-            }
-        });
-        let (commands, mut rx) = mpsc::unbounded();
+        let (commands, rx) = mpsc::unbounded();
         let topics = Arc::new(Mutex::new(HashMap::new()));
         let refused = Arc::new(Mutex::new(0));
         let (seen, failed) = (topics.clone(), refused.clone());
         let connections = Arc::new(Mutex::new(0));
         let links = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) => {
-                            *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
-                        }
-                        SwarmEvent::ConnectionEstablished { .. } => *links.lock().expect("lock") += 1,
-                        SwarmEvent::ConnectionClosed { .. } => *links.lock().expect("lock") -= 1,
-                        _ => {}
-                    },
-                    command = rx.next() => match command {
-                        None => return,
-                        Some(Command::Subscribe(topic)) => {
-                            let _ = swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(topic));
-                        }
-                        Some(Command::Dial(addr)) => {
-                            let _ = swarm.dial(addr);
-                        }
-                        Some(Command::Publish(topic, data)) => {
-                            if swarm.behaviour_mut().gossipsub.publish(IdentTopic::new(topic), data).is_err() {
-                                *failed.lock().expect("lock") += 1;
-                            }
-                        }
-                    },
-                }
-            }
+        let (started, peer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the rogue");
+            runtime.block_on(async move {
+                let swarm = make();
+                let _ = started.send(*swarm.local_peer_id());
+                let shared = Shared {
+                    seen,
+                    failed,
+                    links,
+                    answered,
+                    records,
+                };
+                drive(swarm, rx, shared).await;
+            });
         });
+        let peer = peer.recv().expect("the rogue's thread starts");
         Rogue {
             peer,
             keypair,
