@@ -68,6 +68,9 @@ pub enum RejectReason {
     /// The gossip topic is not a pointer record topic.
     #[error("message on a topic that is not /pointer/record/<key>")]
     ForeignTopic,
+    /// A record on a shard topic whose key hashes to another shard.
+    #[error("record of a key that belongs to another shard than its topic")]
+    WrongShard,
 }
 
 /// The outcome of [`judge`].

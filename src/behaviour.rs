@@ -39,14 +39,14 @@ use crate::protocol::FetchError;
 use crate::record::{signing_key, Record};
 use crate::replica::{Refusal, WriteError};
 use crate::store::{MemoryStore, RecordStore};
+use crate::topic::Topic;
 
 mod gossip_config;
 mod network;
 
 use self::gossip_config::{build_gossipsub, RecordTopics};
 
-/// Prefix of every record topic: the topic of key `k` is `/pointer/record/k`.
-pub const TOPIC_PREFIX: &str = "/pointer/record/";
+pub use crate::topic::TOPIC_PREFIX;
 
 /// Bytes an `Answer` adds around its `Operate`: field tags, the embedded
 /// length varint (at most 5 bytes) and the status.
@@ -69,14 +69,16 @@ pub enum BuildError {
     Gossipsub(String),
 }
 
-/// The topic that carries the records of `key`.
+/// The key's own topic, `/pointer/record/<key>`, which carries its records
+/// (with [`ConfigBuilder::topic_shards`](crate::ConfigBuilder::topic_shards),
+/// its shard topic does too: [`Topic::shard_of`]).
 pub fn topic(key: &str) -> IdentTopic {
-    IdentTopic::new(format!("{TOPIC_PREFIX}{key}"))
+    IdentTopic::new(Topic::Key(key.to_owned()).name())
 }
 
-/// The key a record topic carries, if it is one.
-fn topic_key(topic: &TopicHash) -> Option<&str> {
-    topic.as_str().strip_prefix(TOPIC_PREFIX)
+/// The record topic a gossipsub topic is, for a node on `shards` shards.
+fn parse_topic(topic: &TopicHash, shards: u16) -> Option<Topic> {
+    Topic::parse(topic.as_str(), shards)
 }
 
 /// The coordinator's three timers.
@@ -317,15 +319,21 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
 
     fn execute_one(&mut self, output: Output) {
         match output {
-            Output::Join(key) => {
-                if let Err(e) = self.gossipsub.subscribe(&topic(&key)) {
-                    tracing::warn!(%key, "gossipsub refused the subscription: {e}");
+            Output::Join(topic) => {
+                let name = topic.name();
+                if let Err(e) = self.gossipsub.subscribe(&IdentTopic::new(&name)) {
+                    tracing::warn!(topic = %name, "gossipsub refused the subscription: {e}");
                 }
             }
-            Output::Leave(key) => {
-                self.gossipsub.unsubscribe(&topic(&key));
+            Output::Leave(topic) => {
+                self.gossipsub.unsubscribe(&IdentTopic::new(topic.name()));
             }
-            Output::Publish { key, data, why } => self.publish(key, data, why),
+            Output::Publish {
+                topic,
+                key,
+                data,
+                why,
+            } => self.publish(topic, key, data, why),
             Output::Verdict {
                 message,
                 peer,
@@ -374,15 +382,20 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
 
     /// `Duplicate` means the network already has these exact bytes, so it
     /// is success.
-    fn publish(&mut self, key: String, data: Vec<u8>, why: Publication) {
-        match self.gossipsub.publish(topic(&key), data) {
+    /// With shard topics, a write is reported failed only if its shard
+    /// publish fails: the key's own topic is a courtesy to peers without
+    /// the extension.
+    fn publish(&mut self, topic: Topic, key: String, data: Vec<u8>, why: Publication) {
+        let reported = why == Publication::Write
+            && (self.core.config().topic_shards() == 0 || matches!(topic, Topic::Shard { .. }));
+        match self.gossipsub.publish(IdentTopic::new(topic.name()), data) {
             Ok(_) | Err(PublishError::Duplicate) => {}
-            Err(error) => match why {
-                Publication::Write => {
+            Err(error) => match reported {
+                true => {
                     let event = PointerEvent::PublishFailed { key, error };
                     self.events.push_back(ToSwarm::GenerateEvent(event));
                 }
-                Publication::Republish => {
+                false => {
                     tracing::debug!(%key, "republish not sent: {error}");
                 }
             },
@@ -404,26 +417,29 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
     }
 
     fn on_gossip_event(&mut self, event: gossipsub::Event, now: i64) {
+        let shards = self.core.config().topic_shards();
         let input = match event {
             gossipsub::Event::Message {
                 propagation_source,
                 message_id,
                 message,
-            } => gossip_input(propagation_source, message_id, message),
-            gossipsub::Event::Subscribed { peer_id, topic } => match topic_key(&topic) {
-                Some(key) => Input::PeerSubscribed {
+            } => gossip_input(propagation_source, message_id, message, shards),
+            gossipsub::Event::Subscribed { peer_id, topic } => match parse_topic(&topic, shards) {
+                Some(topic) => Input::PeerSubscribed {
                     peer: peer_id,
-                    key: key.to_owned(),
+                    topic,
                 },
                 None => return,
             },
-            gossipsub::Event::Unsubscribed { peer_id, topic } => match topic_key(&topic) {
-                Some(key) => Input::PeerUnsubscribed {
-                    peer: peer_id,
-                    key: key.to_owned(),
-                },
-                None => return,
-            },
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                match parse_topic(&topic, shards) {
+                    Some(topic) => Input::PeerUnsubscribed {
+                        peer: peer_id,
+                        topic,
+                    },
+                    None => return,
+                }
+            }
             _ => return,
         };
         self.core.handle(input, now);
@@ -497,11 +513,11 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
     }
 }
 
-fn gossip_input(peer: PeerId, message: MessageId, data: gossipsub::Message) -> Input {
+fn gossip_input(peer: PeerId, message: MessageId, data: gossipsub::Message, shards: u16) -> Input {
     Input::Gossip {
         peer,
         message,
-        key: topic_key(&data.topic).map(str::to_owned),
+        topic: parse_topic(&data.topic, shards),
         data: data.data,
     }
 }

@@ -35,6 +35,7 @@ pub struct Config {
     pub(crate) discovery_rate: u32,
     pub(crate) discovery_dials: usize,
     pub(crate) discovery_interval: Duration,
+    pub(crate) topic_shards: u16,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -70,6 +71,7 @@ impl Default for Config {
             discovery_rate: 20,
             discovery_dials: 3,
             discovery_interval: Duration::from_secs(5 * 60),
+            topic_shards: 0,
             validator: Box::new(OwnedKeys),
         }
     }
@@ -181,6 +183,11 @@ impl Config {
     pub fn discovery_interval(&self) -> Duration {
         self.discovery_interval
     }
+
+    /// How many shard topics keys are spread over; 0: a topic per key.
+    pub fn topic_shards(&self) -> u16 {
+        self.topic_shards
+    }
 }
 
 impl fmt::Debug for Config {
@@ -217,6 +224,7 @@ impl fmt::Debug for Config {
             .field("discovery_rate", &self.discovery_rate)
             .field("discovery_dials", &self.discovery_dials)
             .field("discovery_interval", &self.discovery_interval)
+            .field("topic_shards", &self.topic_shards)
             .finish_non_exhaustive()
     }
 }
@@ -250,7 +258,8 @@ impl ConfigBuilder {
     /// gossipsub sends all of a node's subscriptions in one RPC, one topic
     /// per followed key (about 20 bytes plus the key each): a frame too
     /// small for it is dropped and the peers never learn what the other
-    /// follows. Default: 4 MiB, room for about 100,000 short keys. Records
+    /// follows. Default: 4 MiB, room for about 50,000 keys of 60 bytes
+    /// (beyond that, use [`topic_shards`](Self::topic_shards)). Records
     /// stay bounded by `max_message_bytes`.
     pub fn max_gossip_rpc_bytes(mut self, bytes: usize) -> Self {
         self.0.max_gossip_rpc_bytes = bytes;
@@ -445,6 +454,23 @@ impl ConfigBuilder {
         self
     }
 
+    /// Spread the keys over `count` shard topics,
+    /// `/pointer/shard/<count>/<index>` (the sharded topics extension,
+    /// spec §17), instead of a topic per key. A node following a million
+    /// keys then joins at most `count` topics, its hello to each peer stays
+    /// small, and catch-up starts as soon as a connection is up. The price:
+    /// a node relays (verifies and forwards, without storing) the records
+    /// of every key in the shards it joins, not only of the keys it
+    /// follows. A key's own topic is still joined while a connected peer
+    /// follows it there, so nodes without the extension interoperate.
+    /// Every node of a network should use the same count; shards of
+    /// another count are not recognised. 0 (the default) keeps a topic per
+    /// key, the seed's wire; at most [`MAX_TOPIC_SHARDS`].
+    pub fn topic_shards(mut self, count: u16) -> Self {
+        self.0.topic_shards = count;
+        self
+    }
+
     /// Who may write which key. Default: [`OwnedKeys`].
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.0.validator = Box::new(validator);
@@ -464,6 +490,10 @@ impl ConfigBuilder {
 
 /// Longest duration any setting accepts: ten years.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Most shard topics [`ConfigBuilder::topic_shards`] accepts: a hello
+/// naming all of them stays under 100 KiB.
+pub const MAX_TOPIC_SHARDS: u16 = 4096;
 
 /// Largest `max_message_bytes` accepted: 64 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -503,6 +533,14 @@ pub enum ConfigError {
         value: usize,
         /// The most allowed.
         max: usize,
+    },
+    /// More shard topics than [`MAX_TOPIC_SHARDS`].
+    #[error("topic_shards of {value} is more than the {max} allowed")]
+    TooManyShards {
+        /// The value given.
+        value: u16,
+        /// The most allowed.
+        max: u16,
     },
     /// A record with a value of `max_value_bytes` would not fit in
     /// `max_message_bytes`, so such writes could never be sent.
@@ -583,7 +621,19 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::TooLarge { knob, value, max });
         }
     }
-    let needed = c.limits.max_value_bytes + OPERATE_OVERHEAD;
+    if c.topic_shards > MAX_TOPIC_SHARDS {
+        return Err(ConfigError::TooManyShards {
+            value: c.topic_shards,
+            max: MAX_TOPIC_SHARDS,
+        });
+    }
+    // On a shard topic the record names its key: tag, length and key.
+    let key_field = if c.topic_shards > 0 {
+        c.limits.max_key_bytes + 3
+    } else {
+        0
+    };
+    let needed = c.limits.max_value_bytes + OPERATE_OVERHEAD + key_field;
     if needed > c.max_message_bytes {
         return Err(ConfigError::ValueDoesNotFit {
             value_bytes: c.limits.max_value_bytes,
@@ -599,151 +649,4 @@ fn duration_ms(d: Duration) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn every_knob() -> ConfigBuilder {
-        Config::builder()
-            .max_key_bytes(10)
-            .max_value_bytes(20)
-            .max_message_bytes(30 + OPERATE_OVERHEAD)
-            .max_gossip_rpc_bytes(40)
-            .max_clock_skew(Duration::from_secs(1))
-            .tombstone_ttl(Duration::from_secs(2))
-            .republish_interval(Duration::from_secs(3))
-            .fetch_timeout(Duration::from_secs(4))
-            .fetch_fanout(5)
-            .max_keys_per_ask(7)
-            .author_key_cache(8)
-            .store_flush_interval(Duration::from_millis(6))
-            .push_delay(Duration::from_millis(9))
-            .invalid_record_budget(11, Duration::from_secs(12))
-            .ban_duration(Duration::from_secs(13))
-            .max_banned_peers(14)
-            .max_topics_per_peer(15)
-            .max_subscription_bytes(16)
-            .max_inbound_fetch_streams_total(17)
-    }
-
-    #[test]
-    fn builder_sets_every_limit() {
-        let c = every_knob().build().expect("valid");
-        assert_eq!(
-            c.limits(),
-            &Limits {
-                max_key_bytes: 10,
-                max_value_bytes: 20,
-                max_clock_skew_ms: 1000
-            }
-        );
-        assert_eq!(c.max_message_bytes(), 30 + OPERATE_OVERHEAD);
-        assert_eq!(c.max_gossip_rpc_bytes(), 40);
-        assert_eq!(c.tombstone_ttl(), Duration::from_secs(2));
-        assert_eq!(c.republish_interval(), Duration::from_secs(3));
-        assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
-        assert_eq!(c.fetch_fanout(), 5);
-        assert_eq!(c.max_keys_per_ask(), 7);
-        assert_eq!(c.author_key_cache(), 8);
-        assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
-        assert_eq!(c.push_delay(), Duration::from_millis(9));
-        assert_eq!(c.invalid_record_budget(), (11, Duration::from_secs(12)));
-        assert_eq!(c.ban_duration(), Duration::from_secs(13));
-        assert_eq!(c.max_banned_peers(), 14);
-        assert_eq!(c.max_topics_per_peer(), 15);
-        assert_eq!(c.max_subscription_bytes(), 16);
-        assert_eq!(c.max_inbound_fetch_streams_total(), 17);
-    }
-
-    #[test]
-    fn the_defaults_build() {
-        assert!(Config::builder().build().is_ok());
-    }
-
-    #[test]
-    fn values_that_cannot_work_are_refused_not_clamped() {
-        let zero = |b: ConfigBuilder| b.build().expect_err("refused");
-        for (builder, knob) in [
-            (Config::builder().discovery_rate(0), "discovery_rate"),
-            (Config::builder().discovery_dials(0), "discovery_dials"),
-            (
-                Config::builder().discovery_interval(Duration::ZERO),
-                "discovery_interval",
-            ),
-        ] {
-            assert_eq!(zero(builder), ConfigError::Zero { knob });
-        }
-        assert_eq!(
-            zero(Config::builder().fetch_fanout(0)),
-            ConfigError::Zero {
-                knob: "fetch_fanout"
-            }
-        );
-        assert_eq!(
-            zero(Config::builder().max_keys_per_ask(0)),
-            ConfigError::Zero {
-                knob: "max_keys_per_ask"
-            }
-        );
-        assert_eq!(
-            zero(Config::builder().republish_interval(Duration::ZERO)),
-            ConfigError::Zero {
-                knob: "republish_interval"
-            }
-        );
-        for (knob, builder) in [
-            (
-                "republish_interval",
-                Config::builder().republish_interval(Duration::MAX),
-            ),
-            (
-                "fetch_timeout",
-                Config::builder().fetch_timeout(Duration::MAX),
-            ),
-            (
-                "store_flush_interval",
-                Config::builder().store_flush_interval(Duration::MAX),
-            ),
-            (
-                "tombstone_ttl",
-                Config::builder().tombstone_ttl(Duration::MAX),
-            ),
-            (
-                "max_clock_skew",
-                Config::builder().max_clock_skew(Duration::MAX),
-            ),
-        ] {
-            match builder.build() {
-                Err(ConfigError::TooLong { knob: k, .. }) => assert_eq!(k, knob),
-                other => panic!("{knob}: {other:?}"),
-            }
-        }
-        let huge = Config::builder().max_message_bytes(usize::MAX).build();
-        assert!(
-            matches!(
-                huge,
-                Err(ConfigError::TooLarge {
-                    knob: "max_message_bytes",
-                    ..
-                })
-            ),
-            "{huge:?}"
-        );
-        let unfit = Config::builder()
-            .max_value_bytes(64 * 1024)
-            .max_message_bytes(64 * 1024)
-            .build();
-        assert!(
-            matches!(unfit, Err(ConfigError::ValueDoesNotFit { .. })),
-            "{unfit:?}"
-        );
-    }
-
-    #[test]
-    fn a_maximal_record_fits_its_overhead() {
-        let signer = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        let value = "v".repeat(1000);
-        let record = crate::Record::sign("k", crate::Op::Mut, &value, i64::MAX, &signer);
-        let encoded = crate::wire::encode_operate(&record).len();
-        assert!(encoded <= value.len() + OPERATE_OVERHEAD, "{encoded}");
-    }
-}
+mod tests;

@@ -96,6 +96,7 @@ pub mod replica;
 pub mod sim;
 pub mod store;
 mod token_bucket;
+pub mod topic;
 pub mod trickle;
 pub mod validator;
 pub mod wire;
@@ -116,7 +117,7 @@ pub mod proto {
     }
 }
 
-pub use behaviour::{topic, BuildError, Pointer, TOPIC_PREFIX};
+pub use behaviour::{topic, BuildError, Pointer};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use event::{GetOutcome, PointerEvent, QueryId, Source};
 pub use misbehaviour::Misbehaviour;
@@ -125,4 +126,5 @@ pub use replica::{Refusal, WriteError};
 pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};
 #[cfg(feature = "redb")]
 pub use store::{RedbStore, RedbStoreConfig};
+pub use topic::{Topic, TOPIC_PREFIX};
 pub use validator::{AllowList, Open, OwnedKeys, Validator};

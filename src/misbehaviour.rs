@@ -60,7 +60,8 @@ pub fn blames_sender(reason: &RejectReason) -> bool {
         RejectReason::Malformed(DecodeError::TooLarge { .. }) => false,
         RejectReason::Malformed(_)
         | RejectReason::BadSignature
-        | RejectReason::FromTheFuture { .. } => true,
+        | RejectReason::FromTheFuture { .. }
+        | RejectReason::WrongShard => true,
         RejectReason::KeyTooLong { .. }
         | RejectReason::ValueTooLarge { .. }
         | RejectReason::Unauthorized

@@ -346,6 +346,7 @@ mod tests {
                 time: 7,
                 author: vec![1; 32],
                 round: 0,
+                key: String::new(),
             }),
             more: vec![
                 Entry {

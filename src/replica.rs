@@ -135,6 +135,25 @@ impl<S: RecordStore> Replica<S> {
         }
     }
 
+    /// Runs every check on a record that is not to be stored (one a node
+    /// relays on a shard topic for a key it does not follow): `Ok` when it
+    /// would be stored were nothing held for its key.
+    pub fn check(&mut self, record: &Record, now_ms: i64) -> Result<(), RejectReason> {
+        let keys = &mut self.author_keys;
+        let verdict = judge_with(
+            record,
+            None,
+            now_ms,
+            &self.limits,
+            self.validator.as_ref(),
+            |r| keys.verify(r),
+        );
+        match verdict {
+            Verdict::Invalid(reason) => Err(reason),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes every received record durable (see [`RecordStore::stage`]).
     pub fn flush(&mut self) -> Result<(), store::Error> {
         self.store.flush()

@@ -49,6 +49,9 @@ pub enum DecodeError {
     /// `op` holds a number that is neither `Mut` (0) nor `Del` (1).
     #[error("unknown operation {0}")]
     UnknownOp(i32),
+    /// A record on a shard topic did not name its key (`Operate.key`).
+    #[error("a record on a shard topic must name its key")]
+    MissingKey,
 }
 
 /// The gossipsub message id of `data` published on `topic` (spec §2):
@@ -80,6 +83,7 @@ pub fn to_operate(record: &Record) -> pb::Operate {
         time: record.time(),
         author: record.author().as_bytes().to_vec(),
         round: 0,
+        key: String::new(),
     }
 }
 
@@ -104,6 +108,29 @@ pub fn from_operate(key: &str, msg: pb::Operate) -> Result<Record, DecodeError> 
 /// The protobuf encoding of a record's `Operate`: the gossip payload.
 pub fn encode_operate(record: &Record) -> Vec<u8> {
     encode(&to_operate(record))
+}
+
+/// The gossip payload of `record` on its shard topic (spec §17): the
+/// `Operate` names its key, since the topic does not; `round` as in
+/// [`encode_republish`] (0 for a write).
+pub fn encode_shard_operate(record: &Record, round: u64) -> Vec<u8> {
+    encode(&pb::Operate {
+        round,
+        key: record.key().to_owned(),
+        ..to_operate(record)
+    })
+}
+
+/// Decodes a shard topic's gossip payload, whose key is `Operate.key`,
+/// refusing anything over `limit` bytes before parsing it.
+pub fn decode_shard_operate(bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
+    let mut msg: pb::Operate = decode(bytes, limit)?;
+    check_op_field(bytes, OPERATE_OP_TAG)?;
+    let key = std::mem::take(&mut msg.key);
+    if key.is_empty() {
+        return Err(DecodeError::MissingKey);
+    }
+    from_operate(&key, msg)
 }
 
 /// Decodes a gossip payload for `key`, refusing anything over `limit` bytes

@@ -322,7 +322,8 @@ pub(crate) async fn memory_alone(s: &Settings, report: &mut Report) {
             store.put(r).expect("room");
         }
         let with_store = heap();
-        let pointer = Pointer::new(&keypair, store, pointer_config(s.republish)).expect("pointer");
+        let pointer =
+            Pointer::new(&keypair, store, pointer_config(s.republish, 0)).expect("pointer");
         let with_pointer = heap();
         // The records were allocated before `base`: add what they own.
         let record_per_key = record_bytes as f64 / k as f64;

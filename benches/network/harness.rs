@@ -243,10 +243,11 @@ pub(crate) fn gossipsub_config(republish: Duration) -> gossipsub::Config {
     b.build().expect("valid gossipsub config")
 }
 
-pub(crate) fn pointer_config(republish: Duration) -> Config {
+pub(crate) fn pointer_config(republish: Duration, shards: u16) -> Config {
     let mut b = Config::builder()
         .gossipsub_protocol_prefix("/pointer/meshsub")
-        .republish_interval(republish);
+        .republish_interval(republish)
+        .topic_shards(shards);
     // For experiments only: the default is the library's.
     if let Some(fanout) = std::env::var("POINTER_BENCH_FETCH_FANOUT")
         .ok()
@@ -263,7 +264,7 @@ pub(crate) fn pointer_config(republish: Duration) -> Config {
 pub(crate) async fn start_node(
     idx: usize,
     keypair: Keypair,
-    republish: Duration,
+    (republish, shards): (Duration, u16),
     store: MemoryStore,
     kad_records: Vec<kad::Record>,
     obs: mpsc::UnboundedSender<Obs>,
@@ -306,7 +307,7 @@ pub(crate) async fn start_node(
             let mut kad = kad::Behaviour::with_config(peer, kad_store, kad_config);
             kad.set_mode(Some(Mode::Server));
             Ok(Bench {
-                pointer: Pointer::new(key, store, pointer_config(republish))?,
+                pointer: Pointer::new(key, store, pointer_config(republish, shards))?,
                 gossipsub: gossipsub::Behaviour::new_with_subscription_filter(
                     MessageAuthenticity::Anonymous,
                     gossipsub_config(republish),

@@ -37,7 +37,9 @@
 //! `POINTER_BENCH_IDLE_KEYS=100`, `POINTER_BENCH_IDLE_N=10,50,100`,
 //! `POINTER_BENCH_IDLE_DEGREE=6` (every node's neighbours in the idle scenario),
 //! `POINTER_BENCH_MEM_K=1000,10000`, `POINTER_BENCH_THREADS=2`,
-//! `POINTER_BENCH_ONLY=propagation,idle,memory,catchup,throughput`,
+//! `POINTER_BENCH_SCALE_K=1000,10000,100000` and
+//! `POINTER_BENCH_SCALE_SHARDS=0,256` (issue 12's scenario; 0 is a topic per key),
+//! `POINTER_BENCH_ONLY=propagation,idle,memory,catchup,scale,throughput`,
 //! `POINTER_BENCH_KAD_PHASE_SECS=120` (bound on each kad propagation phase),
 //! `POINTER_BENCH_SEED`, `POINTER_BENCH_FETCH_FANOUT` (experiments only;
 //! default: the library's). The table goes to stdout, the same figures as JSON
@@ -75,6 +77,7 @@ mod harness;
 mod idle;
 mod net;
 mod propagation;
+mod scale;
 mod throughput;
 
 use catchup::*;
@@ -82,6 +85,7 @@ use harness::*;
 use idle::*;
 use net::*;
 use propagation::*;
+use scale::*;
 use throughput::*;
 
 // ---------------------------------------------------------------------------
@@ -93,6 +97,8 @@ struct Settings {
     kad_rounds: usize,
     ks: Vec<usize>,
     mem_ks: Vec<usize>,
+    scale_ks: Vec<usize>,
+    scale_shards: Vec<usize>,
     degree: usize,
     value_bytes: usize,
     write_secs: f64,
@@ -147,6 +153,8 @@ impl Settings {
             rounds,
             kad_rounds: env_num("POINTER_BENCH_KAD_ROUNDS", rounds),
             ks: env_list("POINTER_BENCH_K", &ks),
+            scale_ks: env_list("POINTER_BENCH_SCALE_K", &[1_000, 10_000, 100_000]),
+            scale_shards: env_list("POINTER_BENCH_SCALE_SHARDS", &[0, 256]),
             mem_ks: env_list(
                 "POINTER_BENCH_MEM_K",
                 if quick {
@@ -246,6 +254,14 @@ fn main() {
         if s.runs("catchup") {
             for &k in &s.ks {
                 catchup(&s, k, &mut rng, &mut report).await;
+            }
+        }
+        if s.runs("scale") {
+            for &k in &s.scale_ks {
+                for &shards in &s.scale_shards {
+                    let shards = u16::try_from(shards).expect("at most 4096 shards");
+                    scale(&s, k, shards, &mut report).await;
+                }
             }
         }
         if s.runs("throughput") {

@@ -11,6 +11,8 @@ pub(crate) struct Net {
     pub(crate) neighbours: Vec<HashSet<usize>>,
     pub(crate) obs: mpsc::UnboundedReceiver<Obs>,
     pub(crate) obs_tx: mpsc::UnboundedSender<Obs>,
+    /// `topic_shards` of the nodes added from now on (0: a topic per key).
+    pub(crate) shards: u16,
 }
 
 impl Net {
@@ -21,6 +23,7 @@ impl Net {
             neighbours: Vec::new(),
             obs,
             obs_tx,
+            shards: 0,
         }
     }
 
@@ -35,7 +38,7 @@ impl Net {
         let node = start_node(
             idx,
             keypair,
-            republish,
+            (republish, self.shards),
             store,
             kad_records,
             self.obs_tx.clone(),
@@ -62,7 +65,7 @@ impl Net {
             runtime.block_on(async move {
                 let store = MemoryStore::new();
                 let republish = Duration::from_secs(3600);
-                let node = start_node(idx, keypair, republish, store, Vec::new(), obs).await;
+                let node = start_node(idx, keypair, (republish, 0), store, Vec::new(), obs).await;
                 let Node {
                     peer,
                     addr,

@@ -8,20 +8,27 @@ use libp2p::gossipsub::{
     TopicSubscriptionFilter, ValidationMode,
 };
 
-use super::{topic_key, BuildError, Gossip};
+use super::{parse_topic, BuildError, Gossip};
 use crate::config::Config;
+use crate::topic::Topic;
 use crate::wire;
 
 /// Keeps only the subscriptions a Pointer node can use: record topics whose
-/// key is within `max_key_bytes`. A peer's other subscriptions (any string
-/// it names, of any length) are never stored.
+/// key is within `max_key_bytes`, and our count's shard topics. A peer's
+/// other subscriptions (any string it names, of any length) are never
+/// stored.
 pub struct RecordTopics {
     max_key_bytes: usize,
+    shards: u16,
 }
 
 impl TopicSubscriptionFilter for RecordTopics {
     fn can_subscribe(&mut self, topic: &TopicHash) -> bool {
-        topic_key(topic).is_some_and(|key| key.len() <= self.max_key_bytes)
+        match parse_topic(topic, self.shards) {
+            Some(Topic::Key(key)) => key.len() <= self.max_key_bytes,
+            Some(Topic::Shard { .. }) => true,
+            None => false,
+        }
     }
 }
 
@@ -61,6 +68,7 @@ pub(super) fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
     let filter = MaxCountSubscriptionFilter {
         filter: RecordTopics {
             max_key_bytes: config.limits.max_key_bytes,
+            shards: config.topic_shards,
         },
         max_subscribed_topics: usize::MAX / 4,
         max_subscriptions_per_request: config.max_topics_per_peer,

@@ -94,7 +94,7 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.queue_dht(true, key);
-        if self.followers.of(key).is_empty() {
+        if !self.has_followers(key) {
             self.queue_dht(false, key);
         }
     }
@@ -114,7 +114,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// A `get` of `key` with no connected follower: look the key up now,
     /// and let the query wait for what the lookup finds.
     pub(super) fn discover_for_get(&mut self, id: QueryId, key: &str, now_ms: i64) {
-        if !self.discover.active || !self.followers.of(key).is_empty() {
+        if !self.discover.active || self.has_followers(key) {
             return;
         }
         let deadline = now_ms.saturating_add(ms(self.config.fetch_timeout));
@@ -187,7 +187,7 @@ impl<S: RecordStore> Coordinator<S> {
         }
         // A lookup reports in steps: what earlier steps dialed counts too.
         self.forget_old_dials(now_ms);
-        let connected = self.followers.of(key).len();
+        let connected = self.followers_of(key).len();
         let dialing = self.discover.dialed.get(key).map_or(0, |(_, n)| *n);
         let room = self
             .config
@@ -333,7 +333,7 @@ impl<S: RecordStore> Coordinator<S> {
         let lonely: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|k| self.followers.of(k).is_empty())
+            .filter(|k| !self.has_followers(k))
             .filter(|k| {
                 self.discover.looked_up.get(*k).is_none_or(|(at, misses)| {
                     now_ms.saturating_sub(*at) >= backoff(interval, *misses)

@@ -247,7 +247,7 @@ fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
     c.handle(
         Input::PeerSubscribed {
             peer: far,
-            key: "k".into(),
+            topic: crate::topic::Topic::Key("k".into()),
         },
         T0 + 80,
     );

@@ -75,10 +75,8 @@ impl<S: RecordStore> Coordinator<S> {
     fn ask_targets(&mut self, key: &str, asked: &[PeerId], for_get: bool) -> Vec<PeerId> {
         let fresh = |peer: &PeerId| !asked.contains(peer);
         let mut targets: Vec<PeerId> = self
-            .followers
-            .of(key)
-            .iter()
-            .copied()
+            .followers_of(key)
+            .into_iter()
             .filter(|peer| self.connected.contains(peer) && fresh(peer))
             .collect();
         let followers = !targets.is_empty();
@@ -327,7 +325,7 @@ impl<S: RecordStore> Coordinator<S> {
             // Only keys we watch ourselves are worth telling of, and a
             // peer may watch no more keys than it may follow.
             let room = self.watchers.count_of(&peer) < self.config.max_topics_per_peer;
-            if room && self.watches(&key) && !self.followers.of(&key).contains(&peer) {
+            if room && self.watches(&key) && !self.followers_of(&key).contains(&peer) {
                 self.watchers.add(peer, &key);
             }
         }

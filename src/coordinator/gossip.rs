@@ -14,7 +14,7 @@ use crate::protocol::FetchError;
 use crate::record::{Op, Record};
 use crate::replica::Refusal;
 use crate::store::RecordStore;
-use crate::wire;
+use crate::topic::Topic;
 
 impl<S: RecordStore> Coordinator<S> {
     /// Anti-entropy on connection: the keys we deleted are asked about at
@@ -42,6 +42,7 @@ impl<S: RecordStore> Coordinator<S> {
     pub(super) fn on_disconnected(&mut self, peer: PeerId) {
         self.connected.remove(&peer);
         self.followers.peer_gone(&peer);
+        self.shard_peers.peer_gone(&peer);
         self.watchers.peer_gone(&peer);
         self.penalties.peer_gone(&peer);
         // What still waited for the peer fails now; asks in flight fail as
@@ -69,17 +70,20 @@ impl<S: RecordStore> Coordinator<S> {
         &mut self,
         peer: PeerId,
         message: MessageId,
-        key: Option<String>,
+        topic: Option<Topic>,
         data: &[u8],
         now_ms: i64,
     ) {
-        let acceptance = match key {
-            _ if self.is_banned(&peer, now_ms) => MessageAcceptance::Ignore,
-            None => self.reject(peer, String::new(), RejectReason::ForeignTopic, now_ms),
-            Some(ref key) => match wire::decode_operate(key, data, self.config.max_message_bytes) {
-                Ok(record) => self.absorb(record, peer, Source::Gossip { peer }, now_ms),
-                Err(e) => self.reject(peer, key.clone(), e.into(), now_ms),
-            },
+        let (acceptance, key) = match topic {
+            _ if self.is_banned(&peer, now_ms) => (MessageAcceptance::Ignore, None),
+            None => (
+                self.reject(peer, String::new(), RejectReason::ForeignTopic, now_ms),
+                None,
+            ),
+            Some(Topic::Key(key)) => (self.on_key_gossip(peer, &key, data, now_ms), Some(key)),
+            Some(Topic::Shard { count, index }) => {
+                self.on_shard_gossip(peer, (count, index), data, now_ms)
+            }
         };
         let accepted = matches!(acceptance, MessageAcceptance::Accept);
         self.outputs.push_back(Output::Verdict {
@@ -113,12 +117,19 @@ impl<S: RecordStore> Coordinator<S> {
         match self.replica.receive(record.clone(), now_ms) {
             Ok(()) => {
                 self.schedule_flush();
+                // A value that replaces our tombstone means the key was
+                // written again after the delete: follow it again.
+                let revived =
+                    record.op() == Op::Mut && replaced.as_ref().is_some_and(Record::is_tombstone);
+                if revived && self.join(&key) {
+                    self.ask_peers(&key, None);
+                }
                 if gossip {
                     // Our mesh neighbours got it with us (gossipsub forwards
                     // it on our Accept): no need to republish it this interval.
                     self.trickle.heard_same(&key);
                 } else {
-                    self.learnt_by_fetch(&record, replaced.as_ref(), peer);
+                    self.learnt_by_fetch(&record, peer);
                 }
                 self.changed(&record, replaced.as_ref(), Some(peer));
                 self.applied(record, source);
@@ -151,23 +162,15 @@ impl<S: RecordStore> Coordinator<S> {
     /// the peer it came from with our new version, and one that is behind
     /// asks us back. A version per key and follower costs far less than
     /// publishing the record to followers that mostly hold it already (a
-    /// fresh node catching up thousands of keys from several peers). A
-    /// value that replaces our tombstone means the key was written again
-    /// after the delete: follow it again.
-    fn learnt_by_fetch(&mut self, record: &Record, replaced: Option<&Record>, from: PeerId) {
+    /// fresh node catching up thousands of keys from several peers).
+    fn learnt_by_fetch(&mut self, record: &Record, from: PeerId) {
         let key = record.key();
-        let revived = record.op() == Op::Mut && replaced.is_some_and(Record::is_tombstone);
-        if revived && self.join(key) {
-            self.ask_peers(key, None);
-        }
         if !self.subscribed.contains(key) {
             return;
         }
         let others: Vec<PeerId> = self
-            .followers
-            .of(key)
-            .iter()
-            .copied()
+            .followers_of(key)
+            .into_iter()
             .filter(|p| *p != from)
             .collect();
         for peer in others {
@@ -190,7 +193,7 @@ impl<S: RecordStore> Coordinator<S> {
             .of(key)
             .iter()
             .copied()
-            .filter(|p| Some(*p) != from && !self.followers.of(key).contains(p))
+            .filter(|p| Some(*p) != from && !self.followers_of(key).contains(p))
             .collect();
         for peer in watchers {
             self.ask(peer, key, None);
@@ -200,7 +203,7 @@ impl<S: RecordStore> Coordinator<S> {
         // us of a later write.
         let deleted = record.is_tombstone() && !replaced.is_some_and(Record::is_tombstone);
         if deleted {
-            let followers: Vec<PeerId> = self.followers.of(key).to_vec();
+            let followers: Vec<PeerId> = self.followers_of(key);
             for peer in followers.into_iter().filter(|p| Some(*p) != from) {
                 self.ask(peer, key, None);
             }

@@ -19,10 +19,11 @@ mod discover_tests;
 mod fetch;
 mod gossip;
 mod guard;
+mod topics;
 mod upkeep;
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -43,9 +44,10 @@ use crate::query::Queries;
 use crate::record::{Op, Record};
 use crate::replica::{Refusal, Replica, WriteError};
 use crate::store::RecordStore;
+use crate::topic::Topic;
 use crate::trickle::Trickle;
 use crate::validator::OwnedKeys;
-use crate::wire::{self, DecodeError};
+use crate::wire::DecodeError;
 
 use self::fetch::{Fetch, Wanted};
 use self::guard::ms;
@@ -63,19 +65,19 @@ pub enum Input {
         /// The peer.
         peer: PeerId,
     },
-    /// gossipsub: `peer` subscribed to the topic of `key`.
+    /// gossipsub: `peer` subscribed to a record topic.
     PeerSubscribed {
         /// The peer.
         peer: PeerId,
-        /// The key whose topic it joined.
-        key: String,
+        /// The topic it joined.
+        topic: Topic,
     },
-    /// gossipsub: `peer` left the topic of `key`.
+    /// gossipsub: `peer` left a record topic.
     PeerUnsubscribed {
         /// The peer.
         peer: PeerId,
-        /// The key whose topic it left.
-        key: String,
+        /// The topic it left.
+        topic: Topic,
     },
     /// gossipsub: a message on a topic we follow, waiting for our verdict.
     Gossip {
@@ -83,9 +85,8 @@ pub enum Input {
         peer: PeerId,
         /// gossipsub's id of the message, for the verdict.
         message: MessageId,
-        /// The key of the topic, or `None` for a topic that is not a
-        /// record topic.
-        key: Option<String>,
+        /// The topic, or `None` for a topic that is not a record topic.
+        topic: Option<Topic>,
         /// The payload.
         data: Vec<u8>,
     },
@@ -151,13 +152,15 @@ pub enum Publication {
 /// What the shell is to do.
 #[derive(Debug)]
 pub enum Output {
-    /// Subscribe to the topic of the key.
-    Join(String),
-    /// Unsubscribe from the topic of the key.
-    Leave(String),
-    /// Publish `data` on the topic of `key`.
+    /// Subscribe to the topic.
+    Join(Topic),
+    /// Unsubscribe from the topic.
+    Leave(Topic),
+    /// Publish `data`, a record of `key`, on `topic`.
     Publish {
-        /// The key.
+        /// The topic.
+        topic: Topic,
+        /// The record's key.
         key: String,
         /// The gossip payload.
         data: Vec<u8>,
@@ -228,8 +231,14 @@ pub struct Coordinator<S: RecordStore> {
     // Ordered sets where iteration produces outputs: a run must replay
     // exactly from its seed.
     subscribed: BTreeSet<String>,
+    /// With shard topics: the followed keys of each shard we are on.
+    shard_keys: BTreeMap<u16, BTreeSet<String>>,
+    /// With shard topics: the keys whose own topic we joined too.
+    key_topics: BTreeSet<String>,
     /// Connected peers on each key's topic, as gossipsub told us.
     followers: PeerIndex,
+    /// Connected peers on each shard topic, by the shard's index.
+    shard_peers: PeerIndex,
     /// Connected peers that watch a key from outside its topic.
     watchers: PeerIndex,
     connected: BTreeSet<PeerId>,
@@ -266,7 +275,10 @@ impl<S: RecordStore> Coordinator<S> {
             replica,
             rng: SmallRng::seed_from_u64(seed),
             subscribed: BTreeSet::new(),
+            shard_keys: BTreeMap::new(),
+            key_topics: BTreeSet::new(),
             followers: PeerIndex::default(),
+            shard_peers: PeerIndex::default(),
             watchers: PeerIndex::default(),
             connected: BTreeSet::new(),
             fetches: HashMap::new(),
@@ -297,14 +309,14 @@ impl<S: RecordStore> Coordinator<S> {
         match input {
             Input::Connected { peer } => self.on_connected(peer, now_ms),
             Input::Disconnected { peer } => self.on_disconnected(peer),
-            Input::PeerSubscribed { peer, key } => self.on_peer_subscribed(peer, key, now_ms),
-            Input::PeerUnsubscribed { peer, key } => self.followers.remove(&peer, &key),
+            Input::PeerSubscribed { peer, topic } => self.on_topic_joined(peer, topic, now_ms),
+            Input::PeerUnsubscribed { peer, topic } => self.on_topic_left(peer, topic),
             Input::Gossip {
                 peer,
                 message,
-                key,
+                topic,
                 data,
-            } => self.on_gossip(peer, message, key, &data, now_ms),
+            } => self.on_gossip(peer, message, topic, &data, now_ms),
             Input::Asked { peer, id, keys } => self.on_asked(peer, id, keys),
             Input::Answered { id, result } => self.on_answered(id, result, now_ms),
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
@@ -414,7 +426,7 @@ impl<S: RecordStore> Coordinator<S> {
         if !self.subscribed.remove(key) {
             return false;
         }
-        self.outputs.push_back(Output::Leave(key.to_owned()));
+        self.leave_topics(key);
         self.discover_left(key);
         true
     }
@@ -429,9 +441,10 @@ impl<S: RecordStore> Coordinator<S> {
         self.subscribed.iter().map(String::as_str)
     }
 
-    /// Connected peers known to follow `key`.
+    /// Connected peers known to follow `key` (with shard topics: or to be
+    /// on its shard).
     pub fn peers_following(&self, key: &str) -> Vec<PeerId> {
-        self.followers.of(key).to_vec()
+        self.followers_of(key)
     }
 
     /// The record held for `key`: a value or a tombstone.
@@ -496,12 +509,7 @@ impl<S: RecordStore> Coordinator<S> {
         if record.op() == Op::Mut && self.join(&key) {
             self.ask_peers(&key, None);
         }
-        let data = wire::encode_operate(&record);
-        self.outputs.push_back(Output::Publish {
-            key: key.clone(),
-            data,
-            why: Publication::Write,
-        });
+        self.publish_record(&record, 0, Publication::Write);
         self.changed(&record, replaced, None);
         self.applied(record, Source::Local);
     }
@@ -537,7 +545,7 @@ impl<S: RecordStore> Coordinator<S> {
         if !self.subscribed.insert(key.to_owned()) {
             return false;
         }
-        self.outputs.push_back(Output::Join(key.to_owned()));
+        self.join_topics(key);
         self.discover_joined(key);
         true
     }

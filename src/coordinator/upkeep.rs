@@ -6,7 +6,6 @@ use rand::RngExt;
 
 use super::{Coordinator, Output, Publication, Timer};
 use crate::store::RecordStore;
-use crate::wire;
 
 impl<S: RecordStore> Coordinator<S> {
     pub(super) fn arm_republish(&mut self) {
@@ -51,8 +50,7 @@ impl<S: RecordStore> Coordinator<S> {
                 continue;
             }
             if let Some(record) = self.replica.get(&key).map(std::borrow::Cow::into_owned) {
-                let data = wire::encode_republish(&record, stamp);
-                self.publish_again(key, data);
+                self.publish_record(&record, stamp, Publication::Republish);
             }
         }
     }
@@ -70,8 +68,7 @@ impl<S: RecordStore> Coordinator<S> {
         let round = u64::try_from(now_ms).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
         for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
             if let Some(record) = self.value_record(&key) {
-                let data = wire::encode_republish(&record, round);
-                self.publish_again(key, data);
+                self.publish_record(&record, round, Publication::Republish);
             }
         }
         self.anti_entropy();
@@ -81,14 +78,6 @@ impl<S: RecordStore> Coordinator<S> {
             tracing::warn!("tombstone collection failed: {e}");
         }
         self.arm_republish();
-    }
-
-    fn publish_again(&mut self, key: String, data: Vec<u8>) {
-        self.outputs.push_back(Output::Publish {
-            key,
-            data,
-            why: Publication::Republish,
-        });
     }
 
     /// Anti-entropy, once an interval, each key asked about with the version
@@ -109,7 +98,7 @@ impl<S: RecordStore> Coordinator<S> {
         let shared: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|key| self.followers.of(key).contains(&partner))
+            .filter(|key| self.followers_of(key).contains(&partner))
             .cloned()
             .collect();
         for key in shared {
@@ -118,7 +107,7 @@ impl<S: RecordStore> Coordinator<S> {
         let mut keys: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|key| self.followers.of(key).is_empty())
+            .filter(|key| !self.has_followers(key))
             .cloned()
             .collect();
         keys.extend(

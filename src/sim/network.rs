@@ -6,7 +6,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
-use crate::behaviour::TOPIC_PREFIX;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
 use crate::event::PointerEvent;
@@ -15,6 +14,7 @@ use crate::protocol::FetchError;
 use crate::record::{Author, Record};
 use crate::replica::WriteError;
 use crate::store::MemoryStore;
+use crate::topic::Topic;
 use crate::wire;
 use ed25519_dalek::SigningKey;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -70,14 +70,14 @@ enum Event {
         to: usize,
         from: usize,
         link: u64,
-        key: String,
+        topic: Topic,
         data: Vec<u8>,
     },
     Subscription {
         to: usize,
         from: usize,
         link: u64,
-        key: String,
+        topic: Topic,
         joined: bool,
     },
     Ask {
@@ -112,10 +112,10 @@ struct Node {
     disk: Option<MemoryStore>,
     /// Bumped at each crash, so that the dead node's timers do not fire.
     life: u64,
-    joined: BTreeSet<String>,
+    joined: BTreeSet<Topic>,
     seen: HashMap<MessageId, Duration>,
     /// Gossip messages waiting for the coordinator's verdict.
-    validating: HashMap<MessageId, (usize, String, Vec<u8>)>,
+    validating: HashMap<MessageId, (usize, Topic, Vec<u8>)>,
     timers: HashMap<Timer, u64>,
     /// Inbound asks being answered: reply id → (asker, asker's ask id, keys).
     answering: HashMap<u64, (usize, u64, Vec<String>)>,
@@ -289,8 +289,8 @@ impl Network {
         for (me, other) in [(a, b), (b, a)] {
             let peer = self.nodes[other].peer;
             self.input(me, Input::Connected { peer });
-            let topics: Vec<String> = self.nodes[other].joined.iter().cloned().collect();
-            for key in topics {
+            let topics: Vec<Topic> = self.nodes[other].joined.iter().cloned().collect();
+            for topic in topics {
                 let delay = self.latency();
                 self.schedule(
                     delay,
@@ -298,7 +298,7 @@ impl Network {
                         to: me,
                         from: other,
                         link,
-                        key,
+                        topic,
                         joined: true,
                     },
                 );
@@ -378,7 +378,7 @@ impl Network {
     /// coordinator judging it: how a hostile node injects a record.
     pub fn inject(&mut self, from: usize, record: &Record) {
         let data = wire::encode_operate(record);
-        self.flood(from, None, record.key().to_owned(), data);
+        self.flood(from, None, Topic::Key(record.key().to_owned()), data);
     }
 
     /// Runs the network until virtual time `until`, or until nothing is
@@ -459,9 +459,9 @@ impl Network {
             );
         }
         match output {
-            Output::Join(key) => self.set_joined(i, key, true),
-            Output::Leave(key) => self.set_joined(i, key, false),
-            Output::Publish { key, data, .. } => self.publish(i, key, data),
+            Output::Join(topic) => self.set_joined(i, topic, true),
+            Output::Leave(topic) => self.set_joined(i, topic, false),
+            Output::Publish { topic, data, .. } => self.publish(i, topic, data),
             Output::Verdict {
                 message,
                 acceptance,
@@ -496,11 +496,11 @@ impl Network {
         }
     }
 
-    fn set_joined(&mut self, i: usize, key: String, joined: bool) {
+    fn set_joined(&mut self, i: usize, topic: Topic, joined: bool) {
         let changed = if joined {
-            self.nodes[i].joined.insert(key.clone())
+            self.nodes[i].joined.insert(topic.clone())
         } else {
-            self.nodes[i].joined.remove(&key)
+            self.nodes[i].joined.remove(&topic)
         };
         if !changed {
             return;
@@ -508,14 +508,14 @@ impl Network {
         for other in self.neighbours(i) {
             let link = self.links[&ordered(i, other)];
             let delay = self.latency();
-            let key = key.clone();
+            let topic = topic.clone();
             self.schedule(
                 delay,
                 Event::Subscription {
                     to: other,
                     from: i,
                     link,
-                    key,
+                    topic,
                     joined,
                 },
             );
@@ -524,22 +524,22 @@ impl Network {
 
     /// gossipsub's publish: refused as a duplicate if the id was seen,
     /// otherwise sent to every neighbour on the topic (flood publish).
-    fn publish(&mut self, i: usize, key: String, data: Vec<u8>) {
-        let id = message_id(&key, &data);
+    fn publish(&mut self, i: usize, topic: Topic, data: Vec<u8>) {
+        let id = message_id(&topic, &data);
         if self.seen_recently(i, &id) {
             return;
         }
         self.nodes[i].seen.insert(id, self.now);
-        self.flood(i, None, key, data);
+        self.flood(i, None, topic, data);
     }
 
     /// Sends a gossip message from `i` to its neighbours on the topic
     /// except `except`, at most `mesh_degree` of them when forwarding.
-    fn flood(&mut self, i: usize, except: Option<usize>, key: String, data: Vec<u8>) {
+    fn flood(&mut self, i: usize, except: Option<usize>, topic: Topic, data: Vec<u8>) {
         let mut targets: Vec<usize> = self
             .neighbours(i)
             .into_iter()
-            .filter(|&n| Some(n) != except && self.nodes[n].joined.contains(&key))
+            .filter(|&n| Some(n) != except && self.nodes[n].joined.contains(&topic))
             .collect();
         if except.is_some() {
             targets.shuffle(&mut self.rng);
@@ -559,7 +559,7 @@ impl Network {
                 to,
                 from: i,
                 link,
-                key: key.clone(),
+                topic: topic.clone(),
                 data: data.clone(),
             };
             self.schedule(delay, event);
@@ -567,11 +567,11 @@ impl Network {
     }
 
     fn on_verdict(&mut self, i: usize, message: &MessageId, acceptance: MessageAcceptance) {
-        let Some((from, key, data)) = self.nodes[i].validating.remove(message) else {
+        let Some((from, topic, data)) = self.nodes[i].validating.remove(message) else {
             return;
         };
         if matches!(acceptance, MessageAcceptance::Accept) {
-            self.flood(i, Some(from), key, data);
+            self.flood(i, Some(from), topic, data);
         }
     }
 
@@ -630,26 +630,26 @@ impl Network {
                 to,
                 from,
                 link,
-                key,
+                topic,
                 data,
             } => {
                 if self.link_is(to, from, link) {
-                    self.receive_gossip(to, from, key, data);
+                    self.receive_gossip(to, from, topic, data);
                 }
             }
             Event::Subscription {
                 to,
                 from,
                 link,
-                key,
+                topic,
                 joined,
             } => {
-                if self.link_is(to, from, link) {
+                if self.link_is(to, from, link) && self.recognises(to, &topic) {
                     let peer = self.nodes[from].peer;
                     let input = if joined {
-                        Input::PeerSubscribed { peer, key }
+                        Input::PeerSubscribed { peer, topic }
                     } else {
-                        Input::PeerUnsubscribed { peer, key }
+                        Input::PeerUnsubscribed { peer, topic }
                     };
                     self.input(to, input);
                 }
@@ -726,25 +726,37 @@ impl Network {
         wire::from_answer(answer, keys).unwrap_or_default()
     }
 
-    fn receive_gossip(&mut self, to: usize, from: usize, key: String, data: Vec<u8>) {
-        let id = message_id(&key, &data);
-        if self.seen_recently(to, &id) || !self.nodes[to].joined.contains(&key) {
+    fn receive_gossip(&mut self, to: usize, from: usize, topic: Topic, data: Vec<u8>) {
+        let id = message_id(&topic, &data);
+        if self.seen_recently(to, &id) || !self.nodes[to].joined.contains(&topic) {
             return;
         }
         self.nodes[to].seen.insert(id.clone(), self.now);
         self.nodes[to]
             .validating
-            .insert(id.clone(), (from, key.clone(), data.clone()));
+            .insert(id.clone(), (from, topic.clone(), data.clone()));
         let peer = self.nodes[from].peer;
         self.input(
             to,
             Input::Gossip {
                 peer,
                 message: id,
-                key: Some(key),
+                topic: Some(topic),
                 data,
             },
         );
+    }
+
+    /// gossipsub's subscription filter: a node keeps a peer's shard
+    /// topics only for its own count of shards.
+    fn recognises(&self, i: usize, topic: &Topic) -> bool {
+        match topic {
+            Topic::Key(_) => true,
+            Topic::Shard { count, .. } => self.nodes[i]
+                .core
+                .as_ref()
+                .is_some_and(|c| c.config().topic_shards() == *count),
+        }
     }
 
     fn seen_recently(&self, i: usize, id: &MessageId) -> bool {
@@ -784,7 +796,7 @@ fn ordered(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
 
-/// The id Pointer's gossipsub gives a message on `key`'s topic.
-fn message_id(key: &str, data: &[u8]) -> MessageId {
-    MessageId::new(&wire::message_id(&format!("{TOPIC_PREFIX}{key}"), data))
+/// The id Pointer's gossipsub gives a message on `topic`.
+fn message_id(topic: &Topic, data: &[u8]) -> MessageId {
+    MessageId::new(&wire::message_id(&topic.name(), data))
 }

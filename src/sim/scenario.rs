@@ -106,6 +106,10 @@ pub struct Scenario {
     pub links: Vec<(usize, usize)>,
     /// The timeline, in order.
     pub steps: Vec<(Duration, Step)>,
+    /// Each node's `topic_shards` (0: a topic per key): all 0, all
+    /// sharded, or a mix, so that nodes with and without the extension
+    /// are checked together.
+    pub shards: Vec<u16>,
 }
 
 /// Bounds of random scenarios.
@@ -177,22 +181,25 @@ impl Scenario {
             topology,
             links,
             steps: Vec::new(),
+            shards: Vec::new(),
         };
         scenario.steps = scenario.timeline(shape, &mut rng);
+        scenario.shards = shard_counts(seed, n);
         scenario
     }
 
     /// The scenario in a few lines: nodes, skews, links and the timeline.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\n",
+            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\n",
             self.seed,
             self.nodes(),
             self.topology,
             self.unauthorized,
             self.keys,
             self.skews_ms,
-            self.links
+            self.links,
+            self.shards
         );
         for (at, step) in &self.steps {
             out.push_str(&format!("  {at:>12.3?}  {step:?}\n"));
@@ -277,6 +284,22 @@ impl Scenario {
                 None => Step::HealAll,
             },
         }
+    }
+}
+
+/// Shards per node, drawn from their own generator so that the rest of a
+/// seed's schedule is what it was before shards existed. Two shards over at
+/// most a handful of keys: keys share shards, and a node is on a shard for
+/// keys it relays and keys it holds at once.
+fn shard_counts(seed: u64, n: usize) -> Vec<u16> {
+    const SHARDS: u16 = 2;
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5348_4152_4453);
+    match rng.random_range(0..3) {
+        0 => vec![0; n],
+        1 => vec![SHARDS; n],
+        _ => (0..n)
+            .map(|_| if rng.random_bool(0.5) { SHARDS } else { 0 })
+            .collect(),
     }
 }
 

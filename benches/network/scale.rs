@@ -1,0 +1,191 @@
+//! Scenario 5 (issue 12): one node follows many keys. Node A holds K
+//! records; a fresh node B follows all K and dials A. Measured: B's
+//! catch-up, the heap both nodes hold per key afterwards, the latency of
+//! one update once both follow K keys, and the CPU the two use at rest.
+//!
+//! Each K runs with a topic per key (the seed's wire) and with the keys
+//! sharded over `POINTER_BENCH_SCALE_SHARDS` topics (default 0,256; 0 is a
+//! topic per key).
+//!
+//! `POINTER_BENCH_ONLY=scale POINTER_BENCH_SCALE_K=1000,10000,100000
+//! cargo bench --all-features --bench network`.
+
+use super::*;
+
+/// Updates timed once both nodes follow all K keys.
+const UPDATES: usize = 20;
+/// The window over which the two nodes' CPU at rest is read.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+
+pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Report) {
+    println!("## scale, K = {k}, shards {shards}");
+    let topics = match shards {
+        0 => "a topic per key".to_owned(),
+        n => format!("{n} shards"),
+    };
+    let size = format!("K={k}, 2 nodes, {topics}");
+    // The library's republish interval, not the shorter one the idle
+    // scenario uses: this is a node as a user runs it.
+    let republish = Config::builder()
+        .build()
+        .expect("the defaults are valid")
+        .republish_interval();
+    let owner = Keypair::generate_ed25519();
+    let records = owned_records(std::slice::from_ref(&owner), k, "s", s.value_bytes);
+    let keys: Vec<String> = records.iter().map(|r| r.key().to_owned()).collect();
+    let heap_empty = settle_heap(Duration::from_secs(2)).await;
+    let mut net = Net::new();
+    net.shards = shards;
+    let mut store = MemoryStore::with_config(pointer::MemoryStoreConfig {
+        max_records: k.max(65_536),
+        ..Default::default()
+    });
+    for r in records {
+        store.put(r).expect("store has room");
+    }
+    // A follows every key it holds, as a node restarted on its store does.
+    let a = net.add(owner, republish, store, Vec::new()).await;
+    net.quiet(s.setup_timeout).await;
+    let heap_a = settle_heap(Duration::from_secs(3)).await;
+    let b = net
+        .add(
+            Keypair::generate_ed25519(),
+            republish,
+            MemoryStore::with_config(pointer::MemoryStoreConfig {
+                max_records: k.max(65_536),
+                ..Default::default()
+            }),
+            Vec::new(),
+        )
+        .await;
+    net.drain();
+    let w0 = net.wire();
+    let cpu0 = process_cpu();
+    let keys_b = keys.clone();
+    let t0 = net.nodes[b]
+        .call(move |sw, _| {
+            let t0 = Instant::now();
+            for key in &keys_b {
+                sw.behaviour_mut().pointer.subscribe(key).expect("key ok");
+            }
+            t0
+        })
+        .await;
+    net.link(b, a).await;
+    let Some(caught_up) = until_held(&mut net, b, k, t0 + s.catchup_timeout).await else {
+        report.row(
+            "5 scale",
+            "pointer",
+            &size,
+            "CATCH-UP TIMED OUT".into(),
+            String::new(),
+        );
+        net.shutdown().await;
+        return;
+    };
+    let catchup_secs = (caught_up - t0).as_secs_f64();
+    let catchup_wire = net.wire().since(w0);
+    let catchup_cpu = cpu_since(cpu0);
+    net.quiet(s.setup_timeout).await;
+    let heap_both = settle_heap(Duration::from_secs(3)).await;
+    let latency = update_latency(&mut net, a, b, &keys[0], s).await;
+    // At rest: nothing written, both following K keys.
+    net.quiet(s.setup_timeout).await;
+    let cpu1 = process_cpu();
+    tokio::time::sleep(IDLE_WINDOW).await; // the window itself
+    let idle_core = cpu_since(cpu1).map(|c| c / IDLE_WINDOW.as_secs_f64() / 2.0);
+
+    let value = s.value_bytes as f64;
+    let per_key_a = (heap_a - heap_empty) as f64 / k as f64;
+    let per_key_both = (heap_both - heap_empty) as f64 / k as f64 / 2.0;
+    report.row(
+        "5 scale",
+        "pointer",
+        &size,
+        format!(
+            "catch-up {catchup_secs:.2} s; update {}; idle {}",
+            latency.cell(),
+            idle_core.map_or("?".into(), |c| format!(
+                "{:.1} % of a core per node",
+                c * 100.0
+            ))
+        ),
+        format!(
+            "heap per key and node: {} (A alone {}; value {value} B); catch-up wire {}, CPU {}",
+            kib(per_key_both),
+            kib(per_key_a),
+            kib((catchup_wire.tx + catchup_wire.rx) as f64 / 2.0),
+            catchup_cpu.map_or("?".into(), |c| format!("{c:.2} s"))
+        ),
+    );
+    report.section("scale").push(json!({
+        "k": k,
+        "shards": shards,
+        "catchup_secs": catchup_secs,
+        "catchup_cpu_secs": catchup_cpu,
+        "catchup_wire_bytes": catchup_wire.tx + catchup_wire.rx,
+        "heap_per_key_alone": per_key_a,
+        "heap_per_key_per_node_shared": per_key_both,
+        "update_latency": latency.to_json(),
+        "idle_core_per_node": idle_core,
+    }));
+    net.shutdown().await;
+}
+
+/// Waits until `node` reported `k` distinct keys updated; returns when the
+/// last arrived.
+async fn until_held(net: &mut Net, node: usize, k: usize, deadline: Instant) -> Option<Instant> {
+    let mut got = HashSet::new();
+    let mut last = None;
+    while got.len() < k {
+        if let Obs::Updated {
+            node: n, at, key, ..
+        } = net.next_obs(deadline).await?
+        {
+            if n == node && got.insert(key) {
+                last = Some(at);
+            }
+        }
+    }
+    last
+}
+
+/// `UPDATES` writes of `key` at `a`, each timed until `b` has it.
+async fn update_latency(net: &mut Net, a: usize, b: usize, key: &str, s: &Settings) -> Latencies {
+    let mut lat = Latencies::default();
+    for i in 0..UPDATES {
+        net.drain();
+        let tag = 7_000_000 + i as u64;
+        let (k, value) = (key.to_owned(), value_for(tag, s.value_bytes));
+        let t0 = net.nodes[a]
+            .call(move |sw, _| {
+                let t0 = Instant::now();
+                let _ = sw.behaviour_mut().pointer.put(&k, &value);
+                t0
+            })
+            .await;
+        let want = key.to_owned();
+        let deadline = Instant::now() + s.round_timeout;
+        let last = net
+            .all_arrived(deadline, 1, |obs| match obs {
+                Obs::Updated {
+                    node,
+                    at,
+                    key: k,
+                    tag: t,
+                } if *node == b && *t == tag && *k == want => Some((*node, *at)),
+                _ => None,
+            })
+            .await;
+        lat.record(t0, last);
+    }
+    lat
+}
+
+/// Process CPU seconds since `before`.
+fn cpu_since(before: Option<Duration>) -> Option<f64> {
+    process_cpu()
+        .zip(before)
+        .and_then(|(now, before)| now.checked_sub(before))
+        .map(|d| d.as_secs_f64())
+}
