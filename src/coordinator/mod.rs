@@ -11,7 +11,7 @@
 //! simulator (feature `sim`) drives many coordinators over a model network.
 //!
 //! The coordinator never names a protobuf type: it sees records, [`AskKey`]s
-//! and [`Entry`]s, and calls [`wire`] for the gossip payload bytes.
+//! and [`Entry`]s, and calls [`wire`](crate::wire) for the gossip payload bytes.
 
 mod discover;
 #[cfg(test)]
@@ -265,7 +265,8 @@ impl<S: RecordStore> Coordinator<S> {
     pub fn new(signer: SigningKey, store: S, mut config: Config, seed: u64) -> Self {
         let validator = std::mem::replace(&mut config.validator, Box::new(OwnedKeys));
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
-            .with_author_key_cache(config.author_key_cache);
+            .with_author_key_cache(config.author_key_cache)
+            .with_verify_threads(config.verify_threads);
         let local_peer = crate::record::Author::from(&signer)
             .peer_id()
             .unwrap_or_else(PeerId::random);
