@@ -169,6 +169,44 @@ fn accept(c: &mut Criterion) {
     });
 }
 
+/// One `Answer`'s worth of fresh records (256, as `max_keys_per_ask`)
+/// received into an empty store, their signatures checked on one thread
+/// and on two (`verify_threads`).
+fn burst(c: &mut Criterion) {
+    let f = fixture();
+    let max_message = Config::default().max_message_bytes();
+    let records: Vec<Record> = (0..256)
+        .map(|i| Record::sign(&format!("{}{i}", f.key), Op::Mut, &f.value, TIME, &f.signer))
+        .collect();
+    for threads in [1, 2] {
+        c.bench_function(
+            &format!("accept/answer_of_256/verify_threads_{threads}"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        let replica = Replica::new(
+                            MemoryStore::new(),
+                            Box::new(pointer::Open),
+                            f.limits,
+                            max_message,
+                        )
+                        .with_verify_threads(threads);
+                        (replica, records.clone())
+                    },
+                    |(mut replica, records)| {
+                        replica.precheck(&records, TIME);
+                        for r in records {
+                            replica.receive(r, TIME).expect("fresh");
+                        }
+                        replica
+                    },
+                    BatchSize::LargeInput,
+                )
+            },
+        );
+    }
+}
+
 fn store(c: &mut Criterion) {
     let f = fixture();
     let mut store = MemoryStore::new();
@@ -190,5 +228,5 @@ fn store(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, wire, crypto, accept, store);
+criterion_group!(benches, wire, crypto, accept, burst, store);
 criterion_main!(benches);

@@ -36,6 +36,7 @@ pub struct Config {
     pub(crate) discovery_dials: usize,
     pub(crate) discovery_interval: Duration,
     pub(crate) topic_shards: u16,
+    pub(crate) verify_threads: usize,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -72,6 +73,7 @@ impl Default for Config {
             discovery_dials: 3,
             discovery_interval: Duration::from_secs(5 * 60),
             topic_shards: 0,
+            verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             validator: Box::new(OwnedKeys),
         }
     }
@@ -188,6 +190,11 @@ impl Config {
     pub fn topic_shards(&self) -> u16 {
         self.topic_shards
     }
+
+    /// Threads the signatures of one answer are checked on.
+    pub fn verify_threads(&self) -> usize {
+        self.verify_threads
+    }
 }
 
 impl fmt::Debug for Config {
@@ -225,6 +232,7 @@ impl fmt::Debug for Config {
             .field("discovery_dials", &self.discovery_dials)
             .field("discovery_interval", &self.discovery_interval)
             .field("topic_shards", &self.topic_shards)
+            .field("verify_threads", &self.verify_threads)
             .finish_non_exhaustive()
     }
 }
@@ -471,6 +479,17 @@ impl ConfigBuilder {
         self
     }
 
+    /// Threads the signature checks of one `Answer` are spread over (each
+    /// still the `verify_strict` a single check makes, so the outcome is
+    /// the same; answers of fewer than 16 records are checked on the
+    /// node's own thread). A fresh node catching up many keys is bound by
+    /// these checks. Default: the machine's available parallelism; 1 keeps
+    /// every check on the node's thread.
+    pub fn verify_threads(mut self, threads: usize) -> Self {
+        self.0.verify_threads = threads;
+        self
+    }
+
     /// Who may write which key. Default: [`OwnedKeys`].
     pub fn validator(mut self, validator: impl Validator) -> Self {
         self.0.validator = Box::new(validator);
@@ -490,6 +509,9 @@ impl ConfigBuilder {
 
 /// Longest duration any setting accepts: ten years.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Most threads [`ConfigBuilder::verify_threads`] accepts.
+pub const MAX_VERIFY_THREADS: usize = 256;
 
 /// Most shard topics [`ConfigBuilder::topic_shards`] accepts: a hello
 /// naming all of them stays under 100 KiB.
@@ -534,13 +556,16 @@ pub enum ConfigError {
         /// The most allowed.
         max: usize,
     },
-    /// More shard topics than [`MAX_TOPIC_SHARDS`].
-    #[error("topic_shards of {value} is more than the {max} allowed")]
-    TooManyShards {
+    /// A count beyond its ceiling ([`MAX_TOPIC_SHARDS`],
+    /// [`MAX_VERIFY_THREADS`]).
+    #[error("{knob} of {value} is more than the {max} allowed")]
+    TooMany {
+        /// The builder method.
+        knob: &'static str,
         /// The value given.
-        value: u16,
+        value: usize,
         /// The most allowed.
-        max: u16,
+        max: usize,
     },
     /// A record with a value of `max_value_bytes` would not fit in
     /// `max_message_bytes`, so such writes could never be sent.
@@ -571,6 +596,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("max_topics_per_peer", c.max_topics_per_peer),
         ("discovery_rate", c.discovery_rate as usize),
         ("discovery_dials", c.discovery_dials),
+        ("verify_threads", c.verify_threads),
     ];
     for (knob, value) in positive {
         if value == 0 {
@@ -602,6 +628,19 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::TooLong { knob, value, max });
         }
     }
+    let counts = [
+        (
+            "topic_shards",
+            usize::from(c.topic_shards),
+            usize::from(MAX_TOPIC_SHARDS),
+        ),
+        ("verify_threads", c.verify_threads, MAX_VERIFY_THREADS),
+    ];
+    for (knob, value, max) in counts {
+        if value > max {
+            return Err(ConfigError::TooMany { knob, value, max });
+        }
+    }
     let sizes = [
         ("max_message_bytes", c.max_message_bytes, MAX_MESSAGE_BYTES),
         (
@@ -620,12 +659,6 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         if value > max {
             return Err(ConfigError::TooLarge { knob, value, max });
         }
-    }
-    if c.topic_shards > MAX_TOPIC_SHARDS {
-        return Err(ConfigError::TooManyShards {
-            value: c.topic_shards,
-            max: MAX_TOPIC_SHARDS,
-        });
     }
     // On a shard topic the record names its key: tag, length and key.
     let key_field = if c.topic_shards > 0 {

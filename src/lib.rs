@@ -87,6 +87,7 @@ pub mod exchange;
 mod handler;
 pub mod misbehaviour;
 pub mod order;
+mod parallel_verify;
 mod peer_index;
 pub mod protocol;
 mod query;

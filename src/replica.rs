@@ -3,12 +3,16 @@
 //! the network; tests and simulations drive it directly.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use ed25519_dalek::SigningKey;
 
-use crate::accept::{check_sizes, judge_with, Limits, RejectReason, Verdict};
+use crate::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
 use crate::author_keys::AuthorKeys;
-use crate::record::{Author, Op, Record};
+use crate::order::precedence;
+use crate::parallel_verify::{verify_all, MIN_PARALLEL};
+use crate::record::{Author, Op, Record, Signature};
 use crate::store::{self, RecordStore};
 use crate::validator::Validator;
 use crate::wire;
@@ -57,6 +61,10 @@ pub struct Replica<S> {
     limits: Limits,
     max_message_bytes: usize,
     author_keys: AuthorKeys,
+    /// Signature checks made ahead for a burst ([`Replica::precheck`]), by
+    /// signature, with the record each was made for.
+    prechecked: HashMap<Signature, (Record, bool)>,
+    verify_threads: usize,
 }
 
 /// Authors whose decompressed keys a [`Replica`] keeps by default.
@@ -76,6 +84,45 @@ impl<S: RecordStore> Replica<S> {
             limits,
             max_message_bytes,
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
+            prechecked: HashMap::new(),
+            verify_threads: 1,
+        }
+    }
+
+    /// Checks the signatures of a burst on up to `threads` threads
+    /// ([`Replica::precheck`]); 1 checks each as it is received.
+    pub fn with_verify_threads(mut self, threads: usize) -> Self {
+        self.verify_threads = threads.max(1);
+        self
+    }
+
+    /// Checks ahead, on `verify_threads` threads, the signatures of those
+    /// of `records` that would reach the signature check (right shape,
+    /// newer than what is held); the next [`Replica::receive`] of each uses
+    /// the result. Deciding as `receive` would alone, only sooner: a
+    /// record's check is the same `verify_strict`, and a result is used
+    /// only for the very record it was made for.
+    pub fn precheck<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>, now_ms: i64) {
+        self.prechecked.clear();
+        if self.verify_threads < 2 {
+            return;
+        }
+        let candidates: Vec<&Record> = records
+            .into_iter()
+            .filter(|r| check_shape(r, now_ms, &self.limits).is_ok())
+            .filter(|r| {
+                self.store
+                    .get(r.key())
+                    .is_none_or(|held| precedence(r, &held) == Ordering::Greater)
+            })
+            .collect();
+        if candidates.len() < MIN_PARALLEL {
+            return;
+        }
+        let results = verify_all(&candidates, self.verify_threads);
+        for (record, ok) in candidates.into_iter().zip(results) {
+            self.prechecked
+                .insert(*record.signature(), (record.clone(), ok));
         }
     }
 
@@ -117,13 +164,17 @@ impl<S: RecordStore> Replica<S> {
         let verdict = {
             let stored = self.store.get(record.key());
             let keys = &mut self.author_keys;
+            let prechecked = &mut self.prechecked;
             judge_with(
                 &record,
                 stored.as_deref(),
                 now_ms,
                 &self.limits,
                 self.validator.as_ref(),
-                |r| keys.verify(r),
+                |r| match prechecked.remove(r.signature()) {
+                    Some((checked, ok)) if checked == *r => ok,
+                    _ => keys.verify(r),
+                },
             )
         };
         match verdict {

@@ -248,7 +248,13 @@ pub(crate) fn pointer_config(republish: Duration, shards: u16) -> Config {
         .gossipsub_protocol_prefix("/pointer/meshsub")
         .republish_interval(republish)
         .topic_shards(shards);
-    // For experiments only: the default is the library's.
+    // For experiments only: the defaults are the library's.
+    if let Some(threads) = std::env::var("POINTER_BENCH_VERIFY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        b = b.verify_threads(threads);
+    }
     if let Some(fanout) = std::env::var("POINTER_BENCH_FETCH_FANOUT")
         .ok()
         .and_then(|v| v.parse().ok())

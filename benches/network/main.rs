@@ -41,7 +41,7 @@
 //! `POINTER_BENCH_SCALE_SHARDS=0,256` (issue 12's scenario; 0 is a topic per key),
 //! `POINTER_BENCH_ONLY=propagation,idle,memory,catchup,scale,throughput`,
 //! `POINTER_BENCH_KAD_PHASE_SECS=120` (bound on each kad propagation phase),
-//! `POINTER_BENCH_SEED`, `POINTER_BENCH_FETCH_FANOUT` (experiments only;
+//! `POINTER_BENCH_SEED`, `POINTER_BENCH_FETCH_FANOUT`, `POINTER_BENCH_VERIFY_THREADS` (experiments only;
 //! default: the library's). The table goes to stdout, the same figures as JSON
 //! to `$CARGO_TARGET_DIR/bench-network.json` (default `target/`).
 

@@ -60,7 +60,7 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         .await;
     net.drain();
     let w0 = net.wire();
-    let cpu0 = process_cpu();
+    let cpu0 = process_cpu_with_ended();
     let keys_b = keys.clone();
     let t0 = net.nodes[b]
         .call(move |sw, _| {
@@ -72,12 +72,16 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         })
         .await;
     net.link(b, a).await;
-    let Some(caught_up) = until_held(&mut net, b, k, t0 + s.catchup_timeout).await else {
+    let (held, last) = until_held(&mut net, b, k, t0 + s.catchup_timeout).await;
+    let Some(caught_up) = last.filter(|_| held == k) else {
         report.row(
             "5 scale",
             "pointer",
             &size,
-            "CATCH-UP TIMED OUT".into(),
+            format!(
+                "CATCH-UP TIMED OUT: {held} of {k} keys after {:.0?}",
+                s.catchup_timeout
+            ),
             String::new(),
         );
         net.shutdown().await;
@@ -85,7 +89,10 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
     };
     let catchup_secs = (caught_up - t0).as_secs_f64();
     let catchup_wire = net.wire().since(w0);
-    let catchup_cpu = cpu_since(cpu0);
+    let catchup_cpu = process_cpu_with_ended()
+        .zip(cpu0)
+        .and_then(|(now, before)| now.checked_sub(before))
+        .map(|d| d.as_secs_f64());
     net.quiet(s.setup_timeout).await;
     let heap_both = settle_heap(Duration::from_secs(3)).await;
     let latency = update_latency(&mut net, a, b, &keys[0], s).await;
@@ -132,22 +139,30 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
     net.shutdown().await;
 }
 
-/// Waits until `node` reported `k` distinct keys updated; returns when the
-/// last arrived.
-async fn until_held(net: &mut Net, node: usize, k: usize, deadline: Instant) -> Option<Instant> {
+/// Waits until `node` reported `k` distinct keys updated, or `deadline`;
+/// returns how many it reported and when the last arrived.
+async fn until_held(
+    net: &mut Net,
+    node: usize,
+    k: usize,
+    deadline: Instant,
+) -> (usize, Option<Instant>) {
     let mut got = HashSet::new();
     let mut last = None;
     while got.len() < k {
+        let Some(obs) = net.next_obs(deadline).await else {
+            break;
+        };
         if let Obs::Updated {
             node: n, at, key, ..
-        } = net.next_obs(deadline).await?
+        } = obs
         {
             if n == node && got.insert(key) {
                 last = Some(at);
             }
         }
     }
-    last
+    (got.len(), last)
 }
 
 /// `UPDATES` writes of `key` at `a`, each timed until `b` has it.

@@ -22,6 +22,7 @@ fn every_knob() -> ConfigBuilder {
         .max_subscription_bytes(16)
         .max_inbound_fetch_streams_total(17)
         .topic_shards(18)
+        .verify_threads(19)
 }
 
 #[test]
@@ -52,6 +53,26 @@ fn builder_sets_every_limit() {
     assert_eq!(c.max_subscription_bytes(), 16);
     assert_eq!(c.max_inbound_fetch_streams_total(), 17);
     assert_eq!(c.topic_shards(), 18);
+    assert_eq!(c.verify_threads(), 19);
+    assert!(Config::default().verify_threads() >= 1);
+    assert_eq!(
+        Config::builder()
+            .verify_threads(0)
+            .build()
+            .expect_err("zero"),
+        ConfigError::Zero {
+            knob: "verify_threads"
+        }
+    );
+    assert!(matches!(
+        Config::builder()
+            .verify_threads(MAX_VERIFY_THREADS + 1)
+            .build(),
+        Err(ConfigError::TooMany {
+            knob: "verify_threads",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -62,9 +83,10 @@ fn shards_are_bounded_and_make_room_for_the_key() {
             .topic_shards(MAX_TOPIC_SHARDS + 1)
             .build()
             .expect_err("too many"),
-        ConfigError::TooManyShards {
-            value: MAX_TOPIC_SHARDS + 1,
-            max: MAX_TOPIC_SHARDS
+        ConfigError::TooMany {
+            knob: "topic_shards",
+            value: usize::from(MAX_TOPIC_SHARDS) + 1,
+            max: usize::from(MAX_TOPIC_SHARDS)
         }
     );
     let tight = || {

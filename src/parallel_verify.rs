@@ -1,0 +1,91 @@
+//! Signature checks of a burst, spread over threads.
+//!
+//! A fresh node catching up receives answers of up to `max_keys_per_ask`
+//! records at once, and the Ed25519 check of each (about 33 µs) is most of
+//! what a record costs. The checks of one answer are independent, so they
+//! run on `threads` scoped threads; each decides with
+//! [`Record::verify`]'s own `verify_strict`, record by record (no batch
+//! verification: it can accept signatures `verify_strict` refuses), so the
+//! outcome is exactly the sequential one.
+
+use crate::author_keys::AuthorKeys;
+use crate::record::Record;
+
+/// Below this many records a burst is checked on the calling thread: a
+/// thread costs more to start than a few checks.
+pub(crate) const MIN_PARALLEL: usize = 16;
+
+/// Whether each of `records` verifies, in order, checked on up to
+/// `threads` threads.
+pub(crate) fn verify_all(records: &[&Record], threads: usize) -> Vec<bool> {
+    let threads = threads
+        .max(1)
+        .min(records.len().div_ceil(MIN_PARALLEL).max(1));
+    if threads == 1 {
+        return check(records);
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || check(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| match part.join() {
+                Ok(results) => results,
+                // A check does not panic; should one, its records count as
+                // unverified rather than taking the node down.
+                Err(_) => vec![false; chunk],
+            })
+            .take(records.len())
+            .collect()
+    })
+}
+
+/// Sequential checks, sharing decompressed keys of repeated authors.
+fn check(records: &[&Record]) -> Vec<bool> {
+    let mut keys = AuthorKeys::new(64);
+    records.iter().map(|r| keys.verify(r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Op, Signature};
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn decides_as_the_sequential_check_on_any_number_of_threads() {
+        let signers: Vec<SigningKey> = (0..3u8)
+            .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
+            .collect();
+        let records: Vec<Record> = (0..100)
+            .map(|i| {
+                let good =
+                    Record::sign(&format!("k{i}"), Op::Mut, "v", i, &signers[i as usize % 3]);
+                if i % 7 == 0 {
+                    let mut sig = *good.signature().as_bytes();
+                    sig[5] ^= 1;
+                    Record::from_parts(
+                        good.key().to_owned(),
+                        good.op(),
+                        good.value().to_owned(),
+                        good.time(),
+                        *good.author(),
+                        Signature::from_bytes(sig),
+                    )
+                } else {
+                    good
+                }
+            })
+            .collect();
+        let refs: Vec<&Record> = records.iter().collect();
+        let expected: Vec<bool> = records.iter().map(Record::verify).collect();
+        assert_eq!(expected.iter().filter(|ok| !**ok).count(), 15);
+        for threads in [1, 2, 3, 8, 1000] {
+            assert_eq!(verify_all(&refs, threads), expected, "{threads} threads");
+        }
+        assert!(verify_all(&[], 4).is_empty());
+    }
+}
