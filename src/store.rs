@@ -17,8 +17,8 @@ mod memory;
 #[cfg(feature = "redb")]
 mod redb;
 
-#[cfg(test)]
-pub(crate) mod conformance;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod conformance;
 
 #[cfg(feature = "redb")]
 pub use self::redb::{OpenError, RedbRecords, RedbStore, RedbStoreConfig, SCHEMA_VERSION};

@@ -1,5 +1,22 @@
-//! The behaviour every [`RecordStore`] must show, as one generic test suite.
-//! Each store's tests call [`run`] with a constructor.
+//! The behaviour every [`RecordStore`] must show, as one generic test
+//! suite (feature `test-utils`). [`MemoryStore`](super::MemoryStore) and
+//! `RedbStore` pass it; a store of your own (on sled, SQLite, RocksDB…)
+//! runs the same checks by calling [`run`] from a test with a constructor
+//! that honours the [`Limits`] it is given. A check that fails panics with
+//! what the store did wrong.
+//!
+//! ```
+//! use pointer::store::conformance::{self, Limits};
+//! use pointer::{MemoryStore, MemoryStoreConfig};
+//!
+//! // In a #[test] of your crate, with your store in place of MemoryStore:
+//! conformance::run(|Limits { max_records, max_value_bytes, .. }| {
+//!     MemoryStore::with_config(MemoryStoreConfig {
+//!         max_records,
+//!         max_value_bytes,
+//!     })
+//! });
+//! ```
 
 use std::borrow::Cow;
 
@@ -11,9 +28,15 @@ use crate::record::{Op, Record};
 use crate::replica::{Refusal, Replica};
 use crate::validator::Open;
 
-/// The limits a store under test is built with.
-pub(crate) struct Limits {
+/// The limits a store under test must be built with: the checks fill it
+/// to them and expect [`Error::MaxRecords`] and [`Error::ValueTooLarge`] past
+/// them.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Most records (values and tombstones) the store holds.
     pub max_records: usize,
+    /// Longest value it accepts, in bytes.
     pub max_value_bytes: usize,
 }
 
@@ -21,8 +44,9 @@ fn rec(key: &str, op: Op, value: &str, time: i64) -> Record {
     Record::sign(key, op, value, time, &SigningKey::from_bytes(&[3; 32]))
 }
 
-/// Runs every check against fresh stores from `make`.
-pub(crate) fn run<S: RecordStore>(mut make: impl FnMut(Limits) -> S) {
+/// Runs every check against fresh, empty stores from `make`; panics on the
+/// first store behaviour that breaks the [`RecordStore`] contract.
+pub fn run<S: RecordStore>(mut make: impl FnMut(Limits) -> S) {
     let mut fresh = || {
         make(Limits {
             max_records: 3,
