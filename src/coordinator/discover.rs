@@ -94,7 +94,10 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.queue_dht(true, key);
-        if !self.has_followers(key) {
+        // Only a peer on the key's own topic surely follows it: a peer on
+        // its shard may follow other keys there and not be connected to
+        // any follower, so with shards the lookup still runs.
+        if self.followers.of(key).is_empty() {
             self.queue_dht(false, key);
         }
     }
@@ -333,7 +336,7 @@ impl<S: RecordStore> Coordinator<S> {
         let lonely: Vec<String> = self
             .subscribed
             .iter()
-            .filter(|k| !self.has_followers(k))
+            .filter(|k| self.followers.of(k).is_empty())
             .filter(|k| {
                 self.discover.looked_up.get(*k).is_none_or(|(at, misses)| {
                     now_ms.saturating_sub(*at) >= backoff(interval, *misses)
