@@ -188,12 +188,13 @@ impl<S: RecordStore> Coordinator<S> {
         from: Option<PeerId>,
     ) {
         let key = record.key();
+        let followers = self.followers_of(key);
         let watchers: Vec<PeerId> = self
             .watchers
             .of(key)
             .iter()
             .copied()
-            .filter(|p| Some(*p) != from && !self.followers_of(key).contains(p))
+            .filter(|p| Some(*p) != from && !followers.contains(p))
             .collect();
         for peer in watchers {
             self.ask(peer, key, None);
@@ -203,7 +204,6 @@ impl<S: RecordStore> Coordinator<S> {
         // us of a later write.
         let deleted = record.is_tombstone() && !replaced.is_some_and(Record::is_tombstone);
         if deleted {
-            let followers: Vec<PeerId> = self.followers_of(key);
             for peer in followers.into_iter().filter(|p| Some(*p) != from) {
                 self.ask(peer, key, None);
             }

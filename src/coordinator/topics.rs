@@ -99,15 +99,11 @@ impl<S: RecordStore> Coordinator<S> {
             });
         }
         if count == 0 || self.on_key_topic(key) || !self.followers.of(key).is_empty() {
-            let data = if round == 0 {
-                wire::encode_operate(record)
-            } else {
-                wire::encode_republish(record, round)
-            };
+            // Round 0 is not encoded: a write's bytes are the seed's.
             self.outputs.push_back(Output::Publish {
                 topic: Topic::Key(key.to_owned()),
                 key: key.to_owned(),
-                data,
+                data: wire::encode_republish(record, round),
                 why,
             });
         }
@@ -149,13 +145,9 @@ impl<S: RecordStore> Coordinator<S> {
     /// its records, and may hold it).
     pub(super) fn followers_of(&self, key: &str) -> Vec<PeerId> {
         let mut peers = self.followers.of(key).to_vec();
-        let count = self.shards();
-        if count > 0 {
-            let shard = shard_index(key, count).to_string();
-            for peer in self.shard_peers.of(&shard) {
-                if !peers.contains(peer) {
-                    peers.push(*peer);
-                }
+        for peer in self.on_shard_of(key) {
+            if !peers.contains(peer) {
+                peers.push(*peer);
             }
         }
         peers
@@ -163,12 +155,15 @@ impl<S: RecordStore> Coordinator<S> {
 
     /// Whether a connected peer follows `key` or is on its shard.
     pub(super) fn has_followers(&self, key: &str) -> bool {
-        !self.followers.of(key).is_empty()
-            || (self.shards() > 0
-                && !self
-                    .shard_peers
-                    .of(&shard_index(key, self.shards()).to_string())
-                    .is_empty())
+        !self.followers.of(key).is_empty() || !self.on_shard_of(key).is_empty()
+    }
+
+    /// Connected peers on the shard of `key` (none without shards).
+    fn on_shard_of(&self, key: &str) -> &[PeerId] {
+        match self.shards() {
+            0 => &[],
+            count => self.shard_peers.of(&shard_index(key, count).to_string()),
+        }
     }
 
     /// gossipsub: `peer` joined `topic`.
