@@ -2,10 +2,11 @@
 //!
 //! Each node is the real [`Coordinator`](crate::coordinator::Coordinator)
 //! over a real [`MemoryStore`](crate::MemoryStore); only the network is a
-//! model: links that can be cut and restored, gossipsub (a topic per key,
-//! forwarding only after `Accept`, at most `mesh_degree` peers per hop,
-//! duplicate suppression, loss), the fetch protocol with latency, timers in
-//! virtual time, crashes that keep the store, and a clock skew per node.
+//! model: links that can be cut and restored, gossipsub (a topic per key
+//! or shard topics, forwarding only after `Accept`, at most `mesh_degree`
+//! peers per hop, duplicate suppression, loss), the fetch protocol with
+//! latency, timers in virtual time, crashes that keep the store, and a
+//! clock skew per node.
 //! Every random choice comes from one seed, so a run replays exactly.
 //!
 //! [`Scenario::random`] draws a schedule (topology, skews, writes, deletes,
