@@ -91,6 +91,7 @@ mod parallel_verify;
 mod peer_index;
 pub mod protocol;
 mod query;
+pub mod reconcile;
 pub mod record;
 pub mod replica;
 #[cfg(feature = "sim")]
