@@ -32,7 +32,6 @@ use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
 use crate::discovery::{Discovery, NoDiscovery};
 use crate::event::{PointerEvent, QueryId};
-use crate::exchange::Entry;
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use crate::misbehaviour::Banned;
 use crate::protocol::FetchError;
@@ -128,7 +127,7 @@ pub struct Pointer<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     /// The connection each `Ask` in flight went out on.
     asks: HashMap<u64, (PeerId, ConnectionId)>,
     /// Inbound asks waiting for the coordinator's reply.
-    replies: HashMap<u64, oneshot::Sender<Vec<Entry>>>,
+    replies: HashMap<u64, oneshot::Sender<crate::exchange::Reply>>,
     next_reply: u64,
     /// What the swarm told us outside `poll`, handled in the next `poll`
     /// with the clock read there.
@@ -342,11 +341,11 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
                 self.gossipsub
                     .report_message_validation_result(&message, &peer, acceptance);
             }
-            Output::Ask { peer, id, keys } => self.send_ask(peer, id, keys),
-            Output::Reply { id, entries } => {
+            Output::Ask { peer, id, request } => self.send_ask(peer, id, request),
+            Output::Reply { id, reply } => {
                 // The stream may have been closed meanwhile; nothing to do.
-                if let Some(reply) = self.replies.remove(&id) {
-                    let _ = reply.send(entries);
+                if let Some(sender) = self.replies.remove(&id) {
+                    let _ = sender.send(reply);
                 }
             }
             Output::SetTimer { timer, after } => {
@@ -402,7 +401,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
         }
     }
 
-    fn send_ask(&mut self, peer: PeerId, id: u64, keys: Vec<crate::exchange::AskKey>) {
+    fn send_ask(&mut self, peer: PeerId, id: u64, request: crate::exchange::Request) {
         let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
             let result = Err(FetchError::ConnectionClosed);
             self.inputs.push_back(Input::Answered { id, result });
@@ -412,7 +411,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
         self.events.push_back(ToSwarm::NotifyHandler {
             peer_id: peer,
             handler: NotifyHandler::One(connection),
-            event: Either::Left(Either::Right(HandlerIn::Ask { id, keys })),
+            event: Either::Left(Either::Right(HandlerIn::Ask { id, request })),
         });
     }
 
@@ -482,11 +481,11 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
 
     fn on_fetch_event(&mut self, peer: PeerId, event: HandlerOut) {
         match event {
-            HandlerOut::InboundAsk { keys, reply } => {
+            HandlerOut::InboundAsk { request, reply } => {
                 self.next_reply += 1;
                 let id = self.next_reply;
                 self.replies.insert(id, reply);
-                self.inputs.push_back(Input::Asked { peer, id, keys });
+                self.inputs.push_back(Input::Asked { peer, id, request });
             }
             HandlerOut::Answered { id, result } => {
                 self.asks.remove(&id);

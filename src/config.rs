@@ -37,6 +37,9 @@ pub struct Config {
     pub(crate) discovery_interval: Duration,
     pub(crate) topic_shards: u16,
     pub(crate) verify_threads: usize,
+    pub(crate) reconcile_min_keys: usize,
+    pub(crate) max_reconcile_ranges: usize,
+    pub(crate) max_reconcile_rounds: usize,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -74,6 +77,9 @@ impl Default for Config {
             discovery_interval: Duration::from_secs(5 * 60),
             topic_shards: 0,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            reconcile_min_keys: 1024,
+            max_reconcile_ranges: 16,
+            max_reconcile_rounds: 4096,
             validator: Box::new(OwnedKeys),
         }
     }
@@ -123,6 +129,21 @@ impl Config {
     /// Most keys in one `Ask`, and most records in one `Answer`.
     pub fn max_keys_per_ask(&self) -> usize {
         self.max_keys_per_ask
+    }
+
+    /// Fewest keys watched for a node to reconcile ranges (spec §18).
+    pub fn reconcile_min_keys(&self) -> usize {
+        self.reconcile_min_keys
+    }
+
+    /// Most key ranges in one `Ask`, and most answered of a peer's `Ask`.
+    pub fn max_reconcile_ranges(&self) -> usize {
+        self.max_reconcile_ranges
+    }
+
+    /// Most `Ask`s one reconciliation with a peer sends.
+    pub fn max_reconcile_rounds(&self) -> usize {
+        self.max_reconcile_rounds
     }
 
     /// Most authors whose decompressed public keys are kept.
@@ -208,6 +229,9 @@ impl fmt::Debug for Config {
             .field("fetch_timeout", &self.fetch_timeout)
             .field("fetch_fanout", &self.fetch_fanout)
             .field("max_keys_per_ask", &self.max_keys_per_ask)
+            .field("reconcile_min_keys", &self.reconcile_min_keys)
+            .field("max_reconcile_ranges", &self.max_reconcile_ranges)
+            .field("max_reconcile_rounds", &self.max_reconcile_rounds)
             .field("author_key_cache", &self.author_key_cache)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
@@ -320,6 +344,33 @@ impl ConfigBuilder {
     /// peers that only know the original schema do. Default: 256.
     pub fn max_keys_per_ask(mut self, keys: usize) -> Self {
         self.0.max_keys_per_ask = keys;
+        self
+    }
+
+    /// Fewest keys a node must watch (follow, or hold a tombstone of) to
+    /// reconcile with a peer by key ranges (spec §18) rather than by a
+    /// version per key. Below it a version per key costs a few kilobytes;
+    /// above it range reconciliation compares what two replicas hold in a
+    /// round trip. `0` always reconciles ranges. Default: 1,024.
+    pub fn reconcile_min_keys(mut self, keys: usize) -> Self {
+        self.0.reconcile_min_keys = keys;
+        self
+    }
+
+    /// Most key ranges one reconciliation `Ask` carries, and most of a
+    /// peer's ranges answered (the rest are left unanswered, and the asker
+    /// asks again): what one `Ask` can make this node compute is bounded
+    /// by it. At most 256. Default: 16.
+    pub fn max_reconcile_ranges(mut self, ranges: usize) -> Self {
+        self.0.max_reconcile_ranges = ranges;
+        self
+    }
+
+    /// Most `Ask`s one reconciliation with a peer sends before it gives up
+    /// (a peer that keeps splitting ranges cannot keep us asking forever);
+    /// the next republish firing starts afresh. Default: 4,096.
+    pub fn max_reconcile_rounds(mut self, rounds: usize) -> Self {
+        self.0.max_reconcile_rounds = rounds;
         self
     }
 
@@ -580,6 +631,9 @@ pub enum ConfigError {
     },
 }
 
+/// Most ranges [`ConfigBuilder::max_reconcile_ranges`] allows.
+pub const MAX_RECONCILE_RANGES: usize = 256;
+
 fn check(c: &Config) -> Result<(), ConfigError> {
     let positive = [
         ("max_key_bytes", c.limits.max_key_bytes),
@@ -597,6 +651,8 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("discovery_rate", c.discovery_rate as usize),
         ("discovery_dials", c.discovery_dials),
         ("verify_threads", c.verify_threads),
+        ("max_reconcile_ranges", c.max_reconcile_ranges),
+        ("max_reconcile_rounds", c.max_reconcile_rounds),
     ];
     for (knob, value) in positive {
         if value == 0 {
@@ -635,6 +691,11 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             usize::from(MAX_TOPIC_SHARDS),
         ),
         ("verify_threads", c.verify_threads, MAX_VERIFY_THREADS),
+        (
+            "max_reconcile_ranges",
+            c.max_reconcile_ranges,
+            MAX_RECONCILE_RANGES,
+        ),
     ];
     for (knob, value, max) in counts {
         if value > max {

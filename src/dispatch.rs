@@ -110,6 +110,18 @@ impl<P: Ord + Copy, T> Dispatch<P, T> {
         Some((peer, batch))
     }
 
+    /// Takes a slot of `peer` for an ask that carries no item (a
+    /// reconciliation), if one is free; [`finished`](Self::finished) frees
+    /// it.
+    pub fn try_reserve(&mut self, peer: P) -> bool {
+        let lane = self.lanes.entry(peer).or_insert_with(Lane::new);
+        if lane.in_flight >= self.limit {
+            return false;
+        }
+        lane.in_flight += 1;
+        true
+    }
+
     /// A batch of `sent` items to `peer` was answered for `answered` of
     /// them: the next batches to that peer are sized by it.
     pub fn answered(&mut self, peer: P, sent: usize, answered: usize) {

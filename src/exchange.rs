@@ -10,7 +10,9 @@
 use std::cmp::Ordering;
 
 use crate::order;
+use crate::reconcile::{RangeAsk, RangeReply};
 use crate::record::{Op, Record};
+use crate::wire::DecodeError;
 
 /// Bytes of the signature a [`Version`] keeps: enough that two different
 /// writes of one key collide only if an author grinds 2^64 signatures.
@@ -87,6 +89,46 @@ impl Entry {
             (Some(record), _) => Entry::Record(record.clone()),
         }
     }
+}
+
+/// What one `Ask` carries: keys, key ranges to reconcile (spec §18), or
+/// both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The keys asked for, in order, with our versions.
+    pub keys: Vec<AskKey>,
+    /// The ranges to reconcile, in order, with our fingerprints.
+    pub ranges: Vec<RangeAsk>,
+}
+
+impl Request {
+    /// An `Ask` for these keys only.
+    pub fn keys(keys: Vec<AskKey>) -> Self {
+        Request {
+            keys,
+            ranges: Vec::new(),
+        }
+    }
+}
+
+/// What the answerer sends back: an entry per key, a reply per range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// One entry per key asked, in order (the shell sends as many as fit).
+    pub entries: Vec<Entry>,
+    /// One reply per range asked, in order (as many as fit).
+    pub ranges: Vec<RangeReply>,
+}
+
+/// What the asker reads from an `Answer`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// One entry per key answered, in the order asked, each decoded or why
+    /// it did not decode; possibly fewer than asked.
+    pub entries: Vec<Result<Entry, DecodeError>>,
+    /// One reply per range answered, in the order asked; possibly fewer.
+    /// None for ranges asked means the peer does not reconcile ranges.
+    pub ranges: Vec<RangeReply>,
 }
 
 #[cfg(test)]

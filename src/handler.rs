@@ -35,7 +35,7 @@ use libp2p::{
 };
 
 use crate::{
-    exchange::{AskKey, Entry},
+    exchange::{Reply, Request},
     protocol::{self, Answered, FetchError, InboundError, PROTOCOL},
 };
 
@@ -60,20 +60,20 @@ pub struct FetchLimits {
 /// A command from the behaviour.
 #[derive(Debug)]
 pub enum HandlerIn {
-    /// Ask the remote for `keys`, in one `Ask`. The result comes back as
+    /// Send the remote one `Ask` for `request`. The result comes back as
     /// [`HandlerOut::Answered`] with the same `id`, which must be unique
     /// among this connection's asks in flight.
-    Ask { id: u64, keys: Vec<AskKey> },
+    Ask { id: u64, request: Request },
 }
 
 /// An event for the behaviour.
 #[derive(Debug)]
 pub enum HandlerOut {
-    /// The remote asked for `keys`, in this order. Send the answer on
-    /// `reply`; dropping `reply` closes the stream without an answer.
+    /// The remote sent `request`. Send the answer on `reply`; dropping
+    /// `reply` closes the stream without an answer.
     InboundAsk {
-        keys: Vec<AskKey>,
-        reply: oneshot::Sender<Vec<Entry>>,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
     },
     /// The outcome of [`HandlerIn::Ask`] `id`.
     Answered {
@@ -88,13 +88,13 @@ pub enum HandlerOut {
 #[derive(Debug)]
 pub struct OutboundAsk {
     id: u64,
-    keys: Vec<AskKey>,
+    request: Request,
     /// The whole exchange must end by then, negotiation included.
     deadline: Instant,
 }
 
 /// A decoded inbound `Ask` travelling from its stream future to `poll`.
-type InboundAsk = (Vec<AskKey>, oneshot::Sender<Vec<Entry>>);
+type InboundAsk = (Request, oneshot::Sender<Reply>);
 
 /// The fetch [`ConnectionHandler`]: bounded, timed ask/answer streams.
 pub struct Handler {
@@ -139,7 +139,7 @@ impl Handler {
         self.pending.len() + self.negotiating + self.outbound.len()
     }
 
-    fn on_ask(&mut self, id: u64, keys: Vec<AskKey>) {
+    fn on_ask(&mut self, id: u64, request: Request) {
         let limit = self.limits.max_outbound_streams;
         if self.outbound_in_flight() >= limit {
             let result = Err(FetchError::TooManyRequests { limit });
@@ -147,7 +147,11 @@ impl Handler {
             return;
         }
         let deadline = Instant::now() + self.limits.timeout;
-        self.pending.push_back(OutboundAsk { id, keys, deadline });
+        self.pending.push_back(OutboundAsk {
+            id,
+            request,
+            deadline,
+        });
     }
 
     fn on_inbound_stream(&mut self, stream: Stream) {
@@ -176,7 +180,7 @@ impl Handler {
 
     fn on_outbound_stream(&mut self, stream: Stream, ask: OutboundAsk) {
         self.negotiating = self.negotiating.saturating_sub(1);
-        let exchange = protocol::ask(stream, ask.keys, self.limits.max_message_size);
+        let exchange = protocol::ask(stream, ask.request, self.limits.max_message_size);
         match self
             .outbound
             .try_push(ask.id, within(ask.deadline, exchange))
@@ -254,9 +258,9 @@ async fn serve(
     max_message_size: usize,
     mut asks: mpsc::Sender<InboundAsk>,
 ) -> Result<(), InboundError> {
-    let (keys, responder) = protocol::read_ask(stream, max_message_size).await?;
+    let (request, responder) = protocol::read_ask(stream, max_message_size).await?;
     let (reply, answer) = oneshot::channel();
-    if asks.send((keys, reply)).await.is_err() {
+    if asks.send((request, reply)).await.is_err() {
         // Only the handler holds the receiver: it is gone, and so is the
         // connection this stream belongs to.
         return Ok(());
@@ -299,7 +303,7 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         match event {
-            HandlerIn::Ask { id, keys } => self.on_ask(id, keys),
+            HandlerIn::Ask { id, request } => self.on_ask(id, request),
         }
     }
 
@@ -315,8 +319,8 @@ impl ConnectionHandler for Handler {
             let protocol = self.stream_request(ask);
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { protocol });
         }
-        if let Poll::Ready(Some((keys, reply))) = self.asks_rx.poll_next_unpin(cx) {
-            let event = HandlerOut::InboundAsk { keys, reply };
+        if let Poll::Ready(Some((request, reply))) = self.asks_rx.poll_next_unpin(cx) {
+            let event = HandlerOut::InboundAsk { request, reply };
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
         if let Poll::Ready((id, result)) = self.outbound.poll_unpin(cx) {
@@ -358,6 +362,7 @@ mod tests {
     use futures::task::noop_waker_ref;
 
     use super::*;
+    use crate::exchange::AskKey;
 
     fn limits(max_outbound_streams: usize) -> FetchLimits {
         FetchLimits {
@@ -382,10 +387,10 @@ mod tests {
         assert!(!handler.connection_keep_alive());
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            keys: vec![AskKey {
+            request: Request::keys(vec![AskKey {
                 key: "k".into(),
                 have: None,
-            }],
+            }]),
         });
         assert!(handler.connection_keep_alive(), "queued ask");
         let requested = poll(&mut handler);
@@ -402,17 +407,17 @@ mod tests {
         let mut handler = Handler::new(limits(1));
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 1,
-            keys: vec![AskKey {
+            request: Request::keys(vec![AskKey {
                 key: "a".into(),
                 have: None,
-            }],
+            }]),
         });
         handler.on_behaviour_event(HandlerIn::Ask {
             id: 2,
-            keys: vec![AskKey {
+            request: Request::keys(vec![AskKey {
                 key: "b".into(),
                 have: None,
-            }],
+            }]),
         });
         let refused = poll(&mut handler);
         assert!(matches!(

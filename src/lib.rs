@@ -80,6 +80,7 @@ mod author_keys;
 mod behaviour;
 pub mod config;
 pub mod coordinator;
+mod decode_error;
 pub mod discovery;
 mod dispatch;
 pub mod event;

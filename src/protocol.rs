@@ -13,9 +13,11 @@ use libp2p::{Stream, StreamProtocol};
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite};
 use quick_protobuf_codec::Codec;
 
-use crate::exchange::{AskKey, Entry as KeyAnswer};
-use crate::proto::pointer::{Answer, Ask, Entry, Have, Operate, Status};
-use crate::wire::{self, DecodeError};
+use crate::exchange::{Reply, Request, Response};
+use crate::proto::pointer::{
+    Answer, Ask, Entry, Have, Item, Operate, Range, RangeReply, Reconciled, Status,
+};
+use crate::wire;
 
 /// Protocol id of the fetch protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1");
@@ -102,43 +104,45 @@ pub(crate) struct Responder {
     max_message_size: usize,
 }
 
-/// What one `Ask` learnt: an entry per key answered, in the order asked.
-pub(crate) type Answered = Vec<Result<KeyAnswer, DecodeError>>;
+/// What one `Ask` learnt: an entry per key answered, in the order asked,
+/// and a reply per range answered.
+pub(crate) type Answered = Response;
 
-/// Sends one `Ask` for `keys` on a fresh outbound stream and reads the
+/// Sends one `Ask` for `request` on a fresh outbound stream and reads the
 /// `Answer` (see [`wire`] for how several keys share one exchange).
 pub(crate) async fn ask(
     stream: Stream,
-    keys: Vec<AskKey>,
+    request: Request,
     max_message_size: usize,
 ) -> Result<Answered, FetchError> {
     let fail = |e| FetchError::from_failure(e, max_message_size);
-    let names: Vec<String> = keys.iter().map(|k| k.key.clone()).collect();
-    let ask = wire::to_ask(keys);
+    let names: Vec<String> = request.keys.iter().map(|k| k.key.clone()).collect();
+    let ranges = request.ranges.len();
+    let ask = wire::to_ask(request);
     check_size(&ask, max_message_size).map_err(fail)?;
     let mut framed = Framed::new(stream, Codec::<Ask, SafeAnswer>::new(max_message_size));
     framed.send(ask).await.map_err(|e| fail(e.into()))?;
     // Closing our write side tells the peer that no second ask follows.
     framed.close().await.map_err(|e| fail(e.into()))?;
     match framed.next().await {
-        Some(Ok(SafeAnswer(answer))) => {
-            wire::from_answer(answer, &names).map_err(|e| FetchError::Malformed(e.to_string()))
-        }
+        Some(Ok(SafeAnswer(answer))) => wire::from_answer(answer, &names, ranges)
+            .map_err(|e| FetchError::Malformed(e.to_string())),
         Some(Err(e)) => Err(fail(e.into())),
         None => Err(FetchError::ConnectionClosed),
     }
 }
 
 /// Reads the one `Ask` of an inbound stream: the keys it asks for, in
-/// order, with the asker's versions. Answer it through the [`Responder`].
+/// order, with the asker's versions, and the ranges to reconcile. Answer it
+/// through the [`Responder`].
 pub(crate) async fn read_ask(
     stream: Stream,
     max_message_size: usize,
-) -> Result<(Vec<AskKey>, Responder), InboundError> {
+) -> Result<(Request, Responder), InboundError> {
     let mut framed = Framed::new(stream, Codec::<Answer, SafeAsk>::new(max_message_size));
     match framed.next().await {
         Some(Ok(SafeAsk(ask))) => Ok((
-            wire::from_ask(ask),
+            wire::from_ask(ask).map_err(|e| InboundError::Malformed(e.to_string()))?,
             Responder {
                 framed,
                 max_message_size,
@@ -149,14 +153,14 @@ pub(crate) async fn read_ask(
     }
 }
 
-/// Writes the `Answer` of `entries` (as many as fit the message limit, in
+/// Writes the `Answer` of `reply` (as much as fits the message limit, in
 /// order) and closes the stream.
 pub(crate) async fn write_answer(
     mut responder: Responder,
-    entries: Vec<KeyAnswer>,
+    reply: Reply,
 ) -> Result<(), InboundError> {
     let limit = responder.max_message_size;
-    let answer = wire::to_answer(entries, limit);
+    let answer = wire::to_answer(reply, limit);
     let fail = |e| InboundError::from_failure(e, limit);
     check_size(&answer, limit).map_err(fail)?;
     responder
@@ -257,6 +261,9 @@ impl<'a> MessageRead<'a> for SafeAnswer {
                 26 => answer
                     .more
                     .push(decode_nested::<SafeEntry>(r.read_bytes(bytes)?)?.0),
+                34 => answer
+                    .ranges
+                    .push(decode_nested::<SafeRangeReply>(r.read_bytes(bytes)?)?.0),
                 tag => read_entry_field(r, bytes, tag, &mut answer.status, &mut answer.op)?,
             }
         }
@@ -276,11 +283,72 @@ impl<'a> MessageRead<'a> for SafeAsk {
                 10 => ask.key = r.read_string(bytes)?.to_owned(),
                 18 => ask.more.push(r.read_string(bytes)?.to_owned()),
                 26 => ask.have.push(decode_nested::<Have>(r.read_bytes(bytes)?)?),
+                34 => ask
+                    .ranges
+                    .push(decode_nested::<SafeRange>(r.read_bytes(bytes)?)?.0),
                 tag => r.read_unknown(bytes, tag)?,
             }
         }
         Ok(Self(ask))
     }
+}
+
+/// A `Range` (spec §18) read the way [`SafeAnswer`] is: each `Item`, and
+/// the `Have` inside it, cut to its own length first.
+struct SafeRange(Range);
+
+impl<'a> MessageRead<'a> for SafeRange {
+    fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
+        let mut range = Range::default();
+        while !r.is_eof() {
+            match r.next_tag(bytes)? {
+                10 => range.lower = r.read_string(bytes)?.to_owned(),
+                18 => range.upper = r.read_string(bytes)?.to_owned(),
+                26 => range.sum = r.read_bytes(bytes)?.to_owned(),
+                32 => range.count = r.read_uint64(bytes)?,
+                40 => range.listed = r.read_bool(bytes)?,
+                50 => range.items.push(read_item(r, bytes)?),
+                tag => r.read_unknown(bytes, tag)?,
+            }
+        }
+        Ok(Self(range))
+    }
+}
+
+/// A `RangeReply`, read the way [`SafeRange`] is.
+struct SafeRangeReply(RangeReply);
+
+impl<'a> MessageRead<'a> for SafeRangeReply {
+    fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
+        let mut reply = RangeReply::default();
+        while !r.is_eof() {
+            match r.next_tag(bytes)? {
+                8 => reply.kind = r.read_enum::<Reconciled>(bytes)?,
+                18 => reply
+                    .parts
+                    .push(decode_nested::<SafeRange>(r.read_bytes(bytes)?)?.0),
+                26 => reply.items.push(read_item(r, bytes)?),
+                34 => reply.resume = r.read_string(bytes)?.to_owned(),
+                tag => r.read_unknown(bytes, tag)?,
+            }
+        }
+        Ok(Self(reply))
+    }
+}
+
+/// One nested `Item`: its key and its `Have`, each cut to its own length.
+fn read_item(r: &mut BytesReader, bytes: &[u8]) -> quick_protobuf::Result<Item> {
+    let nested = r.read_bytes(bytes)?;
+    let mut inner = BytesReader::from_bytes(nested);
+    let mut item = Item::default();
+    while !inner.is_eof() {
+        match inner.next_tag(nested)? {
+            10 => item.key = inner.read_string(nested)?.to_owned(),
+            18 => item.have = Some(decode_nested::<Have>(inner.read_bytes(nested)?)?),
+            tag => inner.read_unknown(nested, tag)?,
+        }
+    }
+    Ok(item)
 }
 
 /// One `Entry` of `Answer.more`, read the way [`SafeAnswer`] is.
@@ -364,12 +432,60 @@ mod tests {
                     }),
                 },
             ],
+            ranges: vec![
+                RangeReply {
+                    kind: Reconciled::Split,
+                    parts: vec![sample_range(), sample_range()],
+                    ..RangeReply::default()
+                },
+                RangeReply {
+                    kind: Reconciled::Differences,
+                    items: sample_range().items,
+                    resume: "r".into(),
+                    ..RangeReply::default()
+                },
+            ],
         };
         let mut frame = BytesMut::new();
         Codec::<Answer, Ask>::new(1024)
             .encode(answer.clone(), &mut frame)
             .expect("encodes");
         assert_eq!(decode_answer(&frame, 1024).expect("decodes"), Some(answer));
+    }
+
+    fn sample_range() -> Range {
+        Range {
+            lower: "a".into(),
+            upper: "m".into(),
+            sum: vec![5; 16],
+            count: 3,
+            listed: true,
+            items: vec![
+                Item {
+                    key: "b".into(),
+                    have: Some(Have {
+                        time: 4,
+                        op: Operations::Del,
+                        sign: vec![6; 16],
+                    }),
+                },
+                Item {
+                    key: "c".into(),
+                    have: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn nested_overrun_inside_a_range_item_is_malformed_not_a_panic() {
+        // Ask.ranges[0].items[0] claims 2 bytes and hides a key-length
+        // overrun.
+        let item = [0x0a, 0x09, b'x'];
+        let range = [vec![0x32, 0x02], item.to_vec()].concat();
+        let ask = [vec![0x22, range.len() as u8], range].concat();
+        let frame = [vec![ask.len() as u8], ask].concat();
+        assert!(matches!(decode_ask(&frame, 64), Err(Failure::Malformed(_))));
     }
 
     fn decode_ask(frame: &[u8], limit: usize) -> Result<Option<Ask>, Failure> {
@@ -392,6 +508,7 @@ mod tests {
                 },
                 Have::default(),
             ],
+            ranges: vec![sample_range(), Range::default()],
         };
         let mut frame = BytesMut::new();
         Codec::<Ask, Answer>::new(1024)

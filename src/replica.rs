@@ -4,14 +4,16 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::SigningKey;
 
 use crate::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
 use crate::author_keys::AuthorKeys;
+use crate::exchange::Version;
 use crate::order::precedence;
 use crate::parallel_verify::{verify_all, MIN_PARALLEL};
+use crate::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
 use crate::record::{Author, Op, Record, Signature};
 use crate::store::{self, RecordStore};
 use crate::validator::Validator;
@@ -65,6 +67,15 @@ pub struct Replica<S> {
     /// signature, with the record each was made for.
     prechecked: HashMap<Signature, (Record, bool)>,
     verify_threads: usize,
+    /// What range reconciliation reads: every key held, with its record's
+    /// hash. Kept in step with every write made through the replica.
+    index: Index,
+    /// The keys whose record is a tombstone, so that finding them does not
+    /// read every record of the store.
+    tombstones: BTreeSet<String>,
+    /// Written through [`Replica::store_mut`], which bypasses the replica:
+    /// the index and tombstones are rebuilt before they are read again.
+    stale: bool,
 }
 
 /// Authors whose decompressed keys a [`Replica`] keeps by default.
@@ -78,7 +89,7 @@ impl<S: RecordStore> Replica<S> {
         limits: Limits,
         max_message_bytes: usize,
     ) -> Self {
-        Replica {
+        let mut replica = Replica {
             store,
             validator,
             limits,
@@ -86,7 +97,106 @@ impl<S: RecordStore> Replica<S> {
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
             prechecked: HashMap::new(),
             verify_threads: 1,
+            index: Index::default(),
+            tombstones: BTreeSet::new(),
+            stale: true,
+        };
+        replica.refresh();
+        replica
+    }
+
+    /// Rebuilds the index and the tombstones from the store if a write
+    /// bypassed the replica.
+    fn refresh(&mut self) {
+        if !self.stale {
+            return;
         }
+        let mut tombstones = BTreeSet::new();
+        let items = self.store.records().map(|record| {
+            if record.is_tombstone() {
+                tombstones.insert(record.key().to_owned());
+            }
+            let version = Version::of(&record);
+            let hash = reconcile::item_hash(record.key(), &version);
+            (record.key().to_owned(), hash)
+        });
+        self.index = Index::from_items(items.collect::<Vec<_>>());
+        self.tombstones = tombstones;
+        self.stale = false;
+    }
+
+    /// A record of `version` was stored for `key`: the index and
+    /// tombstones follow.
+    fn stored(&mut self, key: &str, version: &Version) {
+        if self.stale {
+            return;
+        }
+        self.index.insert(key, version);
+        match version.op {
+            Op::Del => self.tombstones.insert(key.to_owned()),
+            Op::Mut => self.tombstones.remove(key),
+        };
+    }
+
+    /// The keys whose record held is a tombstone, in order.
+    pub fn tombstoned_keys(&mut self) -> Vec<String> {
+        self.refresh();
+        self.tombstones.iter().cloned().collect()
+    }
+
+    /// How many of the records held are tombstones.
+    pub fn tombstone_count(&mut self) -> usize {
+        self.refresh();
+        self.tombstones.len()
+    }
+
+    /// How many records (tombstones included) are held.
+    pub fn len(&mut self) -> usize {
+        self.refresh();
+        self.index.len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&mut self) -> bool {
+        self.len() == 0
+    }
+
+    fn version_of(store: &S, key: &str) -> Option<Version> {
+        store.get(key).as_deref().map(Version::of)
+    }
+
+    /// Our side of `range`, to send in a reconciliation ask (spec §18).
+    pub fn range_ask(&mut self, range: KeyRange) -> RangeAsk {
+        self.refresh();
+        let store = &self.store;
+        reconcile::ask_for(&self.index, range, |k| Self::version_of(store, k))
+    }
+
+    /// Our reply to a peer's range (see [`reconcile::respond`]).
+    pub fn range_reply(
+        &mut self,
+        ask: &RangeAsk,
+        max_items: usize,
+        budget: usize,
+    ) -> reconcile::Answered {
+        self.refresh();
+        let store = &self.store;
+        let version_of = |k: &str| Self::version_of(store, k);
+        let cost = crate::wire::item_cost;
+        reconcile::respond(&mut self.index, ask, version_of, max_items, budget, cost)
+    }
+
+    /// What a peer's reply to our range teaches (see [`reconcile::learn`]).
+    pub fn range_learn(
+        &mut self,
+        ask: &RangeAsk,
+        reply: RangeReply,
+        max_items: usize,
+    ) -> Result<reconcile::Learnt, reconcile::BadReply> {
+        self.refresh();
+        let store = &self.store;
+        let version_of = |k: &str| Self::version_of(store, k);
+        reconcile::learn(&self.index, ask, reply, version_of, max_items)
     }
 
     /// Checks the signatures of a burst on up to `threads` threads
@@ -146,6 +256,7 @@ impl<S: RecordStore> Replica<S> {
 
     /// The underlying store, mutably. Writes through it bypass every check.
     pub fn store_mut(&mut self) -> &mut S {
+        self.stale = true;
         &mut self.store
     }
 
@@ -179,7 +290,12 @@ impl<S: RecordStore> Replica<S> {
         };
         match verdict {
             // Received records are staged: durable at the next flush.
-            Verdict::Newer => self.store.stage(record).map_err(Refusal::Store),
+            Verdict::Newer => {
+                let (key, version) = (record.key().to_owned(), Version::of(&record));
+                self.store.stage(record).map_err(Refusal::Store)?;
+                self.stored(&key, &version);
+                Ok(())
+            }
             Verdict::Same => Err(Refusal::Same),
             Verdict::Older => Err(Refusal::Older),
             Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
@@ -238,6 +354,7 @@ impl<S: RecordStore> Replica<S> {
             });
         }
         self.store.put(record.clone())?;
+        self.stored(record.key(), &Version::of(&record));
         Ok(record)
     }
 
@@ -249,13 +366,18 @@ impl<S: RecordStore> Replica<S> {
     ) -> Result<Vec<String>, store::Error> {
         let horizon = now_ms.saturating_sub(ttl_ms);
         let expired: Vec<String> = self
-            .store
-            .records()
-            .filter(|r| r.is_tombstone() && r.time() < horizon)
-            .map(|r| r.key().to_owned())
+            .tombstoned_keys()
+            .into_iter()
+            .filter(|k| {
+                self.store
+                    .get(k)
+                    .is_some_and(|r| r.is_tombstone() && r.time() < horizon)
+            })
             .collect();
         for key in &expired {
             self.store.remove(key)?;
+            self.index.remove(key);
+            self.tombstones.remove(key);
         }
         Ok(expired)
     }

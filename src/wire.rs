@@ -19,40 +19,19 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use quick_protobuf::sizeofs::sizeof_len;
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite, Writer};
 
-use crate::exchange::{AskKey, Entry, Version, VERSION_SIGNATURE_BYTES};
+use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version, VERSION_SIGNATURE_BYTES};
 use crate::proto::pointer as pb;
 use crate::record::{Author, Op, Record, Signature};
 
-/// Why bytes could not be turned into a record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// The bytes are not a valid protobuf message of the expected type.
-    #[error("not a valid protobuf message: {0}")]
-    Protobuf(String),
-    /// The message is larger than the configured limit.
-    #[error("message of {len} bytes exceeds the limit of {limit} bytes")]
-    TooLarge {
-        /// Size of the message in bytes.
-        len: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// `author` is not 32 bytes.
-    #[error("author must be a 32-byte Ed25519 public key, got {0} bytes")]
-    AuthorLength(usize),
-    /// `sign` is not padded standard base64 of 64 bytes.
-    #[error("signature must be standard base64 of 64 bytes")]
-    SignatureEncoding,
-    /// A `Del` carried a value.
-    #[error("a Del record must not carry a value")]
-    DelWithValue,
-    /// `op` holds a number that is neither `Mut` (0) nor `Del` (1).
-    #[error("unknown operation {0}")]
-    UnknownOp(i32),
-    /// A record on a shard topic did not name its key (`Operate.key`).
-    #[error("a record on a shard topic must name its key")]
-    MissingKey,
-}
+// Relative to this file's directory, so that a test crate that includes
+// this file by path finds it too.
+#[path = "wire/ranges.rs"]
+mod ranges;
+
+#[allow(unused_imports)] // Used by the replica; a test crate may not.
+pub use ranges::{item_cost, range_ask_cost};
+
+pub use crate::decode_error::DecodeError;
 
 /// The gossipsub message id of `data` published on `topic` (spec §2):
 /// SHA-256 over the topic's length in bytes (4 bytes, big-endian), the
@@ -234,7 +213,9 @@ pub fn ask_cost(key: &str) -> usize {
 /// The `Ask` for `keys`: the first in `key`, as the original schema has it,
 /// the rest in `more`, their versions in `have` (left out when the asker
 /// holds none, so a plain ask is byte for byte the original).
-pub(crate) fn to_ask(keys: Vec<AskKey>) -> pb::Ask {
+pub(crate) fn to_ask(request: Request) -> pb::Ask {
+    let ranges = ranges::to_ranges(&request.ranges);
+    let keys = request.keys;
     let any_version = keys.iter().any(|k| k.have.is_some());
     let have = if any_version {
         keys.iter().map(|k| to_have(k.have.as_ref())).collect()
@@ -247,14 +228,23 @@ pub(crate) fn to_ask(keys: Vec<AskKey>) -> pb::Ask {
         key,
         more: keys.collect(),
         have,
+        ranges,
     }
 }
 
 /// The keys an `Ask` asks for, in the order they are to be answered, with
 /// the asker's versions. `have` must hold one version per key; otherwise it
 /// is ignored and every record is answered in full, which costs bytes but
-/// is never wrong.
-pub(crate) fn from_ask(ask: pb::Ask) -> Vec<AskKey> {
+/// is never wrong. An `Ask` with ranges and an empty `key` asks for no key.
+pub(crate) fn from_ask(ask: pb::Ask) -> Result<Request, DecodeError> {
+    let ranges = ranges::from_ranges(ask.ranges)?;
+    let only_ranges = !ranges.is_empty() && ask.key.is_empty() && ask.more.is_empty();
+    if only_ranges {
+        return Ok(Request {
+            keys: Vec::new(),
+            ranges,
+        });
+    }
     let count = 1 + ask.more.len();
     let mut have: Vec<Option<Version>> = if ask.have.len() == count {
         ask.have.iter().map(from_have).collect()
@@ -262,16 +252,17 @@ pub(crate) fn from_ask(ask: pb::Ask) -> Vec<AskKey> {
         vec![None; count]
     };
     have.reverse();
-    std::iter::once(ask.key)
+    let keys = std::iter::once(ask.key)
         .chain(ask.more)
         .map(|key| AskKey {
             key,
             have: have.pop().flatten(),
         })
-        .collect()
+        .collect();
+    Ok(Request { keys, ranges })
 }
 
-fn to_have(version: Option<&Version>) -> pb::Have {
+pub(crate) fn to_have(version: Option<&Version>) -> pb::Have {
     match version {
         Some(v) => pb::Have {
             time: v.time,
@@ -283,7 +274,7 @@ fn to_have(version: Option<&Version>) -> pb::Have {
 }
 
 /// A `Have` with a signature prefix of the wrong length counts as none.
-fn from_have(have: &pb::Have) -> Option<Version> {
+pub(crate) fn from_have(have: &pb::Have) -> Option<Version> {
     let signature = <[u8; VERSION_SIGNATURE_BYTES]>::try_from(have.sign.as_slice()).ok()?;
     Some(Version {
         time: have.time,
@@ -292,19 +283,17 @@ fn from_have(have: &pb::Have) -> Option<Version> {
     })
 }
 
-/// The `Answer` of `entries`, in order: the first always (a single record
-/// always fits the limit), the following ones while the answer stays within
-/// `max_bytes`. The asker asks again for those left out.
-pub(crate) fn to_answer(entries: Vec<Entry>, max_bytes: usize) -> pb::Answer {
-    let mut entries = entries.into_iter().map(|e| to_entry(&e));
-    let Some(first) = entries.next() else {
-        return pb::Answer::default();
-    };
-    let mut answer = pb::Answer {
-        status: first.status,
-        op: first.op,
-        more: Vec::new(),
-    };
+/// The `Answer` of `reply`, in order: the first entry always (a single
+/// record always fits the limit), the following ones while the answer stays
+/// within `max_bytes`; then the range replies, the first always, the others
+/// while they fit. The asker asks again for what was left out.
+pub(crate) fn to_answer(reply: Reply, max_bytes: usize) -> pb::Answer {
+    let mut answer = pb::Answer::default();
+    let mut entries = reply.entries.into_iter().map(|e| to_entry(&e));
+    if let Some(first) = entries.next() {
+        answer.status = first.status;
+        answer.op = first.op;
+    }
     let mut size = answer.get_size();
     for entry in entries {
         let cost = 1 + sizeof_len(entry.get_size());
@@ -313,6 +302,14 @@ pub(crate) fn to_answer(entries: Vec<Entry>, max_bytes: usize) -> pb::Answer {
         }
         size += cost;
         answer.more.push(entry);
+    }
+    for range in reply.ranges.iter().map(ranges::to_reply) {
+        let cost = ranges::reply_cost(&range);
+        if size + cost > max_bytes && !answer.ranges.is_empty() {
+            break;
+        }
+        size += cost;
+        answer.ranges.push(range);
     }
     answer
 }
@@ -334,16 +331,40 @@ fn to_entry(entry: &Entry) -> pb::Entry {
     }
 }
 
-/// An answer to `keys`, one entry per answered key in the order asked,
-/// each decoded or why it did not decode. Fewer entries than keys is fine
-/// (the rest did not fit); more is a broken answer.
+/// An answer to `keys` and `ranges` ranges: one entry per answered key in
+/// the order asked, each decoded or why it did not decode, and the range
+/// replies. Fewer entries (or replies) than asked is fine (the rest did not
+/// fit); more is a broken answer, and so is a range reply that does not
+/// decode. An answer to ranges alone carries no entry to read (its `status`
+/// is the proto3 default).
 pub(crate) fn from_answer(
+    mut answer: pb::Answer,
+    keys: &[String],
+    ranges: usize,
+) -> Result<Response, BrokenAnswer> {
+    let replies = std::mem::take(&mut answer.ranges);
+    if replies.len() > ranges {
+        return Err(BrokenAnswer::TooManyRanges);
+    }
+    let ranges = replies
+        .into_iter()
+        .map(ranges::from_reply)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BrokenAnswer::Range)?;
+    let entries = match keys.is_empty() {
+        true => Vec::new(),
+        false => answer_entries(answer, keys)?,
+    };
+    Ok(Response { entries, ranges })
+}
+
+fn answer_entries(
     answer: pb::Answer,
     keys: &[String],
-) -> Result<Vec<Result<Entry, DecodeError>>, TooManyEntries> {
+) -> Result<Vec<Result<Entry, DecodeError>>, BrokenAnswer> {
     let count = 1 + answer.more.len();
     if count > keys.len() {
-        return Err(TooManyEntries {
+        return Err(BrokenAnswer::TooManyEntries {
             count,
             asked: keys.len(),
         });
@@ -371,12 +392,18 @@ fn from_entry(key: &str, entry: pb::Entry) -> Result<Entry, DecodeError> {
     }
 }
 
-/// An `Answer` with more entries than its `Ask` had keys.
+/// An `Answer` that cannot be read as the answer to its `Ask`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("answer has {count} entries for {asked} keys asked")]
-pub(crate) struct TooManyEntries {
-    count: usize,
-    asked: usize,
+pub(crate) enum BrokenAnswer {
+    /// More entries than its `Ask` had keys.
+    #[error("answer has {count} entries for {asked} keys asked")]
+    TooManyEntries { count: usize, asked: usize },
+    /// More range replies than its `Ask` had ranges.
+    #[error("answer has more range replies than ranges asked")]
+    TooManyRanges,
+    /// A range reply that does not decode.
+    #[error("{0}")]
+    Range(DecodeError),
 }
 
 pub(crate) fn to_pb_op(op: Op) -> pb::Operations {
@@ -417,6 +444,7 @@ fn decode<'a, M: MessageRead<'a>>(bytes: &'a [u8], limit: usize) -> Result<M, De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::{Fingerprint, Item, KeyRange, RangeAsk, RangeReply};
     use ed25519_dalek::SigningKey;
 
     fn record(op: Op, value: &str) -> Record {
@@ -530,7 +558,7 @@ mod tests {
             i64::MAX,
             &SigningKey::from_bytes(&[1; 32]),
         ));
-        let ask = to_ask(ask_keys(&all, Some(have)));
+        let ask = to_ask(Request::keys(ask_keys(&all, Some(have))));
         assert!(ask.get_size() <= total, "{} > {total}", ask.get_size());
         assert!(ask.get_size() + 4 * 10 > total, "a tight bound");
     }
@@ -538,17 +566,18 @@ mod tests {
     #[test]
     fn asks_round_trip_and_a_plain_ask_is_the_original_schema() {
         let all = keys(3);
-        let plain = to_ask(ask_keys(&all, None));
+        let plain = to_ask(Request::keys(ask_keys(&all, None)));
         assert!(plain.have.is_empty());
-        assert_eq!(from_ask(plain), ask_keys(&all, None));
+        assert_eq!(from_ask(plain), Ok(Request::keys(ask_keys(&all, None))));
         let mut mixed = ask_keys(&all, None);
         mixed[1].have = Some(Version::of(&record(Op::Mut, "v")));
-        assert_eq!(from_ask(to_ask(mixed.clone())), mixed);
-        let mut broken = to_ask(mixed);
+        let request = Request::keys(mixed);
+        assert_eq!(from_ask(to_ask(request.clone())), Ok(request.clone()));
+        let mut broken = to_ask(request);
         broken.have.pop();
         assert_eq!(
             from_ask(broken),
-            ask_keys(&all, None),
+            Ok(Request::keys(ask_keys(&all, None))),
             "misaligned versions are ignored"
         );
     }
@@ -572,9 +601,10 @@ mod tests {
         entries.push(Entry::Current);
         let mut asked = names.clone();
         asked.extend(["x".to_owned(), "y".to_owned()]);
-        let answer = to_answer(entries.clone(), 1 << 20);
-        let got: Vec<Entry> = from_answer(answer, &asked)
+        let answer = to_answer(reply(entries.clone()), 1 << 20);
+        let got: Vec<Entry> = from_answer(answer, &asked, 0)
             .expect("not more than asked")
+            .entries
             .into_iter()
             .map(|e| e.expect("decodes"))
             .collect();
@@ -585,16 +615,16 @@ mod tests {
     fn answer_stays_within_the_byte_limit_but_always_has_the_first_entry() {
         let big = record(Op::Mut, &"x".repeat(1000));
         let small = record(Op::Mut, "v");
-        let one = to_answer(vec![Entry::Record(big.clone())], 10);
+        let one = to_answer(reply(vec![Entry::Record(big.clone())]), 10);
         assert_eq!(one.op, Some(to_operate(&big)), "first entry always");
-        let limit = to_answer(vec![Entry::Record(small.clone())], 1 << 20).get_size() + 40;
+        let limit = to_answer(reply(vec![Entry::Record(small.clone())]), 1 << 20).get_size() + 40;
         let mixed = vec![
             Entry::Record(small),
             Entry::NotExist,
             Entry::Record(big),
             Entry::NotExist,
         ];
-        let cut = to_answer(mixed, limit);
+        let cut = to_answer(reply(mixed), limit);
         assert!(cut.get_size() <= limit);
         assert_eq!(cut.more.len(), 1, "the big record does not fit; stop there");
         assert_eq!(cut.more[0].status, pb::Status::NotExist);
@@ -602,14 +632,137 @@ mod tests {
 
     #[test]
     fn more_entries_than_keys_is_an_error_and_a_bare_ok_is_malformed() {
-        let answer = to_answer(vec![Entry::NotExist; 3], 1 << 20);
+        let answer = to_answer(reply(vec![Entry::NotExist; 3]), 1 << 20);
         assert_eq!(
-            from_answer(answer, &keys(2)),
-            Err(TooManyEntries { count: 3, asked: 2 })
+            from_answer(answer, &keys(2), 0),
+            Err(BrokenAnswer::TooManyEntries { count: 3, asked: 2 })
         );
         let bare = pb::Answer::default();
-        let got = from_answer(bare, &keys(1)).expect("one entry");
-        assert!(matches!(got[0], Err(DecodeError::Protobuf(_))));
+        let got = from_answer(bare, &keys(1), 0).expect("one entry");
+        assert!(matches!(got.entries[0], Err(DecodeError::Protobuf(_))));
+    }
+
+    fn reply(entries: Vec<Entry>) -> Reply {
+        Reply {
+            entries,
+            ranges: Vec::new(),
+        }
+    }
+
+    fn range_ask(items: Option<Vec<Item>>) -> RangeAsk {
+        RangeAsk {
+            range: KeyRange {
+                lower: "a".into(),
+                upper: None,
+            },
+            fingerprint: Fingerprint {
+                sum: u128::MAX - 7,
+                count: 12,
+            },
+            items,
+        }
+    }
+
+    #[test]
+    fn reconciliation_asks_and_replies_round_trip() {
+        let version = Version::of(&record(Op::Mut, "v"));
+        let item = Item {
+            key: "b".into(),
+            version,
+        };
+        let request = Request {
+            keys: Vec::new(),
+            ranges: vec![range_ask(None), range_ask(Some(vec![item.clone()]))],
+        };
+        let ask = to_ask(request.clone());
+        assert!(ask.key.is_empty() && ask.more.is_empty());
+        assert_eq!(from_ask(ask), Ok(request));
+        let asked = range_ask(None);
+        let replies = vec![
+            RangeReply::Equal,
+            RangeReply::Split(vec![
+                (
+                    KeyRange {
+                        lower: "a".into(),
+                        upper: Some("c".into()),
+                    },
+                    asked.fingerprint,
+                ),
+                (
+                    KeyRange {
+                        lower: "c".into(),
+                        upper: None,
+                    },
+                    Fingerprint::default(),
+                ),
+            ]),
+            RangeReply::Listed {
+                items: vec![item.clone()],
+                resume: None,
+            },
+            RangeReply::Differences {
+                items: vec![item],
+                resume: Some("q".into()),
+            },
+        ];
+        let answer = to_answer(
+            Reply {
+                entries: Vec::new(),
+                ranges: replies.clone(),
+            },
+            1 << 20,
+        );
+        let got = from_answer(answer, &[], 4).expect("decodes");
+        assert_eq!(got.ranges, replies);
+        assert!(got.entries.is_empty());
+        let answer = to_answer(
+            Reply {
+                entries: Vec::new(),
+                ranges: replies,
+            },
+            1 << 20,
+        );
+        assert_eq!(
+            from_answer(answer, &[], 3),
+            Err(BrokenAnswer::TooManyRanges)
+        );
+    }
+
+    #[test]
+    fn a_range_reply_that_does_not_decode_breaks_the_answer() {
+        let mut answer = pb::Answer::default();
+        answer.ranges.push(pb::RangeReply {
+            kind: pb::Reconciled::Listed,
+            items: vec![pb::Item {
+                key: "k".into(),
+                have: None,
+            }],
+            ..pb::RangeReply::default()
+        });
+        assert!(matches!(
+            from_answer(answer, &[], 1),
+            Err(BrokenAnswer::Range(_))
+        ));
+        let mut ask = to_ask(Request {
+            keys: Vec::new(),
+            ranges: vec![range_ask(None)],
+        });
+        ask.ranges[0].sum.pop();
+        assert!(from_ask(ask).is_err(), "a fingerprint is 16 bytes");
+    }
+
+    #[test]
+    fn range_ask_cost_is_the_encoded_size() {
+        let item = Item {
+            key: "k".repeat(40),
+            version: Version::of(&record(Op::Mut, "v")),
+        };
+        let ask = range_ask(Some(vec![item.clone(), item]));
+        let one = to_ask(Request {
+            keys: Vec::new(),
+            ranges: vec![ask.clone()],
+        });
+        assert_eq!(one.get_size(), range_ask_cost(&ask));
     }
 
     #[test]

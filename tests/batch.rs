@@ -273,6 +273,7 @@ async fn ask_raw(control: &mut libp2p_stream::Control, server: PeerId, keys: &[S
         key: keys[0].clone(),
         more: keys[1..].to_vec(),
         have: Vec::new(),
+        ranges: Vec::new(),
     };
     framed.send(ask).await.expect("ask sent");
     framed.close().await.expect("half-close");

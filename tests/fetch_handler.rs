@@ -13,7 +13,11 @@ mod protocol;
 #[allow(dead_code)]
 #[path = "../src/wire.rs"]
 mod wire;
-pub use pointer::{exchange, proto, record};
+pub use pointer::{exchange, proto, reconcile, record};
+/// The library's type, so that answers built here and there agree.
+mod decode_error {
+    pub use pointer::wire::DecodeError;
+}
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -35,7 +39,7 @@ use libp2p::{
 };
 use libp2p_swarm_test::SwarmExt as _;
 
-use exchange::{AskKey, Entry, Version};
+use exchange::{AskKey, Entry, Reply, Request, Version};
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use protocol::{Answered, FetchError, InboundError, PROTOCOL};
 use record::{Op, Record};
@@ -87,7 +91,7 @@ struct Fetch {
     limits: FetchLimits,
     mode: Mode,
     store: HashMap<String, Record>,
-    held: Vec<oneshot::Sender<Vec<Entry>>>,
+    held: Vec<oneshot::Sender<Reply>>,
     next_id: u64,
     actions: VecDeque<ToSwarm<FetchEvent, HandlerIn>>,
 }
@@ -122,7 +126,10 @@ impl Fetch {
     fn ask_keys(&mut self, peer_id: PeerId, keys: Vec<AskKey>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        let event = HandlerIn::Ask { id, keys };
+        let event = HandlerIn::Ask {
+            id,
+            request: Request::keys(keys),
+        };
         let handler = NotifyHandler::Any;
         self.actions.push_back(ToSwarm::NotifyHandler {
             peer_id,
@@ -133,7 +140,8 @@ impl Fetch {
     }
 
     /// Answers every asked key, in order.
-    fn on_inbound_ask(&mut self, asked: Vec<AskKey>, reply: oneshot::Sender<Vec<Entry>>) {
+    fn on_inbound_ask(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
+        let asked = request.keys;
         let keys = asked.iter().map(|k| k.key.clone()).collect();
         match self.mode {
             Mode::Answer => {
@@ -141,7 +149,10 @@ impl Fetch {
                     .iter()
                     .map(|k| Entry::answer(self.store.get(&k.key), k.have.as_ref()))
                     .collect();
-                let _ = reply.send(entries);
+                let _ = reply.send(Reply {
+                    entries,
+                    ranges: Vec::new(),
+                });
             }
             Mode::Hold => self.held.push(reply),
             Mode::Decline => drop(reply),
@@ -185,7 +196,9 @@ impl NetworkBehaviour for Fetch {
         event: THandlerOutEvent<Self>,
     ) {
         let event = match event {
-            HandlerOut::InboundAsk { keys, reply } => return self.on_inbound_ask(keys, reply),
+            HandlerOut::InboundAsk { request, reply } => {
+                return self.on_inbound_ask(request, reply)
+            }
             HandlerOut::Answered { id, result } => FetchEvent::Answered { id, result },
             HandlerOut::InboundFailed { error } => FetchEvent::InboundFailed { error },
         };
@@ -342,7 +355,10 @@ fn record_at(key: &str, value: &str, time: i64) -> Record {
 
 /// What an asker reads when every entry decodes.
 fn decoded(entries: impl IntoIterator<Item = Entry>) -> Answered {
-    entries.into_iter().map(Ok).collect()
+    Answered {
+        entries: entries.into_iter().map(Ok).collect(),
+        ranges: Vec::new(),
+    }
 }
 
 /// Opens a raw fetch stream from `a` to `b`, writes `bytes`, optionally
@@ -747,12 +763,14 @@ async fn each_entry_decodes_on_its_own_and_extra_entries_are_malformed() {
                 entry(Status::Ok_pb, Some(good)),
                 entry(Status::Ok_pb, Some(short_author)),
             ],
+            ranges: Vec::new(),
         };
         // Four entries for three keys.
         let too_many = Answer {
             status: Status::NotExist,
             op: None,
             more: vec![entry(Status::NotExist, None); 3],
+            ranges: Vec::new(),
         };
         for reply in [mixed, too_many] {
             let id = pair.fetch_a().ask_many(peer, &["a", "b", "c"]);
@@ -772,7 +790,7 @@ async fn each_entry_decodes_on_its_own_and_extra_entries_are_malformed() {
                 );
                 continue;
             }
-            let entries = result.expect("a well-formed answer");
+            let entries = result.expect("a well-formed answer").entries;
             assert_eq!(entries.len(), 3, "{entries:?}");
             assert!(
                 matches!(entries[0], Err(DecodeError::Protobuf(_))),

@@ -259,12 +259,14 @@ fn fetch_frames() {
         key: v.key.to_owned(),
         more: Vec::new(),
         have: Vec::new(),
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&ask)), ASK_FRAME_HEX);
     let found = Answer {
         status: Status::Ok_pb,
         op: Some(wire::to_operate(&signed(v))),
         more: Vec::new(),
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&found)), ANSWER_OK_FRAME_HEX);
     // The Answer's `op` field is the vector's Operate bytes, verbatim.
@@ -273,6 +275,7 @@ fn fetch_frames() {
         status: Status::NotExist,
         op: None,
         more: Vec::new(),
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&missing)), ANSWER_NOT_EXIST_FRAME_HEX);
 }
@@ -288,11 +291,13 @@ fn batched_fetch_frames_extend_the_single_ones() {
         key: v.key.to_owned(),
         more: Vec::new(),
         have: Vec::new(),
+        ranges: Vec::new(),
     });
     let batched = body(&Ask {
         key: v.key.to_owned(),
         more: vec![w.key.to_owned()],
         have: Vec::new(),
+        ranges: Vec::new(),
     });
     let field = [&[0x12, w.key.len() as u8][..], w.key.as_bytes()].concat();
     assert_eq!(batched, [single, field].concat());
@@ -302,6 +307,7 @@ fn batched_fetch_frames_extend_the_single_ones() {
         status: Status::Ok_pb,
         op: Some(operate.clone()),
         more: Vec::new(),
+        ranges: Vec::new(),
     };
     let entry = Entry {
         status: Status::Ok_pb,
@@ -354,6 +360,7 @@ fn versioned_fetch_frames_extend_the_batched_ones() {
         key: v1.key.to_owned(),
         more: vec![v4.key.to_owned()],
         have: vec![have.clone(), Have::default()],
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&ask)), VERSIONED_ASK_FRAME_HEX);
     let decoded: Ask = deserialize_from_slice(&unhex(VERSIONED_ASK_FRAME_HEX)).expect("decodes");
@@ -392,6 +399,7 @@ fn versioned_fetch_frames_extend_the_batched_ones() {
             status: Status::Ok_pb,
             op: Some(wire::to_operate(&signed(v4))),
         }],
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&answer)), ANSWER_CURRENT_FRAME_HEX);
     let decoded: Answer =
@@ -404,6 +412,7 @@ fn versioned_fetch_frames_extend_the_batched_ones() {
         status: Status::Current,
         op: None,
         more: Vec::new(),
+        ranges: Vec::new(),
     };
     assert_eq!(hex(&frame(&current)), ANSWER_CURRENT_ONLY_FRAME_HEX);
 }

@@ -7,7 +7,7 @@ use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
 use crate::event::{GetOutcome, PointerEvent};
-use crate::exchange::Entry;
+use crate::exchange::{Entry, Response};
 use crate::store::MemoryStore;
 use crate::validator::Open;
 use crate::Config;
@@ -198,7 +198,10 @@ fn a_get_parked_after_its_asks_still_ends_at_its_deadline() {
     c.handle(
         Input::Answered {
             id,
-            result: Ok(vec![Ok(Entry::NotExist)]),
+            result: Ok(Response {
+                entries: vec![Ok(Entry::NotExist)],
+                ranges: Vec::new(),
+            }),
         },
         T0 + 1_300,
     );
@@ -252,12 +255,15 @@ fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
         T0 + 80,
     );
     let ask = drain(&mut c).into_iter().find_map(|o| match o {
-        Output::Ask { peer, id, keys } if peer == far => Some((id, keys)),
+        Output::Ask { peer, id, request } if peer == far => Some((id, request.keys)),
         _ => None,
     });
     let (id, keys) = ask.expect("the follower is asked");
     assert_eq!(keys[0].key, "k");
-    let result = Ok(vec![Ok(Entry::Record(record.clone()))]);
+    let result = Ok(Response {
+        entries: vec![Ok(Entry::Record(record.clone()))],
+        ranges: Vec::new(),
+    });
     c.handle(Input::Answered { id, result }, T0 + 90);
     let out = drain(&mut c);
     assert_eq!(finished(&out), Some(&GetOutcome::Found(record)));

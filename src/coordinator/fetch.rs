@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
-use crate::exchange::{AskKey, Entry, Version};
+use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version};
 use crate::protocol::FetchError;
 use crate::store::RecordStore;
 use crate::wire::{self, DecodeError};
@@ -150,19 +150,24 @@ impl<S: RecordStore> Coordinator<S> {
                 }
             }
             self.fetches.insert(id, Fetch { peer, wanted, sent });
-            self.outputs.push_back(Output::Ask { peer, id, keys });
+            let request = Request::keys(keys);
+            self.outputs.push_back(Output::Ask { peer, id, request });
         }
     }
 
     pub(super) fn on_answered(
         &mut self,
         id: u64,
-        result: Result<Vec<Result<Entry, DecodeError>>, FetchError>,
+        result: Result<Response, FetchError>,
         now_ms: i64,
     ) {
+        if self.reconciling(id) {
+            return self.on_ranges_answered(id, result);
+        }
         let Some(mut fetch) = self.fetches.remove(&id) else {
             return;
         };
+        let result = result.map(|response| response.entries);
         let peer = fetch.peer;
         let asked = fetch.wanted.len();
         let entries = match result {
@@ -315,7 +320,8 @@ impl<S: RecordStore> Coordinator<S> {
     /// behind: if we watch the key we ask it back at once. An asker that
     /// names a version but does not follow the key's topic watches it from
     /// outside; we remember it, to tell it of our next change.
-    pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, mut keys: Vec<AskKey>) {
+    pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, request: Request) {
+        let Request { mut keys, ranges } = request;
         keys.truncate(self.config.max_keys_per_ask);
         let mut entries = Vec::with_capacity(keys.len());
         for AskKey { key, have } in keys {
@@ -335,6 +341,8 @@ impl<S: RecordStore> Coordinator<S> {
                 self.watchers.add(peer, &key);
             }
         }
-        self.outputs.push_back(Output::Reply { id, entries });
+        let ranges = self.reply_ranges(peer, ranges);
+        let reply = Reply { entries, ranges };
+        self.outputs.push_back(Output::Reply { id, reply });
     }
 }

@@ -17,25 +17,21 @@ use crate::store::RecordStore;
 use crate::topic::Topic;
 
 impl<S: RecordStore> Coordinator<S> {
-    /// Anti-entropy on connection: the keys we deleted are asked about at
-    /// once, with our tombstone's version (the peer answers a newer write,
-    /// and remembers that we watch the key). Followed keys are reconciled
-    /// as the peer's subscriptions arrive ([`Self::on_peer_subscribed`]).
+    /// Anti-entropy on connection: with a node that watches many keys, a
+    /// range reconciliation of everything both hold (spec §18). Otherwise
+    /// the keys we deleted are asked about at once, with our tombstone's
+    /// version (the peer answers a newer write, and remembers that we
+    /// watch the key); followed keys are reconciled as the peer's
+    /// subscriptions arrive ([`Self::on_peer_subscribed`]).
     pub(super) fn on_connected(&mut self, peer: PeerId, now_ms: i64) {
         if self.is_banned(&peer, now_ms) {
             return;
         }
         self.connected.insert(peer);
-        let mut deleted: Vec<String> = self
-            .replica
-            .store()
-            .records()
-            .filter(|r| r.is_tombstone())
-            .map(|r| r.key().to_owned())
-            .collect();
-        deleted.sort_unstable();
-        for key in deleted {
-            self.ask(peer, &key, None);
+        if !self.reconcile_with(peer) {
+            for key in self.replica.tombstoned_keys() {
+                self.ask(peer, &key, None);
+            }
         }
     }
 
@@ -45,6 +41,7 @@ impl<S: RecordStore> Coordinator<S> {
         self.shard_peers.peer_gone(&peer);
         self.watchers.peer_gone(&peer);
         self.penalties.peer_gone(&peer);
+        self.reconcile_peer_gone(&peer);
         // What still waited for the peer fails now; asks in flight fail as
         // the shell reports them.
         let waiting = self.dispatch.forget(peer);

@@ -19,6 +19,7 @@ mod discover_tests;
 mod fetch;
 mod gossip;
 mod guard;
+mod reconcile;
 mod topics;
 mod upkeep;
 
@@ -36,7 +37,7 @@ use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
 use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
-use crate::exchange::{AskKey, Entry};
+use crate::exchange::{Reply, Request, Response};
 use crate::misbehaviour::Penalties;
 use crate::peer_index::PeerIndex;
 use crate::protocol::FetchError;
@@ -47,7 +48,6 @@ use crate::store::RecordStore;
 use crate::topic::Topic;
 use crate::trickle::Trickle;
 use crate::validator::OwnedKeys;
-use crate::wire::DecodeError;
 
 use self::fetch::{Fetch, Wanted};
 use self::guard::ms;
@@ -90,22 +90,24 @@ pub enum Input {
         /// The payload.
         data: Vec<u8>,
     },
-    /// `peer` asks for `keys`; answer with [`Output::Reply`] `id`.
+    /// `peer` sent an `Ask`; answer with [`Output::Reply`] `id`.
     Asked {
         /// The asking peer.
         peer: PeerId,
         /// Identifies the exchange, for the reply.
         id: u64,
-        /// The keys, in order, each with the version the asker holds.
-        keys: Vec<AskKey>,
+        /// The keys, in order, each with the version the asker holds, and
+        /// the ranges to reconcile.
+        request: Request,
     },
     /// The outcome of [`Output::Ask`] `id`: one entry per key answered, in
-    /// the order asked (possibly fewer than asked), or why it failed.
+    /// the order asked (possibly fewer than asked), and the range replies,
+    /// or why it failed.
     Answered {
         /// The ask.
         id: u64,
-        /// The entries, each a decoded answer or why it did not decode.
-        result: Result<Vec<Result<Entry, DecodeError>>, FetchError>,
+        /// What the answer holds.
+        result: Result<Response, FetchError>,
     },
     /// A timer armed with [`Output::SetTimer`] fired.
     Timer(Timer),
@@ -183,15 +185,16 @@ pub enum Output {
         peer: PeerId,
         /// Identifies the ask.
         id: u64,
-        /// The keys, in order, with the versions we hold.
-        keys: Vec<AskKey>,
+        /// The keys, in order, with the versions we hold, and the ranges
+        /// to reconcile.
+        request: Request,
     },
-    /// Answer [`Input::Asked`] `id` with these entries, in order.
+    /// Answer [`Input::Asked`] `id`.
     Reply {
         /// The exchange.
         id: u64,
-        /// One entry per key asked.
-        entries: Vec<Entry>,
+        /// One entry per key asked, one reply per range.
+        reply: Reply,
     },
     /// Fire [`Input::Timer`] `timer` after `after`.
     SetTimer {
@@ -247,6 +250,12 @@ pub struct Coordinator<S: RecordStore> {
     /// Catch-up asks (no `get`) waiting or in flight, per peer and key.
     catching_up: HashMap<(PeerId, String), fetch::CatchUp>,
     queries: Queries,
+    /// Range reconciliations running, by peer (spec §18).
+    sessions: BTreeMap<PeerId, reconcile::Session>,
+    range_fetches: HashMap<u64, reconcile::RangeFetch>,
+    /// Peers reconciled key by key until they disconnect: they do not
+    /// speak ranges, or hold far more than we watch.
+    per_key_peers: BTreeSet<PeerId>,
     trickle: Trickle,
     flush_armed: bool,
     push_armed: bool,
@@ -286,6 +295,9 @@ impl<S: RecordStore> Coordinator<S> {
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
             catching_up: HashMap::new(),
             queries: Queries::default(),
+            sessions: BTreeMap::new(),
+            range_fetches: HashMap::new(),
+            per_key_peers: BTreeSet::new(),
             trickle: Trickle::new(config.republish_interval),
             flush_armed: false,
             push_armed: false,
@@ -318,7 +330,7 @@ impl<S: RecordStore> Coordinator<S> {
                 topic,
                 data,
             } => self.on_gossip(peer, message, topic, &data, now_ms),
-            Input::Asked { peer, id, keys } => self.on_asked(peer, id, keys),
+            Input::Asked { peer, id, request } => self.on_asked(peer, id, request),
             Input::Answered { id, result } => self.on_answered(id, result, now_ms),
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
             Input::Timer(Timer::Flush) => self.flush_store(),
@@ -340,6 +352,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// many keys) goes out in a few full `Ask`s rather than many small ones.
     pub fn pack_asks(&mut self) {
         self.send_waiting();
+        self.send_reconciliations();
     }
 
     /// The peer id records are signed as.

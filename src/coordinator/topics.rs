@@ -188,7 +188,8 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// A peer on one of our shards may hold any of our keys there: each is
-    /// reconciled with it, as a key's own topic is when a peer joins it.
+    /// reconciled with it, as a key's own topic is when a peer joins it,
+    /// by the range reconciliation with the peer if one runs (spec §18).
     fn on_shard_joined(&mut self, peer: PeerId, index: u16) {
         if !self.connected.contains(&peer) {
             return;
@@ -199,9 +200,12 @@ impl<S: RecordStore> Coordinator<S> {
             .get(&index)
             .map(|keys| keys.iter().cloned().collect())
             .unwrap_or_default();
+        let by_ranges = self.reconcile_with(peer);
         for key in keys {
             self.discover_follower(peer, &key);
-            self.ask(peer, &key, None);
+            if !by_ranges {
+                self.ask(peer, &key, None);
+            }
         }
     }
 

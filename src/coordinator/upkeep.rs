@@ -85,7 +85,8 @@ impl<S: RecordStore> Coordinator<S> {
     /// newer one answers it, one that is behind asks us back):
     ///
     /// - every followed key that one connected peer, drawn at random, also
-    ///   follows. Gossip can lose a message, and a node that holds nothing
+    ///   follows; or, when we watch many keys, everything both hold, by a
+    ///   range reconciliation with that peer (spec §18). Gossip can lose a message, and a node that holds nothing
     ///   never republishes, so Trickle alone would never tell its
     ///   neighbours that it lacks a record they all hold;
     /// - the followed keys no connected peer follows, and the keys we
@@ -95,14 +96,16 @@ impl<S: RecordStore> Coordinator<S> {
         let Some(&partner) = peers.get(self.rng.random_range(0..peers.len().max(1))) else {
             return;
         };
-        let shared: Vec<String> = self
-            .subscribed
-            .iter()
-            .filter(|key| self.followers_of(key).contains(&partner))
-            .cloned()
-            .collect();
-        for key in shared {
-            self.ask(partner, &key, None);
+        if !self.reconcile_with(partner) {
+            let shared: Vec<String> = self
+                .subscribed
+                .iter()
+                .filter(|key| self.followers_of(key).contains(&partner))
+                .cloned()
+                .collect();
+            for key in shared {
+                self.ask(partner, &key, None);
+            }
         }
         let mut keys: Vec<String> = self
             .subscribed
@@ -110,13 +113,7 @@ impl<S: RecordStore> Coordinator<S> {
             .filter(|key| !self.has_followers(key))
             .cloned()
             .collect();
-        keys.extend(
-            self.replica
-                .store()
-                .records()
-                .filter(|r| r.is_tombstone())
-                .map(|r| r.key().to_owned()),
-        );
+        keys.extend(self.replica.tombstoned_keys());
         // Sets iterate in no reproducible order; the peers drawn must be.
         keys.sort_unstable();
         for key in keys {

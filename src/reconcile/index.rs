@@ -78,7 +78,8 @@ impl Index {
 
     /// `key` now holds the record of `version`.
     pub fn insert(&mut self, key: &str, version: &Version) {
-        self.pending.insert(key.into(), Some(item_hash(key, version)));
+        self.pending
+            .insert(key.into(), Some(item_hash(key, version)));
         self.maybe_merge();
     }
 
@@ -276,11 +277,7 @@ mod tests {
 
     /// The fingerprint and keys of `range` computed the slow way.
     fn naive(model: &BTreeMap<String, u128>, r: &KeyRange) -> (Fingerprint, Vec<String>) {
-        let keys: Vec<String> = model
-            .keys()
-            .filter(|k| r.contains(k))
-            .cloned()
-            .collect();
+        let keys: Vec<String> = model.keys().filter(|k| r.contains(k)).cloned().collect();
         let sum = keys.iter().fold(0u128, |s, k| s.wrapping_add(model[k]));
         let count = keys.len() as u64;
         (Fingerprint { sum, count }, keys)
@@ -347,8 +344,14 @@ mod tests {
         for i in (0..3000).rev() {
             b.insert(&format!("k{i}"), &version(i));
         }
-        assert_eq!(a.fingerprint(&KeyRange::all()), b.fingerprint(&KeyRange::all()));
+        assert_eq!(
+            a.fingerprint(&KeyRange::all()),
+            b.fingerprint(&KeyRange::all())
+        );
         b.insert("k7", &version(8));
-        assert_ne!(a.fingerprint(&KeyRange::all()), b.fingerprint(&KeyRange::all()));
+        assert_ne!(
+            a.fingerprint(&KeyRange::all()),
+            b.fingerprint(&KeyRange::all())
+        );
     }
 }

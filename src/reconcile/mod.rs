@@ -270,8 +270,7 @@ impl<C: Fn(&Item) -> usize> Listing<'_, C> {
                     }
                     let item = Item { key, version };
                     spent += (self.cost)(&item);
-                    if items.len() >= self.max_items || (spent > self.budget && !items.is_empty())
-                    {
+                    if items.len() >= self.max_items || (spent > self.budget && !items.is_empty()) {
                         resume = Some(item.key);
                         break;
                     }
@@ -371,8 +370,10 @@ fn ours_ahead(
     theirs: &[Item],
     version_of: &impl Fn(&str) -> Option<Version>,
 ) -> Vec<String> {
-    let theirs: std::collections::HashMap<&str, &Version> =
-        theirs.iter().map(|i| (i.key.as_str(), &i.version)).collect();
+    let theirs: std::collections::HashMap<&str, &Version> = theirs
+        .iter()
+        .map(|i| (i.key.as_str(), &i.version))
+        .collect();
     index
         .keys(range, usize::MAX)
         .into_iter()

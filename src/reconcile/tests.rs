@@ -25,7 +25,12 @@ fn cost(item: &Item) -> usize {
 
 /// Runs a whole reconciliation of `a` (asker) with `b` (answerer); returns
 /// the keys each side learnt the other is ahead on, and the rounds taken.
-fn reconcile(a: &Store, b: &Store, max_items: usize, budget: usize) -> (BTreeSet<String>, BTreeSet<String>, usize) {
+fn reconcile(
+    a: &Store,
+    b: &Store,
+    max_items: usize,
+    budget: usize,
+) -> (BTreeSet<String>, BTreeSet<String>, usize) {
     let index_a = index_of(a);
     let mut index_b = index_of(b);
     let mut pending = vec![KeyRange::all()];
@@ -38,10 +43,18 @@ fn reconcile(a: &Store, b: &Store, max_items: usize, budget: usize) -> (BTreeSet
         let mut next = Vec::new();
         for range in pending.drain(..) {
             let ask = ask_for(&index_a, range, |k| a.get(k).copied());
-            let answered = respond(&mut index_b, &ask, |k| b.get(k).copied(), max_items, budget, cost);
+            let answered = respond(
+                &mut index_b,
+                &ask,
+                |k| b.get(k).copied(),
+                max_items,
+                budget,
+                cost,
+            );
             a_ahead.extend(answered.asker_ahead);
             let reply = answered.reply.expect("a reply");
-            let learnt = learn(&index_a, &ask, reply, |k| a.get(k).copied(), max_items).expect("honest reply");
+            let learnt = learn(&index_a, &ask, reply, |k| a.get(k).copied(), max_items)
+                .expect("honest reply");
             b_ahead.extend(learnt.peer_ahead);
             a_ahead.extend(learnt.we_ahead);
             next.extend(learnt.again);
@@ -110,7 +123,9 @@ proptest! {
 
 #[test]
 fn equal_stores_take_one_round_trip_however_large() {
-    let store: Store = (0..100_000).map(|i| (format!("k{i}"), version(i, 3))).collect();
+    let store: Store = (0..100_000)
+        .map(|i| (format!("k{i}"), version(i, 3)))
+        .collect();
     let (a_ahead, b_ahead, rounds) = reconcile(&store, &store, 256, 60_000);
     assert!(a_ahead.is_empty() && b_ahead.is_empty());
     assert_eq!(rounds, 1);
@@ -118,7 +133,9 @@ fn equal_stores_take_one_round_trip_however_large() {
 
 #[test]
 fn one_changed_key_among_many_takes_a_few_rounds() {
-    let a: Store = (0..100_000).map(|i| (format!("k{i}"), version(i, 3))).collect();
+    let a: Store = (0..100_000)
+        .map(|i| (format!("k{i}"), version(i, 3)))
+        .collect();
     let mut b = a.clone();
     b.insert("k5000".into(), version(9_999_999, 4));
     let (a_ahead, b_ahead, rounds) = reconcile(&a, &b, 256, 60_000);
@@ -147,30 +164,59 @@ fn replies_that_do_not_fit_the_range_are_refused() {
         RangeReply::Split(vec![(range("b", Some("c")), f), (range("c", None), f)]),
         RangeReply::Split(vec![(range("b", Some("b")), f), (range("b", Some("m")), f)]),
         RangeReply::Listed {
-            items: vec![Item { key: "z".into(), version: version(1, 1) }],
+            items: vec![Item {
+                key: "z".into(),
+                version: version(1, 1),
+            }],
             resume: None,
         },
         RangeReply::Listed {
             items: vec![
-                Item { key: "d".into(), version: version(1, 1) },
-                Item { key: "c".into(), version: version(1, 1) },
+                Item {
+                    key: "d".into(),
+                    version: version(1, 1),
+                },
+                Item {
+                    key: "c".into(),
+                    version: version(1, 1),
+                },
             ],
             resume: None,
         },
         RangeReply::Listed {
-            items: vec![Item { key: "d".into(), version: version(1, 1) }],
+            items: vec![Item {
+                key: "d".into(),
+                version: version(1, 1),
+            }],
             resume: Some("c".into()),
         },
-        RangeReply::Listed { items: vec![], resume: Some("b".into()) },
-        RangeReply::Listed { items: vec![], resume: Some("n".into()) },
+        RangeReply::Listed {
+            items: vec![],
+            resume: Some("b".into()),
+        },
+        RangeReply::Listed {
+            items: vec![],
+            resume: Some("n".into()),
+        },
     ];
     for reply in bad {
-        assert!(learn(&index, &ask, reply.clone(), |_| None, 256).is_err(), "{reply:?}");
+        assert!(
+            learn(&index, &ask, reply.clone(), |_| None, 256).is_err(),
+            "{reply:?}"
+        );
     }
     let parts: Vec<(KeyRange, Fingerprint)> = (0..65)
         .map(|i| {
-            let lower = if i == 0 { "b".to_owned() } else { format!("c{i:03}") };
-            let upper = if i == 64 { "m".to_owned() } else { format!("c{:03}", i + 1) };
+            let lower = if i == 0 {
+                "b".to_owned()
+            } else {
+                format!("c{i:03}")
+            };
+            let upper = if i == 64 {
+                "m".to_owned()
+            } else {
+                format!("c{:03}", i + 1)
+            };
             (range(&lower, Some(&upper)), f)
         })
         .collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
 use crate::event::PointerEvent;
-use crate::exchange::{AskKey, Entry};
+use crate::exchange::{Entry, Reply, Request, Response};
 use crate::protocol::FetchError;
 use crate::record::{Author, Record};
 use crate::replica::WriteError;
@@ -87,14 +87,15 @@ enum Event {
         from: usize,
         link: u64,
         id: u64,
-        keys: Vec<AskKey>,
+        request: Request,
     },
     Reply {
         to: usize,
         link: u64,
         id: u64,
         keys: Vec<String>,
-        entries: Vec<Entry>,
+        ranges: usize,
+        reply: Reply,
     },
     Timer {
         node: usize,
@@ -119,8 +120,9 @@ struct Node {
     /// Gossip messages waiting for the coordinator's verdict.
     validating: HashMap<MessageId, (usize, Topic, Vec<u8>)>,
     timers: HashMap<Timer, u64>,
-    /// Inbound asks being answered: reply id → (asker, asker's ask id, keys).
-    answering: HashMap<u64, (usize, u64, Vec<String>)>,
+    /// Inbound asks being answered: reply id → (asker, asker's ask id,
+    /// keys, how many ranges).
+    answering: HashMap<u64, (usize, u64, Vec<String>, usize)>,
     next_reply: u64,
     events: Vec<PointerEvent>,
 }
@@ -469,8 +471,8 @@ impl Network {
                 acceptance,
                 ..
             } => self.on_verdict(i, &message, acceptance),
-            Output::Ask { peer, id, keys } => self.send_ask(i, peer, id, keys),
-            Output::Reply { id, entries } => self.send_reply(i, id, entries),
+            Output::Ask { peer, id, request } => self.send_ask(i, peer, id, request),
+            Output::Reply { id, reply } => self.send_reply(i, id, reply),
             Output::SetTimer { timer, after } => {
                 let node = &mut self.nodes[i];
                 let generation = node.timers.entry(timer).or_default();
@@ -498,7 +500,7 @@ impl Network {
         }
     }
 
-    fn send_ask(&mut self, i: usize, peer: PeerId, id: u64, keys: Vec<AskKey>) {
+    fn send_ask(&mut self, i: usize, peer: PeerId, id: u64, request: Request) {
         let to = self.by_peer.get(&peer).copied();
         let link = to.and_then(|to| self.links.get(&ordered(i, to)).copied());
         let (Some(to), Some(link)) = (to, link) else {
@@ -515,19 +517,19 @@ impl Network {
                 from: i,
                 link,
                 id,
-                keys,
+                request,
             },
         );
     }
 
-    fn send_reply(&mut self, i: usize, reply: u64, entries: Vec<Entry>) {
-        let Some((to, id, keys)) = self.nodes[i].answering.remove(&reply) else {
+    fn send_reply(&mut self, i: usize, answer: u64, reply: Reply) {
+        let Some((to, id, keys, ranges)) = self.nodes[i].answering.remove(&answer) else {
             return;
         };
         let Some(&link) = self.links.get(&ordered(i, to)) else {
             return;
         };
-        for entry in &entries {
+        for entry in &reply.entries {
             match entry {
                 Entry::Record(_) => self.traffic.answered_records += 1,
                 Entry::Current => self.traffic.answered_current += 1,
@@ -542,7 +544,8 @@ impl Network {
                 link,
                 id,
                 keys,
-                entries,
+                ranges,
+                reply,
             },
         );
     }
@@ -582,21 +585,26 @@ impl Network {
                 from,
                 link,
                 id,
-                keys,
+                request,
             } => {
                 if self.link_is(to, from, link) {
                     let node = &mut self.nodes[to];
                     node.next_reply += 1;
                     let reply = node.next_reply;
-                    let names = keys.iter().map(|k| k.key.clone()).collect();
-                    node.answering.insert(reply, (from, id, names));
+                    let names = request.keys.iter().map(|k| k.key.clone()).collect();
+                    node.answering
+                        .insert(reply, (from, id, names, request.ranges.len()));
                     let peer = self.nodes[from].peer;
+                    // As the answerer reads it off a stream.
+                    let Ok(request) = wire::from_ask(wire::to_ask(request)) else {
+                        return;
+                    };
                     self.input(
                         to,
                         Input::Asked {
                             peer,
                             id: reply,
-                            keys,
+                            request,
                         },
                     );
                 }
@@ -606,7 +614,8 @@ impl Network {
                 link,
                 id,
                 keys,
-                entries,
+                ranges,
+                reply,
             } => {
                 if self
                     .in_flight
@@ -614,7 +623,7 @@ impl Network {
                     .is_some_and(|(_, l)| *l == link)
                 {
                     self.in_flight.remove(&(to, id));
-                    let result = Ok(self.through_the_wire(to, entries, &keys));
+                    let result = self.through_the_wire(to, reply, &keys, ranges);
                     self.input(to, Input::Answered { id, result });
                 }
             }
@@ -638,15 +647,16 @@ impl Network {
     fn through_the_wire(
         &self,
         asker: usize,
-        entries: Vec<Entry>,
+        reply: Reply,
         keys: &[String],
-    ) -> Vec<Result<Entry, wire::DecodeError>> {
+        ranges: usize,
+    ) -> Result<Response, FetchError> {
         let limit = self.nodes[asker]
             .core
             .as_ref()
             .map_or(usize::MAX, |c| c.config().max_message_bytes());
-        let answer = wire::to_answer(entries, limit);
-        wire::from_answer(answer, keys).unwrap_or_default()
+        let answer = wire::to_answer(reply, limit);
+        wire::from_answer(answer, keys, ranges).map_err(|e| FetchError::Malformed(e.to_string()))
     }
 
     fn link_is(&self, a: usize, b: usize, link: u64) -> bool {

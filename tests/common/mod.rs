@@ -236,6 +236,7 @@ pub fn answer_of(mut entries: impl Iterator<Item = Entry>) -> Answer {
         status: first.status,
         op: first.op,
         more: entries.collect(),
+        ranges: Vec::new(),
     }
 }
 
