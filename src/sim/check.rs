@@ -90,8 +90,8 @@ pub fn run_traced(
         reason,
     };
     let allowed: Vec<PeerId> = allowed_peers(scenario);
-    let config = node_config(settings, &allowed, &scenario.shards)
-        .map_err(|e| fail(format!("settings: {e}")))?;
+    let config =
+        node_config(settings, &allowed, scenario).map_err(|e| fail(format!("settings: {e}")))?;
     let mut net = build(scenario, settings, config, trace);
     let mut written: Vec<Record> = Vec::new();
     for (at, step) in &scenario.steps {
@@ -142,17 +142,19 @@ fn allowed_peers(scenario: &Scenario) -> Vec<PeerId> {
 fn node_config(
     settings: &Settings,
     allowed: &[PeerId],
-    shards: &[u16],
+    scenario: &Scenario,
 ) -> Result<impl Fn(usize) -> Config + 'static, crate::config::ConfigError> {
     let (republish, skew) = (settings.republish_interval, settings.max_clock_skew);
     let allowed = allowed.to_vec();
-    let (shards, nodes) = (shards.to_vec(), shards.len());
+    let (shards, nodes) = (scenario.shards.clone(), scenario.shards.len());
+    let by_ranges = scenario.reconcile_min_keys.clone();
     let make = move |i: usize| {
         Config::builder()
             .validator(AllowList::new(allowed.clone()))
             .republish_interval(republish)
             .max_clock_skew(skew)
             .topic_shards(shards.get(i).copied().unwrap_or(0))
+            .reconcile_min_keys(by_ranges.get(i).copied().unwrap_or(0))
             .build()
     };
     for i in 0..nodes.max(1) {

@@ -110,6 +110,10 @@ pub struct Scenario {
     /// sharded, or a mix, so that nodes with and without the extension
     /// are checked together.
     pub shards: Vec<u16>,
+    /// Each node's `reconcile_min_keys`: 0 reconciles by key ranges
+    /// (spec §18) from the first key on, the default only past 1,024 keys,
+    /// so never here. All one, all the other, or a mix.
+    pub reconcile_min_keys: Vec<usize>,
 }
 
 /// Bounds of random scenarios.
@@ -182,16 +186,18 @@ impl Scenario {
             links,
             steps: Vec::new(),
             shards: Vec::new(),
+            reconcile_min_keys: Vec::new(),
         };
         scenario.steps = scenario.timeline(shape, &mut rng);
         scenario.shards = shard_counts(seed, n);
+        scenario.reconcile_min_keys = reconcile_min_keys(seed, n);
         scenario
     }
 
     /// The scenario in a few lines: nodes, skews, links and the timeline.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\n",
+            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\nreconcile_min_keys {:?}\n",
             self.seed,
             self.nodes(),
             self.topology,
@@ -199,7 +205,8 @@ impl Scenario {
             self.keys,
             self.skews_ms,
             self.links,
-            self.shards
+            self.shards,
+            self.reconcile_min_keys
         );
         for (at, step) in &self.steps {
             out.push_str(&format!("  {at:>12.3?}  {step:?}\n"));
@@ -299,6 +306,20 @@ fn shard_counts(seed: u64, n: usize) -> Vec<u16> {
         1 => vec![SHARDS; n],
         _ => (0..n)
             .map(|_| if rng.random_bool(0.5) { SHARDS } else { 0 })
+            .collect(),
+    }
+}
+
+/// Each node's `reconcile_min_keys`, from a generator of its own (as
+/// [`shard_counts`]), so that the rest of a seed's schedule is unchanged.
+fn reconcile_min_keys(seed: u64, n: usize) -> Vec<usize> {
+    let default = crate::Config::default().reconcile_min_keys();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5241_4e47_4553);
+    match rng.random_range(0..3) {
+        0 => vec![0; n],
+        1 => vec![default; n],
+        _ => (0..n)
+            .map(|_| if rng.random_bool(0.5) { 0 } else { default })
             .collect(),
     }
 }
