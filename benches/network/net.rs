@@ -106,6 +106,26 @@ impl Net {
             .await;
     }
 
+    /// Closes every connection between `a` and `b`; waits (at most
+    /// `timeout`) until both sides see it closed.
+    pub(crate) async fn unlink(&mut self, a: usize, b: usize, timeout: Duration) -> bool {
+        self.neighbours[a].remove(&b);
+        self.neighbours[b].remove(&a);
+        let (pa, pb) = (self.nodes[a].peer, self.nodes[b].peer);
+        self.nodes[a]
+            .call(move |s, _| {
+                let _ = s.disconnect_peer_id(pb);
+            })
+            .await;
+        let nodes = &self.nodes;
+        poll_until(timeout, || async {
+            let a_sees = nodes[a].call(move |s, _| s.is_connected(&pb)).await;
+            let b_sees = nodes[b].call(move |s, _| s.is_connected(&pa)).await;
+            !a_sees && !b_sees
+        })
+        .await
+    }
+
     /// Starts kad: every node learns its neighbours' addresses and
     /// bootstraps; waits until every bootstrap has finished, so kad is
     /// measured warm. Its bootstrap dials peers beyond the neighbours:

@@ -1,7 +1,10 @@
 //! Scenario 5 (issue 12): one node follows many keys. Node A holds K
 //! records; a fresh node B follows all K and dials A. Measured: B's
 //! catch-up, the heap both nodes hold per key afterwards, the latency of
-//! one update once both follow K keys, and the CPU the two use at rest.
+//! one update once both follow K keys, the CPU the two use at rest, and a
+//! reconnect: the two are cut apart, A changes one key, and they dial
+//! again (the time until B holds the change, and the bytes the reconnect
+//! costs until the network is quiet).
 //!
 //! Each K runs with a topic per key (the seed's wire) and with the keys
 //! sharded over `POINTER_BENCH_SCALE_SHARDS` topics (default 0,256; 0 is a
@@ -101,6 +104,7 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
     let cpu1 = process_cpu();
     tokio::time::sleep(IDLE_WINDOW).await; // the window itself
     let idle_core = cpu_since(cpu1).map(|c| c / IDLE_WINDOW.as_secs_f64() / 2.0);
+    let (reconnect_secs, reconnect_wire) = reconnect(&mut net, a, b, &keys[1], s).await;
 
     let value = s.value_bytes as f64;
     let per_key_a = (heap_a - heap_empty) as f64 / k as f64;
@@ -118,11 +122,13 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
             ))
         ),
         format!(
-            "heap per key and node: {} (A alone {}; value {value} B); catch-up wire {}, CPU {}",
+            "heap per key and node: {} (A alone {}; value {value} B); catch-up wire {}, CPU {}; reconnect {}, wire {}",
             kib(per_key_both),
             kib(per_key_a),
             kib((catchup_wire.tx + catchup_wire.rx) as f64 / 2.0),
-            catchup_cpu.map_or("?".into(), |c| format!("{c:.2} s"))
+            catchup_cpu.map_or("?".into(), |c| format!("{c:.2} s")),
+            reconnect_secs.map_or("TIMED OUT".into(), |t| format!("{t:.2} s")),
+            kib(reconnect_wire as f64 / 2.0),
         ),
     );
     report.section("scale").push(json!({
@@ -135,6 +141,8 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         "heap_per_key_per_node_shared": per_key_both,
         "update_latency": latency.to_json(),
         "idle_core_per_node": idle_core,
+        "reconnect_secs": reconnect_secs,
+        "reconnect_wire_bytes": reconnect_wire,
     }));
     net.shutdown().await;
 }
@@ -195,6 +203,44 @@ async fn update_latency(net: &mut Net, a: usize, b: usize, key: &str, s: &Settin
         lat.record(t0, last);
     }
     lat
+}
+
+/// Cuts `a` and `b` apart, writes `key` at `a`, and links them again:
+/// the seconds until `b` holds the write, and the bytes both sent from the
+/// dial until the network is quiet again.
+async fn reconnect(net: &mut Net, a: usize, b: usize, key: &str, s: &Settings) -> (Option<f64>, u64) {
+    if !net.unlink(a, b, s.setup_timeout).await {
+        return (None, 0);
+    }
+    net.drain();
+    let tag = 8_000_000;
+    let (k, value) = (key.to_owned(), value_for(tag, s.value_bytes));
+    net.nodes[a]
+        .call(move |sw, _| {
+            let _ = sw.behaviour_mut().pointer.put(&k, &value);
+        })
+        .await;
+    net.quiet(s.setup_timeout).await;
+    let w0 = net.wire();
+    let t0 = Instant::now();
+    net.link(b, a).await;
+    let want = key.to_owned();
+    let deadline = Instant::now() + s.catchup_timeout;
+    let last = net
+        .all_arrived(deadline, 1, |obs| match obs {
+            Obs::Updated {
+                node,
+                at,
+                key: k,
+                tag: t,
+            } if *node == b && *t == tag && *k == want => Some((*node, *at)),
+            _ => None,
+        })
+        .await;
+    let secs = last.map(|at| (at - t0).as_secs_f64());
+    net.quiet(s.setup_timeout).await;
+    let wire = net.wire().since(w0);
+    (secs, wire.tx + wire.rx)
 }
 
 /// Process CPU seconds since `before`.
