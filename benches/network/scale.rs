@@ -11,14 +11,19 @@
 //! topic per key).
 //!
 //! `POINTER_BENCH_ONLY=scale POINTER_BENCH_SCALE_K=1000,10000,100000
-//! cargo bench --all-features --bench network`.
+//! cargo bench --all-features --bench network`; `POINTER_BENCH_SCALE_IDLE_SECS`
+//! sets the idle window (default 10 s).
 
 use super::*;
 
 /// Updates timed once both nodes follow all K keys.
 const UPDATES: usize = 20;
-/// The window over which the two nodes' CPU at rest is read.
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// The window over which the two nodes' CPU at rest is read, in seconds
+/// (`POINTER_BENCH_SCALE_IDLE_SECS`; a window longer than the republish
+/// interval of 60 s includes a republish firing).
+fn idle_window() -> Duration {
+    Duration::from_secs(env_num("POINTER_BENCH_SCALE_IDLE_SECS", 10))
+}
 
 pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Report) {
     println!("## scale, K = {k}, shards {shards}");
@@ -102,8 +107,9 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
     // At rest: nothing written, both following K keys.
     net.quiet(s.setup_timeout).await;
     let cpu1 = process_cpu();
-    tokio::time::sleep(IDLE_WINDOW).await; // the window itself
-    let idle_core = cpu_since(cpu1).map(|c| c / IDLE_WINDOW.as_secs_f64() / 2.0);
+    let window = idle_window();
+    tokio::time::sleep(window).await; // the window itself
+    let idle_core = cpu_since(cpu1).map(|c| c / window.as_secs_f64() / 2.0);
     let (reconnect_secs, reconnect_wire) = reconnect(&mut net, a, b, &keys[1], s).await;
 
     let value = s.value_bytes as f64;

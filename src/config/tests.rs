@@ -194,3 +194,31 @@ fn a_maximal_record_fits_its_overhead() {
     let encoded = crate::wire::encode_operate(&record).len();
     assert!(encoded <= value.len() + OPERATE_OVERHEAD, "{encoded}");
 }
+
+#[test]
+fn reconciliation_knobs_have_defaults_and_bounds() {
+    let c = Config::default();
+    assert_eq!(c.reconcile_min_keys(), 1024);
+    assert_eq!(c.max_reconcile_ranges(), 16);
+    assert_eq!(c.max_reconcile_rounds(), 4096);
+    let set = Config::builder()
+        .reconcile_min_keys(0)
+        .max_reconcile_ranges(MAX_RECONCILE_RANGES)
+        .max_reconcile_rounds(3)
+        .build()
+        .expect("in bounds");
+    assert_eq!(set.reconcile_min_keys(), 0, "0 always reconciles ranges");
+    assert_eq!(set.max_reconcile_ranges(), MAX_RECONCILE_RANGES);
+    assert_eq!(set.max_reconcile_rounds(), 3);
+    for (knob, builder) in [
+        ("max_reconcile_ranges", Config::builder().max_reconcile_ranges(0)),
+        ("max_reconcile_rounds", Config::builder().max_reconcile_rounds(0)),
+    ] {
+        assert_eq!(builder.build().err(), Some(ConfigError::Zero { knob }));
+    }
+    let over = Config::builder().max_reconcile_ranges(MAX_RECONCILE_RANGES + 1).build();
+    assert!(
+        matches!(over, Err(ConfigError::TooMany { knob: "max_reconcile_ranges", .. })),
+        "{over:?}"
+    );
+}
