@@ -37,7 +37,10 @@ fn ranges_ask(ranges: Vec<Range>) -> Ask {
 async fn served(config: pointer::Config) -> (libp2p_stream::Control, PeerId) {
     let mut server = node_with(|| config).await;
     for i in 0..100 {
-        server.behaviour_mut().put(&format!("k{i:03}"), "v").expect("put");
+        server
+            .behaviour_mut()
+            .put(&format!("k{i:03}"), "v")
+            .expect("put");
     }
     let mut asker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
     asker.connect(&mut server).await;
@@ -59,7 +62,10 @@ async fn send(control: &mut libp2p_stream::Control, to: PeerId, ask: Ask) -> Opt
 
 #[tokio::test]
 async fn a_peer_gets_at_most_max_reconcile_ranges_replies() {
-    let config = test_config().max_reconcile_ranges(4).build().expect("valid");
+    let config = test_config()
+        .max_reconcile_ranges(4)
+        .build()
+        .expect("valid");
     let (mut control, server) = served(config).await;
     let answer = send(&mut control, server, ranges_ask(vec![whole(7); 50]))
         .await
@@ -92,7 +98,10 @@ async fn reversed_or_broken_ranges_are_answered_or_refused_without_harm() {
         sum: vec![1, 2, 3],
         ..whole(1)
     };
-    assert_eq!(send(&mut control, server, ranges_ask(vec![broken])).await, None);
+    assert_eq!(
+        send(&mut control, server, ranges_ask(vec![broken])).await,
+        None
+    );
     // And the node still serves.
     let plain = Ask {
         key: "k001".into(),
@@ -184,12 +193,19 @@ fn reconciling_node(rounds: usize) -> pointer::Config {
 async fn an_answerer_that_splits_forever_gets_max_reconcile_rounds_asks() {
     let mut nodes = vec![node_with(|| reconciling_node(8)).await];
     let (_, asked) = splitter(&mut nodes[0], Splits::Forever).await;
-    until(&mut nodes, "eight range asks", |_| asked.load(Ordering::SeqCst) >= 8).await;
+    until(&mut nodes, "eight range asks", |_| {
+        asked.load(Ordering::SeqCst) >= 8
+    })
+    .await;
     // A get's round trip to the same peer: a ninth range ask, were there
     // one, would have gone out meanwhile.
     let outcome = get(&mut nodes, 0, "elsewhere").await;
     assert!(matches!(outcome, GetOutcome::NotFound), "{outcome:?}");
-    assert_eq!(asked.load(Ordering::SeqCst), 8, "no more than max_reconcile_rounds");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        8,
+        "no more than max_reconcile_rounds"
+    );
 }
 
 #[tokio::test]

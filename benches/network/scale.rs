@@ -214,7 +214,13 @@ async fn update_latency(net: &mut Net, a: usize, b: usize, key: &str, s: &Settin
 /// Cuts `a` and `b` apart, writes `key` at `a`, and links them again:
 /// the seconds until `b` holds the write, and the bytes both sent from the
 /// dial until the network is quiet again.
-async fn reconnect(net: &mut Net, a: usize, b: usize, key: &str, s: &Settings) -> (Option<f64>, u64) {
+async fn reconnect(
+    net: &mut Net,
+    a: usize,
+    b: usize,
+    key: &str,
+    s: &Settings,
+) -> (Option<f64>, u64) {
     if !net.unlink(a, b, s.setup_timeout).await {
         return (None, 0);
     }

@@ -211,14 +211,28 @@ fn reconciliation_knobs_have_defaults_and_bounds() {
     assert_eq!(set.max_reconcile_ranges(), MAX_RECONCILE_RANGES);
     assert_eq!(set.max_reconcile_rounds(), 3);
     for (knob, builder) in [
-        ("max_reconcile_ranges", Config::builder().max_reconcile_ranges(0)),
-        ("max_reconcile_rounds", Config::builder().max_reconcile_rounds(0)),
+        (
+            "max_reconcile_ranges",
+            Config::builder().max_reconcile_ranges(0),
+        ),
+        (
+            "max_reconcile_rounds",
+            Config::builder().max_reconcile_rounds(0),
+        ),
     ] {
         assert_eq!(builder.build().err(), Some(ConfigError::Zero { knob }));
     }
-    let over = Config::builder().max_reconcile_ranges(MAX_RECONCILE_RANGES + 1).build();
+    let over = Config::builder()
+        .max_reconcile_ranges(MAX_RECONCILE_RANGES + 1)
+        .build();
     assert!(
-        matches!(over, Err(ConfigError::TooMany { knob: "max_reconcile_ranges", .. })),
+        matches!(
+            over,
+            Err(ConfigError::TooMany {
+                knob: "max_reconcile_ranges",
+                ..
+            })
+        ),
         "{over:?}"
     );
 }

@@ -10,8 +10,10 @@
 //! ([`Pointer`](crate::Pointer)) executes the outputs; the deterministic
 //! simulator (feature `sim`) drives many coordinators over a model network.
 //!
-//! The coordinator never names a protobuf type: it sees records, [`AskKey`]s
-//! and [`Entry`]s, and calls [`wire`](crate::wire) for the gossip payload bytes.
+//! The coordinator never names a protobuf type: it sees records,
+//! [`Request`]s and [`Reply`]s (keys with versions, key ranges with
+//! fingerprints), and calls [`wire`](crate::wire) for the gossip payload
+//! bytes.
 
 mod discover;
 #[cfg(test)]

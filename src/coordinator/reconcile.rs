@@ -142,9 +142,13 @@ impl<S: RecordStore> Coordinator<S> {
             ranges.push(range);
         }
         let mut asks = Vec::with_capacity(ranges.len());
+        let mut left = Vec::new();
         let mut spent = 0;
-        let mut ranges = ranges.into_iter();
-        for range in ranges.by_ref() {
+        for range in ranges {
+            if !left.is_empty() {
+                left.push(range);
+                continue;
+            }
             let mut ask = self.replica.range_ask(range);
             if wire::range_ask_cost(&ask) > budget {
                 // Our listing alone is over the limit: let the peer split.
@@ -152,15 +156,15 @@ impl<S: RecordStore> Coordinator<S> {
             }
             let cost = wire::range_ask_cost(&ask);
             if spent + cost > budget && !asks.is_empty() {
-                let session = self.sessions.get_mut(&peer);
-                session.map(|s| s.pending.push_front(ask.range));
-                break;
+                left.push(ask.range);
+                continue;
             }
             spent += cost;
             asks.push(ask);
         }
+        // What did not fit goes first next time, in its order.
         if let Some(session) = self.sessions.get_mut(&peer) {
-            for range in ranges.rev() {
+            for range in left.into_iter().rev() {
                 session.pending.push_front(range);
             }
         }
@@ -202,9 +206,7 @@ impl<S: RecordStore> Coordinator<S> {
                 }
             }
         }
-        if !self.sessions.contains_key(&peer) {
-            return;
-        }
+        // A reply may have ended the session (too much we do not want).
         let Some(session) = self.sessions.get_mut(&peer) else {
             return;
         };

@@ -255,7 +255,7 @@ impl<C: Fn(&Item) -> usize> Listing<'_, C> {
                 (Some(_), None) => (mine.next(), None),
                 (_, Some(_)) => (None, their.next()),
             };
-            let held = key.as_deref().and_then(|k| version_of(k));
+            let held = key.as_deref().and_then(version_of);
             match (key, held, theirs) {
                 (_, None, Some(t)) if before_resume(&t.key) => asker_ahead.push(t.key.clone()),
                 (Some(key), Some(version), t) => {

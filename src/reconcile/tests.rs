@@ -10,7 +10,11 @@ type Store = BTreeMap<String, Version>;
 fn version(time: i64, seed: u8) -> Version {
     Version {
         time,
-        op: if seed % 5 == 0 { Op::Del } else { Op::Mut },
+        op: if seed.is_multiple_of(5) {
+            Op::Del
+        } else {
+            Op::Mut
+        },
         signature: [seed; 16],
     }
 }
