@@ -40,6 +40,8 @@ pub struct Config {
     pub(crate) reconcile_min_keys: usize,
     pub(crate) max_reconcile_ranges: usize,
     pub(crate) max_reconcile_rounds: usize,
+    pub(crate) settled_after: Duration,
+    pub(crate) settled_republish_every: u32,
     pub(crate) validator: Box<dyn Validator>,
 }
 
@@ -80,6 +82,8 @@ impl Default for Config {
             reconcile_min_keys: 1024,
             max_reconcile_ranges: 16,
             max_reconcile_rounds: 4096,
+            settled_after: Duration::from_secs(10 * 60),
+            settled_republish_every: 32,
             validator: Box::new(OwnedKeys),
         }
     }
@@ -109,6 +113,16 @@ impl Config {
     /// How long tombstones are kept.
     pub fn tombstone_ttl(&self) -> Duration {
         self.tombstone_ttl
+    }
+
+    /// Age after which a record counts as settled.
+    pub fn settled_after(&self) -> Duration {
+        self.settled_after
+    }
+
+    /// One firing in how many republishes a settled record.
+    pub fn settled_republish_every(&self) -> u32 {
+        self.settled_republish_every
     }
 
     /// Mean time between republishes of a key.
@@ -230,6 +244,8 @@ impl fmt::Debug for Config {
             .field("fetch_fanout", &self.fetch_fanout)
             .field("max_keys_per_ask", &self.max_keys_per_ask)
             .field("reconcile_min_keys", &self.reconcile_min_keys)
+            .field("settled_after", &self.settled_after)
+            .field("settled_republish_every", &self.settled_republish_every)
             .field("max_reconcile_ranges", &self.max_reconcile_ranges)
             .field("max_reconcile_rounds", &self.max_reconcile_rounds)
             .field("author_key_cache", &self.author_key_cache)
@@ -371,6 +387,32 @@ impl ConfigBuilder {
     /// the next republish firing starts afresh. Default: 4,096.
     pub fn max_reconcile_rounds(mut self, rounds: usize) -> Self {
         self.0.max_reconcile_rounds = rounds;
+        self
+    }
+
+    /// How old a record must be (by its own time, against the local clock)
+    /// to count as *settled*: a node that reconciles by key ranges
+    /// republishes a settled record only at one firing in
+    /// [`settled_republish_every`](Self::settled_republish_every) (spec
+    /// §11). Records younger than this are republished at every firing.
+    /// Default: 10 minutes.
+    pub fn settled_after(mut self, age: Duration) -> Self {
+        self.0.settled_after = age;
+        self
+    }
+
+    /// At how many republish firings in a row a settled record is
+    /// republished once, by a node that reconciles by key ranges (it
+    /// watches at least [`reconcile_min_keys`](Self::reconcile_min_keys)
+    /// keys). The range reconciliation of every firing already finds what a
+    /// neighbour lacks, so republishing a million old records every
+    /// interval bought nothing but a million gossip messages. Which firing
+    /// is a record's turn follows from its signature, so every node that
+    /// holds it republishes it in the same round and Trickle still
+    /// suppresses the copies. `1` republishes every record at every firing.
+    /// At least 1. Default: 32.
+    pub fn settled_republish_every(mut self, firings: u32) -> Self {
+        self.0.settled_republish_every = firings;
         self
     }
 
@@ -653,6 +695,10 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("verify_threads", c.verify_threads),
         ("max_reconcile_ranges", c.max_reconcile_ranges),
         ("max_reconcile_rounds", c.max_reconcile_rounds),
+        (
+            "settled_republish_every",
+            c.settled_republish_every as usize,
+        ),
     ];
     for (knob, value) in positive {
         if value == 0 {
@@ -668,6 +714,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("store_flush_interval", c.store_flush_interval, false),
         ("push_delay", c.push_delay, false),
         ("discovery_interval", c.discovery_interval, true),
+        ("settled_after", c.settled_after, false),
         ("ban_duration", c.ban_duration, false),
         (
             "max_clock_skew",

@@ -116,9 +116,7 @@ impl<S: RecordStore> Replica<S> {
             if record.is_tombstone() {
                 tombstones.insert(record.key().to_owned());
             }
-            let version = Version::of(&record);
-            let hash = reconcile::item_hash(record.key(), &version);
-            (record.key().to_owned(), hash)
+            (record.key().to_owned(), Version::of(&record))
         });
         self.index = Index::from_items(items.collect::<Vec<_>>());
         self.tombstones = tombstones;
@@ -136,6 +134,19 @@ impl<S: RecordStore> Replica<S> {
             Op::Del => self.tombstones.insert(key.to_owned()),
             Op::Mut => self.tombstones.remove(key),
         };
+    }
+
+    /// The keys holding a value (not a tombstone) for which `due(key,
+    /// item hash, time)` holds, in key order. Reads the index, not the
+    /// store, so a store on disk is not read a million times a firing.
+    pub fn values_where(&mut self, mut due: impl FnMut(&str, u128, i64) -> bool) -> Vec<String> {
+        self.refresh();
+        let tombstones = &self.tombstones;
+        self.index
+            .entries()
+            .filter(|(key, hash, time)| !tombstones.contains(*key) && due(key, *hash, *time))
+            .map(|(key, _, _)| key.to_owned())
+            .collect()
     }
 
     /// The keys whose record held is a tombstone, in order.

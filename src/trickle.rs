@@ -10,9 +10,40 @@
 //! firing), and again at the next firing regardless: that peer is behind.
 //! Only records heard by gossip suppress a republish: one learnt through a
 //! fetch did not pass our mesh neighbours.
+//!
+//! A node that reconciles by key ranges also thins out the republishing of
+//! *settled* records (old by their own time): each is a candidate at one
+//! firing in `every`, see [`Settled`].
 
 use std::collections::HashSet;
 use std::time::Duration;
+
+/// Which old records are republished at a firing, for a node whose range
+/// reconciliation already finds what a neighbour lacks (spec §11). Pure:
+/// the time and the round are passed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// A record whose time is more than this many milliseconds behind the
+    /// clock is settled.
+    pub after_ms: i64,
+    /// A settled record is republished at one round in this many.
+    pub every: u32,
+}
+
+impl Settled {
+    /// Whether a record of `time` whose item hash (spec §18) is `hash` is a
+    /// republish candidate in `round` at `now_ms`: always while it is
+    /// young; once settled, only in the rounds its hash picks. Every node
+    /// holding the record picks the same rounds, so their copies still
+    /// collapse and suppress each other.
+    pub fn due(&self, hash: u128, time: i64, now_ms: i64, round: u64) -> bool {
+        if now_ms.saturating_sub(time) <= self.after_ms || self.every <= 1 {
+            return true;
+        }
+        let every = u128::from(self.every);
+        u128::from(round) % every == hash % every
+    }
+}
 
 /// Republish bookkeeping; pure, the caller owns the timer.
 #[derive(Debug)]
@@ -83,6 +114,63 @@ impl Trickle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The item hash of a Mut of `key` at `time`, as the index holds it.
+    fn hash_at(key: &str, time: i64) -> u128 {
+        let version = crate::exchange::Version {
+            time,
+            op: crate::record::Op::Mut,
+            signature: [3; 16],
+        };
+        crate::reconcile::item_hash(key, &version)
+    }
+
+    #[test]
+    fn young_records_are_due_every_round() {
+        let rule = Settled {
+            after_ms: 600_000,
+            every: 32,
+        };
+        let hash = hash_at("k", 1_000_000);
+        for round in 0..64 {
+            assert!(rule.due(hash, 1_000_000, 1_000_000 + 600_000, round));
+        }
+    }
+
+    #[test]
+    fn settled_records_are_due_once_in_every_rounds_spread_over_keys() {
+        let rule = Settled {
+            after_ms: 600_000,
+            every: 8,
+        };
+        let now = 10_000_000;
+        let mut per_round = vec![0usize; 8];
+        for i in 0..400 {
+            let hash = hash_at(&format!("k{i}"), 0);
+            let due: Vec<u64> = (0..8).filter(|&r| rule.due(hash, 0, now, r)).collect();
+            assert_eq!(due.len(), 1, "one turn in every 8 rounds: {due:?}");
+            assert!(
+                rule.due(hash, 0, now, due[0] + 8),
+                "the same turn next cycle"
+            );
+            per_round[due[0] as usize] += 1;
+        }
+        // Spread over the rounds, not all in one (400 / 8 = 50 each).
+        assert!(
+            per_round.iter().all(|&n| (20..=80).contains(&n)),
+            "{per_round:?}"
+        );
+    }
+
+    #[test]
+    fn every_one_republishes_settled_records_each_round() {
+        let rule = Settled {
+            after_ms: 0,
+            every: 1,
+        };
+        let hash = hash_at("k", 0);
+        assert!((0..10).all(|round| rule.due(hash, 0, 1_000_000, round)));
+    }
 
     #[test]
     fn keys_heard_this_interval_are_suppressed() {

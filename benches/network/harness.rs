@@ -129,7 +129,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Bench {
-    pub(crate) pointer: Pointer<MemoryStore>,
+    pub(crate) pointer: Pointer<BenchStore>,
     pub(crate) gossipsub: gossipsub::Behaviour<IdentityTransform, AllowAllSubscriptionFilter>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
 }
@@ -271,7 +271,7 @@ pub(crate) async fn start_node(
     idx: usize,
     keypair: Keypair,
     (republish, shards): (Duration, u16),
-    store: MemoryStore,
+    store: BenchStore,
     kad_records: Vec<kad::Record>,
     obs: mpsc::UnboundedSender<Obs>,
 ) -> Node {

@@ -78,6 +78,7 @@ mod idle;
 mod net;
 mod propagation;
 mod scale;
+mod store;
 mod throughput;
 
 use catchup::*;
@@ -86,6 +87,7 @@ use idle::*;
 use net::*;
 use propagation::*;
 use scale::*;
+use store::*;
 use throughput::*;
 
 // ---------------------------------------------------------------------------

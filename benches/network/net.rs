@@ -31,7 +31,7 @@ impl Net {
         &mut self,
         keypair: Keypair,
         republish: Duration,
-        store: MemoryStore,
+        store: impl Into<BenchStore>,
         kad_records: Vec<kad::Record>,
     ) -> usize {
         let idx = self.nodes.len();
@@ -39,7 +39,7 @@ impl Net {
             idx,
             keypair,
             (republish, self.shards),
-            store,
+            store.into(),
             kad_records,
             self.obs_tx.clone(),
         )
@@ -63,7 +63,7 @@ impl Net {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let store = MemoryStore::new();
+                let store = MemoryStore::new().into();
                 let republish = Duration::from_secs(3600);
                 let node = start_node(idx, keypair, (republish, 0), store, Vec::new(), obs).await;
                 let Node {
@@ -356,11 +356,21 @@ pub(crate) fn owned_records(
     prefix: &str,
     value_bytes: usize,
 ) -> Vec<Record> {
+    owned_records_at(owners, k, prefix, value_bytes, now_ms())
+}
+
+/// [`owned_records`] dated `time` (milliseconds since the epoch).
+pub(crate) fn owned_records_at(
+    owners: &[Keypair],
+    k: usize,
+    prefix: &str,
+    value_bytes: usize,
+    time: i64,
+) -> Vec<Record> {
     let owners: Vec<_> = owners
         .iter()
         .map(|kp| (kp.public().to_peer_id(), signing_key(kp).expect("ed25519")))
         .collect();
-    let time = now_ms();
     (0..k)
         .map(|i| {
             let (peer, signer) = &owners[i % owners.len()];

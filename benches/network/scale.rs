@@ -12,7 +12,15 @@
 //!
 //! `POINTER_BENCH_ONLY=scale POINTER_BENCH_SCALE_K=1000,10000,100000
 //! cargo bench --all-features --bench network`; `POINTER_BENCH_SCALE_IDLE_SECS`
-//! sets the idle window (default 10 s).
+//! sets the idle window (default 10 s), `POINTER_BENCH_SCALE_STORE` the
+//! store both nodes use (`memory`, the default, or `redb`: a file each in a
+//! temporary directory), `POINTER_BENCH_SCALE_AGE_SECS` how long ago A's
+//! records were written (default 3,600: an established data set, whose
+//! records are settled, spec §11; 0 dates them now), and
+//! `POINTER_BENCH_SCALE_PEERS` how many followers share the keys in the
+//! end (default 1, only B; each further one follows every key and dials
+//! the nodes before it, and the heap per key and node is read again over
+//! all of them).
 
 use super::*;
 
@@ -25,13 +33,32 @@ fn idle_window() -> Duration {
     Duration::from_secs(env_num("POINTER_BENCH_SCALE_IDLE_SECS", 10))
 }
 
+/// The store the nodes run on: `memory` or `redb`.
+fn store_kind() -> String {
+    std::env::var("POINTER_BENCH_SCALE_STORE").unwrap_or_else(|_| "memory".into())
+}
+
+/// A's records, in chunks, so that an on-disk store commits a chunk per
+/// transaction rather than a record.
+fn filled_store(kind: &str, k: usize, records: Vec<Record>) -> BenchStore {
+    let mut store = BenchStore::empty(kind, k.max(65_536));
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<Record> = records.by_ref().take(10_000).collect();
+        store.put_many(chunk).expect("store has room");
+    }
+    store
+}
+
 pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Report) {
     println!("## scale, K = {k}, shards {shards}");
     let topics = match shards {
         0 => "a topic per key".to_owned(),
         n => format!("{n} shards"),
     };
-    let size = format!("K={k}, 2 nodes, {topics}");
+    let kind = store_kind();
+    let age_ms = 1000 * env_num::<i64>("POINTER_BENCH_SCALE_AGE_SECS", 3600);
+    let size = format!("K={k}, 2 nodes, {topics}, {kind} store, records {age_ms} ms old");
     // The library's republish interval, not the shorter one the idle
     // scenario uses: this is a node as a user runs it.
     let republish = Config::builder()
@@ -39,18 +66,13 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         .expect("the defaults are valid")
         .republish_interval();
     let owner = Keypair::generate_ed25519();
-    let records = owned_records(std::slice::from_ref(&owner), k, "s", s.value_bytes);
+    let written = now_ms() - age_ms;
+    let records = owned_records_at(std::slice::from_ref(&owner), k, "s", s.value_bytes, written);
     let keys: Vec<String> = records.iter().map(|r| r.key().to_owned()).collect();
     let heap_empty = settle_heap(Duration::from_secs(2)).await;
     let mut net = Net::new();
     net.shards = shards;
-    let mut store = MemoryStore::with_config(pointer::MemoryStoreConfig {
-        max_records: k.max(65_536),
-        ..Default::default()
-    });
-    for r in records {
-        store.put(r).expect("store has room");
-    }
+    let store = filled_store(&kind, k, records);
     // A follows every key it holds, as a node restarted on its store does.
     let a = net.add(owner, republish, store, Vec::new()).await;
     net.quiet(s.setup_timeout).await;
@@ -59,10 +81,7 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         .add(
             Keypair::generate_ed25519(),
             republish,
-            MemoryStore::with_config(pointer::MemoryStoreConfig {
-                max_records: k.max(65_536),
-                ..Default::default()
-            }),
+            BenchStore::empty(&kind, k.max(65_536)),
             Vec::new(),
         )
         .await;
@@ -111,10 +130,18 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
     tokio::time::sleep(window).await; // the window itself
     let idle_core = cpu_since(cpu1).map(|c| c / window.as_secs_f64() / 2.0);
     let (reconnect_secs, reconnect_wire) = reconnect(&mut net, a, b, &keys[1], s).await;
+    let shared = more_peers(&mut net, &keys, &kind, republish, s).await;
+    let heap_shared = match shared {
+        Some(_) => Some(settle_heap(Duration::from_secs(3)).await),
+        None => None,
+    };
 
     let value = s.value_bytes as f64;
     let per_key_a = (heap_a - heap_empty) as f64 / k as f64;
     let per_key_both = (heap_both - heap_empty) as f64 / k as f64 / 2.0;
+    let per_key_shared = shared
+        .zip(heap_shared)
+        .map(|(nodes, heap)| (nodes, (heap - heap_empty) as f64 / k as f64 / nodes as f64));
     report.row(
         "5 scale",
         "pointer",
@@ -128,9 +155,13 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
             ))
         ),
         format!(
-            "heap per key and node: {} (A alone {}; value {value} B); catch-up wire {}, CPU {}; reconnect {}, wire {}",
+            "heap per key and node: {} (A alone {}{}; value {value} B); catch-up wire {}, CPU {}; reconnect {}, wire {}",
             kib(per_key_both),
             kib(per_key_a),
+            per_key_shared.map_or(String::new(), |(nodes, per)| format!(
+                "; {} over {nodes} nodes sharing",
+                kib(per)
+            )),
             kib((catchup_wire.tx + catchup_wire.rx) as f64 / 2.0),
             catchup_cpu.map_or("?".into(), |c| format!("{c:.2} s")),
             reconnect_secs.map_or("TIMED OUT".into(), |t| format!("{t:.2} s")),
@@ -145,6 +176,9 @@ pub(crate) async fn scale(s: &Settings, k: usize, shards: u16, report: &mut Repo
         "catchup_wire_bytes": catchup_wire.tx + catchup_wire.rx,
         "heap_per_key_alone": per_key_a,
         "heap_per_key_per_node_shared": per_key_both,
+        "store": kind,
+        "record_age_ms": age_ms,
+        "heap_per_key_per_node_more_peers": per_key_shared.map(|(nodes, per)| json!({"nodes": nodes, "per_key": per})),
         "update_latency": latency.to_json(),
         "idle_core_per_node": idle_core,
         "reconnect_secs": reconnect_secs,
@@ -253,6 +287,49 @@ async fn reconnect(
     net.quiet(s.setup_timeout).await;
     let wire = net.wire().since(w0);
     (secs, wire.tx + wire.rx)
+}
+
+/// Adds followers until `POINTER_BENCH_SCALE_PEERS` share the keys with
+/// A, each following every key and dialing the nodes before it, and waits
+/// until each holds them all. Returns how many nodes then hold the keys,
+/// or `None` when no follower was added or one did not catch up.
+async fn more_peers(
+    net: &mut Net,
+    keys: &[String],
+    kind: &str,
+    republish: Duration,
+    s: &Settings,
+) -> Option<usize> {
+    let peers = env_num::<usize>("POINTER_BENCH_SCALE_PEERS", 1);
+    if peers <= 1 {
+        return None;
+    }
+    for _ in 1..peers {
+        let store = BenchStore::empty(kind, keys.len().max(65_536));
+        let node = net
+            .add(Keypair::generate_ed25519(), republish, store, Vec::new())
+            .await;
+        net.drain();
+        let ks = keys.to_vec();
+        let t0 = net.nodes[node]
+            .call(move |sw, _| {
+                for key in &ks {
+                    sw.behaviour_mut().pointer.subscribe(key).expect("key ok");
+                }
+                Instant::now()
+            })
+            .await;
+        for other in 0..node {
+            net.link(node, other).await;
+        }
+        let (held, _) = until_held(net, node, keys.len(), t0 + s.catchup_timeout).await;
+        println!("  follower {node} caught up {held} of {} keys", keys.len());
+        if held < keys.len() {
+            return None;
+        }
+        net.quiet(s.setup_timeout).await;
+    }
+    Some(net.nodes.len())
 }
 
 /// Process CPU seconds since `before`.

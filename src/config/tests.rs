@@ -236,3 +236,32 @@ fn reconciliation_knobs_have_defaults_and_bounds() {
         "{over:?}"
     );
 }
+
+#[test]
+fn settled_republish_knobs_have_defaults_and_bounds() {
+    let c = Config::default();
+    assert_eq!(c.settled_after(), Duration::from_secs(600));
+    assert_eq!(c.settled_republish_every(), 32);
+    let set = Config::builder()
+        .settled_after(Duration::ZERO)
+        .settled_republish_every(1)
+        .build()
+        .expect("in bounds");
+    assert_eq!(set.settled_after(), Duration::ZERO);
+    assert_eq!(set.settled_republish_every(), 1, "1: every firing");
+    assert_eq!(
+        Config::builder().settled_republish_every(0).build().err(),
+        Some(ConfigError::Zero {
+            knob: "settled_republish_every"
+        })
+    );
+    assert!(matches!(
+        Config::builder()
+            .settled_after(MAX_DURATION + Duration::from_secs(1))
+            .build(),
+        Err(ConfigError::TooLong {
+            knob: "settled_after",
+            ..
+        })
+    ));
+}

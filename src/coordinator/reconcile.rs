@@ -44,7 +44,7 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// How many keys we watch: followed, or tombstoned.
-    fn watched(&mut self) -> usize {
+    pub(super) fn watched(&mut self) -> usize {
         self.subscribed.len() + self.replica.tombstone_count()
     }
 

@@ -158,6 +158,24 @@ impl<S: RecordStore> Coordinator<S> {
         !self.followers.of(key).is_empty() || !self.on_shard_of(key).is_empty()
     }
 
+    /// The followed keys that no connected peer follows or relays, in
+    /// order. With shards, whole shards with a peer on them are skipped
+    /// instead of hashing every key to its shard.
+    pub(super) fn lonely_keys(&self) -> Vec<String> {
+        let alone = |key: &&String| self.followers.of(key).is_empty();
+        if self.shards() == 0 {
+            return self.subscribed.iter().filter(alone).cloned().collect();
+        }
+        let mut keys: Vec<String> = self
+            .shard_keys
+            .iter()
+            .filter(|(index, _)| self.shard_peers.of(&index.to_string()).is_empty())
+            .flat_map(|(_, members)| members.iter().filter(alone).cloned())
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Connected peers on the shard of `key` (none without shards).
     fn on_shard_of(&self, key: &str) -> &[PeerId] {
         match self.shards() {

@@ -4,8 +4,10 @@
 
 use rand::RngExt;
 
+use super::guard::ms;
 use super::{Coordinator, Output, Publication, Timer};
 use crate::store::RecordStore;
+use crate::trickle::Settled;
 
 impl<S: RecordStore> Coordinator<S> {
     pub(super) fn arm_republish(&mut self) {
@@ -58,14 +60,13 @@ impl<S: RecordStore> Coordinator<S> {
     /// Republishes what Trickle says is due, asks about the keys gossip
     /// cannot bring news of, collects old tombstones, and re-arms.
     pub(super) fn on_republish_timer(&mut self, now_ms: i64) {
-        let candidates: Vec<String> = self
-            .subscribed
-            .iter()
-            .filter(|k| self.replica.get(k).is_some_and(|r| !r.is_tombstone()))
-            .cloned()
-            .collect();
         let interval = self.config.republish_interval.as_millis().max(1);
         let round = u64::try_from(now_ms).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
+        let settled = self.settled_rule();
+        let subscribed = &self.subscribed;
+        let candidates = self.replica.values_where(|key, hash, time| {
+            subscribed.contains(key) && settled.is_none_or(|s| s.due(hash, time, now_ms, round))
+        });
         for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
             if let Some(record) = self.value_record(&key) {
                 self.publish_record(&record, round, Publication::Republish);
@@ -78,6 +79,19 @@ impl<S: RecordStore> Coordinator<S> {
             tracing::warn!("tombstone collection failed: {e}");
         }
         self.arm_republish();
+    }
+
+    /// How settled records are thinned out, for a node that reconciles by
+    /// key ranges; `None` (every record due) for one that reconciles key by
+    /// key, whose republish is what repairs a lost message fastest.
+    fn settled_rule(&mut self) -> Option<Settled> {
+        if self.watched() < self.config.reconcile_min_keys {
+            return None;
+        }
+        Some(Settled {
+            after_ms: ms(self.config.settled_after),
+            every: self.config.settled_republish_every,
+        })
     }
 
     /// Anti-entropy, once an interval, each key asked about with the version
@@ -107,12 +121,7 @@ impl<S: RecordStore> Coordinator<S> {
                 self.ask(partner, &key, None);
             }
         }
-        let mut keys: Vec<String> = self
-            .subscribed
-            .iter()
-            .filter(|key| !self.has_followers(key))
-            .cloned()
-            .collect();
+        let mut keys = self.lonely_keys();
         keys.extend(self.replica.tombstoned_keys());
         // Sets iterate in no reproducible order; the peers drawn must be.
         keys.sort_unstable();

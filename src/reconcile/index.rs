@@ -1,5 +1,7 @@
 //! The sorted summary of a store that range reconciliation reads: every key
-//! held, in byte order, with a hash of the record held for it.
+//! held, in byte order, with a hash of the record held for it and its time
+//! (which republish reads to tell settled records from young ones, without
+//! reading the store).
 //!
 //! A range's fingerprint is the wrapping sum of its items' hashes and their
 //! count. Summing a range of a million items one by one would let any peer
@@ -42,16 +44,21 @@ pub fn item_hash(key: &str, version: &Version) -> u128 {
     u128::from_be_bytes(first)
 }
 
+/// One held record as the index sees it: its item hash and its time.
+type Entry = (u128, i64);
+
 /// Every key held with its item hash; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Index {
     /// Sorted by key.
     keys: Vec<Box<str>>,
     hashes: Vec<u128>,
+    /// The time of each key's record.
+    times: Vec<i64>,
     /// `sums[i]` is the wrapping sum of `hashes[..i]`.
     sums: Vec<u128>,
-    /// Changes not merged yet: the new hash, or `None` for a removed key.
-    pending: BTreeMap<Box<str>, Option<u128>>,
+    /// Changes not merged yet: the new entry, or `None` for a removed key.
+    pending: BTreeMap<Box<str>, Option<Entry>>,
 }
 
 impl Default for Index {
@@ -59,6 +66,7 @@ impl Default for Index {
         Index {
             keys: Vec::new(),
             hashes: Vec::new(),
+            times: Vec::new(),
             sums: vec![0],
             pending: BTreeMap::new(),
         }
@@ -66,21 +74,38 @@ impl Default for Index {
 }
 
 impl Index {
-    /// An index of `items`, in any order.
-    pub fn from_items(items: impl IntoIterator<Item = (String, u128)>) -> Self {
-        let mut items: Vec<(String, u128)> = items.into_iter().collect();
+    /// An index of `items` (each key with the version of its record), in
+    /// any order.
+    pub fn from_items(items: impl IntoIterator<Item = (String, Version)>) -> Self {
+        let mut items: Vec<(Box<str>, Entry)> = items
+            .into_iter()
+            .map(|(k, v)| {
+                let entry = (item_hash(&k, &v), v.time);
+                (k.into_boxed_str(), entry)
+            })
+            .collect();
         items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         items.dedup_by(|b, a| a.0 == b.0);
         let mut index = Index::default();
-        index.rebuild(items.into_iter().map(|(k, h)| (k.into_boxed_str(), h)));
+        index.rebuild(items.into_iter());
         index
     }
 
     /// `key` now holds the record of `version`.
     pub fn insert(&mut self, key: &str, version: &Version) {
-        self.pending
-            .insert(key.into(), Some(item_hash(key, version)));
+        let entry = (item_hash(key, version), version.time);
+        self.pending.insert(key.into(), Some(entry));
         self.maybe_merge();
+    }
+
+    /// Every key held with its item hash and time, in key order, after
+    /// merging what is pending.
+    pub fn entries(&mut self) -> impl Iterator<Item = (&str, u128, i64)> + '_ {
+        self.merge();
+        self.keys
+            .iter()
+            .zip(self.hashes.iter().zip(&self.times))
+            .map(|(k, (h, t))| (&**k, *h, *t))
     }
 
     /// `key` holds nothing any more.
@@ -109,7 +134,7 @@ impl Index {
                 sum = sum.wrapping_sub(self.hashes[at]);
                 count -= 1;
             }
-            if let Some(hash) = hash {
+            if let Some((hash, _)) = hash {
                 sum = sum.wrapping_add(*hash);
                 count += 1;
             }
@@ -201,7 +226,11 @@ impl Index {
         let pending = std::mem::take(&mut self.pending);
         let keys = std::mem::take(&mut self.keys);
         let hashes = std::mem::take(&mut self.hashes);
-        let mut base = keys.into_iter().zip(hashes).peekable();
+        let times = std::mem::take(&mut self.times);
+        let mut base = keys
+            .into_iter()
+            .zip(hashes.into_iter().zip(times))
+            .peekable();
         let mut changes = pending.into_iter().peekable();
         let mut merged = Vec::with_capacity(base.len() + changes.len());
         loop {
@@ -215,28 +244,30 @@ impl Index {
                 merged.extend(base.next());
                 continue;
             }
-            let (key, hash) = changes.next().expect("peeked");
+            let (key, entry) = changes.next().expect("peeked");
             if base.peek().is_some_and(|(b, _)| *b == key) {
                 base.next();
             }
-            if let Some(hash) = hash {
-                merged.push((key, hash));
+            if let Some(entry) = entry {
+                merged.push((key, entry));
             }
         }
         self.rebuild(merged.into_iter());
     }
 
-    fn rebuild(&mut self, items: impl ExactSizeIterator<Item = (Box<str>, u128)>) {
+    fn rebuild(&mut self, items: impl ExactSizeIterator<Item = (Box<str>, Entry)>) {
         let n = items.len();
         self.keys = Vec::with_capacity(n);
         self.hashes = Vec::with_capacity(n);
+        self.times = Vec::with_capacity(n);
         self.sums = Vec::with_capacity(n + 1);
         let mut sum = 0u128;
         self.sums.push(sum);
-        for (key, hash) in items {
+        for (key, (hash, time)) in items {
             sum = sum.wrapping_add(hash);
             self.keys.push(key);
             self.hashes.push(hash);
+            self.times.push(time);
             self.sums.push(sum);
         }
     }
@@ -322,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_split_covers_the_range_in_order_with_about_equal_parts() {
-        let items = (0..100).map(|i| (format!("k{i:03}"), item_hash("x", &version(i))));
+        let items = (0..100).map(|i| (format!("k{i:03}"), version(i)));
         let mut index = Index::from_items(items);
         let parts = index.split(&KeyRange::all(), 16);
         assert_eq!(parts.len(), 16);

@@ -148,6 +148,7 @@ fn node_config(
     let allowed = allowed.to_vec();
     let (shards, nodes) = (scenario.shards.clone(), scenario.shards.len());
     let by_ranges = scenario.reconcile_min_keys.clone();
+    let settled = scenario.settled_after.clone();
     let make = move |i: usize| {
         Config::builder()
             .validator(AllowList::new(allowed.clone()))
@@ -155,6 +156,7 @@ fn node_config(
             .max_clock_skew(skew)
             .topic_shards(shards.get(i).copied().unwrap_or(0))
             .reconcile_min_keys(by_ranges.get(i).copied().unwrap_or(0))
+            .settled_after(settled.get(i).copied().unwrap_or_default())
             .build()
     };
     for i in 0..nodes.max(1) {

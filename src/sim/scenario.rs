@@ -114,6 +114,11 @@ pub struct Scenario {
     /// (spec §18) from the first key on, the default only past 1,024 keys,
     /// so never here. All one, all the other, or a mix.
     pub reconcile_min_keys: Vec<usize>,
+    /// Each node's `settled_after`: zero (every record is settled at once,
+    /// so a node reconciling by ranges republishes a record at one firing
+    /// in `settled_republish_every` only) or the default. All one, all the
+    /// other, or a mix.
+    pub settled_after: Vec<Duration>,
 }
 
 /// Bounds of random scenarios.
@@ -187,17 +192,19 @@ impl Scenario {
             steps: Vec::new(),
             shards: Vec::new(),
             reconcile_min_keys: Vec::new(),
+            settled_after: Vec::new(),
         };
         scenario.steps = scenario.timeline(shape, &mut rng);
         scenario.shards = shard_counts(seed, n);
         scenario.reconcile_min_keys = reconcile_min_keys(seed, n);
+        scenario.settled_after = settled_after(seed, n);
         scenario
     }
 
     /// The scenario in a few lines: nodes, skews, links and the timeline.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\nreconcile_min_keys {:?}\n",
+            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\nreconcile_min_keys {:?}\nsettled_after {:?}\n",
             self.seed,
             self.nodes(),
             self.topology,
@@ -206,7 +213,8 @@ impl Scenario {
             self.skews_ms,
             self.links,
             self.shards,
-            self.reconcile_min_keys
+            self.reconcile_min_keys,
+            self.settled_after
         );
         for (at, step) in &self.steps {
             out.push_str(&format!("  {at:>12.3?}  {step:?}\n"));
@@ -320,6 +328,26 @@ fn reconcile_min_keys(seed: u64, n: usize) -> Vec<usize> {
         1 => vec![default; n],
         _ => (0..n)
             .map(|_| if rng.random_bool(0.5) { 0 } else { default })
+            .collect(),
+    }
+}
+
+/// Each node's `settled_after`, from a generator of its own (as
+/// [`shard_counts`]), so that the rest of a seed's schedule is unchanged.
+fn settled_after(seed: u64, n: usize) -> Vec<Duration> {
+    let default = crate::Config::default().settled_after();
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5345_5454_4c45);
+    match rng.random_range(0..3) {
+        0 => vec![Duration::ZERO; n],
+        1 => vec![default; n],
+        _ => (0..n)
+            .map(|_| {
+                if rng.random_bool(0.5) {
+                    Duration::ZERO
+                } else {
+                    default
+                }
+            })
             .collect(),
     }
 }
