@@ -304,3 +304,78 @@ fn records_lists_every_record_across_many_pages() {
     listed.sort_by(|a, b| a.key().cmp(b.key()));
     assert_eq!(listed, records);
 }
+
+#[test]
+fn staged_records_past_a_batch_read_as_stored_and_survive_a_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let n = STAGE_BATCH * 2 + 100;
+    let config = RedbStoreConfig {
+        max_records: n + 10,
+        ..RedbStoreConfig::default()
+    };
+    {
+        let mut store = RedbStore::open_with_config(&path, config.clone()).expect("open");
+        // Some keys are in the file already, so staging replaces them.
+        write_store_with(&mut store, &[rec("k00007", Op::Mut, "old", 1)]);
+        for i in 0..n {
+            store
+                .stage(rec(&format!("k{i:05}"), Op::Mut, "new", 2))
+                .expect("room for every key");
+        }
+        // A key staged twice keeps its last record and counts once.
+        store.stage(rec("k00003", Op::Del, "", 3)).expect("stage");
+        assert_eq!(store.len(), n, "each key counted once, staged or written");
+        let listed: Vec<Record> = store.records().map(Cow::into_owned).collect();
+        assert_eq!(listed.len(), n, "each key listed once");
+        assert_eq!(store.get("k00007").expect("held").value(), "new");
+        assert!(store.get("k00003").expect("held").is_tombstone());
+        // Full: a new key is refused and changes nothing; a held one is not.
+        for i in n..n + 10 {
+            store
+                .stage(rec(&format!("k{i:05}"), Op::Mut, "v", 2))
+                .expect("room up to max_records");
+        }
+        assert!(matches!(
+            store.stage(rec("k99999", Op::Mut, "v", 2)),
+            Err(Error::MaxRecords { .. })
+        ));
+        assert!(store.get("k99999").is_none());
+        store
+            .stage(rec("k00001", Op::Mut, "again", 4))
+            .expect("a held key");
+        store.flush().expect("flush");
+    }
+    let store = RedbStore::open_with_config(&path, config).expect("reopen");
+    assert_eq!(store.len(), n + 10);
+    assert_eq!(store.get("k00001").expect("held").value(), "again");
+    assert!(store.get("k00003").expect("held").is_tombstone());
+    assert_eq!(store.records().count(), n + 10);
+}
+
+#[test]
+fn a_durable_put_writes_what_was_staged_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    {
+        let mut store = RedbStore::open(&path).expect("open");
+        store.stage(rec("a", Op::Mut, "staged", 1)).expect("stage");
+        store.stage(rec("b", Op::Mut, "staged", 1)).expect("stage");
+        store.put(rec("b", Op::Mut, "put", 2)).expect("put");
+        store.remove("a").expect("remove");
+        assert!(store.get("a").is_none(), "a staged key removed");
+        assert_eq!(store.len(), 1);
+        // The put was durable and took the staged records along: nothing
+        // is left for a flush to write.
+        assert_eq!(store.staged.len(), 0);
+        assert!(!store.unsynced);
+    }
+    let store = RedbStore::open(&path).expect("reopen");
+    assert_eq!(store.get("b").expect("held").value(), "put");
+    assert!(store.get("a").is_none());
+    assert_eq!(store.len(), 1);
+}
+
+fn write_store_with(store: &mut RedbStore, records: &[Record]) {
+    store.put_many(records.to_vec()).expect("put_many");
+}
