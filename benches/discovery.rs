@@ -20,9 +20,9 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
 use pointer::discovery::Kad;
-use pointer::{Config, GetOutcome, MemoryStore, Open, Pointer, PointerEvent, QueryId};
+use pointer::{Behaviour, Config, Event, GetOutcome, MemoryStore, Open, QueryId};
 
-type Node = Swarm<Pointer<MemoryStore, Kad>>;
+type Node = Swarm<Behaviour<MemoryStore, Kad>>;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -87,12 +87,12 @@ impl Net {
         }
     }
 
-    fn on_event(&mut self, i: usize, event: SwarmEvent<PointerEvent>) {
+    fn on_event(&mut self, i: usize, event: SwarmEvent<Event>) {
         let SwarmEvent::Behaviour(event) = event else {
             return;
         };
         match event {
-            PointerEvent::Kad(e) => {
+            Event::Kad(e) => {
                 self.last_kad = Instant::now();
                 if let kad::Event::InboundRequest { request } = *e {
                     let kind = match request {
@@ -105,7 +105,7 @@ impl Net {
                     *self.counts.0.entry(kind).or_default() += 1;
                 }
             }
-            PointerEvent::GetFinished { id, outcome, .. } => {
+            Event::GetFinished { id, outcome, .. } => {
                 self.finished.insert((i, id), outcome);
             }
             _ => {}
@@ -121,13 +121,13 @@ impl Net {
 
 async fn node(rate: u32) -> Node {
     let config = Config::builder()
-        .validator(Open)
         .discovery_rate(rate)
         .build()
         .expect("valid config");
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {
         let kad = Kad::new(key.public().to_peer_id());
-        Pointer::with_discovery(&key, MemoryStore::new(), config, kad).expect("valid config")
+        Behaviour::with_validator_and_discovery(&key, MemoryStore::new(), config, Open, kad)
+            .expect("valid config")
     });
     swarm.listen().with_memory_addr_external().await;
     swarm

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, Swarm};
-use pointer::{Config, GetOutcome, MemoryStore, Pointer, PointerEvent, Record, Source};
+use pointer::{Config, GetOutcome, MemoryStore, Record, Source};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error>;
@@ -28,15 +28,15 @@ const PATIENCE: Duration = Duration::from_secs(10);
 struct Node {
     name: String,
     addr: Multiaddr,
-    swarm: Swarm<Pointer<MemoryStore>>,
+    swarm: Swarm<pointer::Behaviour<MemoryStore>>,
 }
 
 impl Node {
-    fn pointer(&self) -> &Pointer<MemoryStore> {
+    fn pointer(&self) -> &pointer::Behaviour<MemoryStore> {
         self.swarm.behaviour()
     }
 
-    fn pointer_mut(&mut self) -> &mut Pointer<MemoryStore> {
+    fn pointer_mut(&mut self) -> &mut pointer::Behaviour<MemoryStore> {
         self.swarm.behaviour_mut()
     }
 
@@ -90,7 +90,11 @@ async fn start_node(name: String) -> Result<Node, Error> {
         .with_behaviour(|key| {
             // Default config: OwnedKeys, republish every 60 s (so nothing
             // below can have been delivered by a republish).
-            Ok(Pointer::new(key, MemoryStore::new(), Config::default())?)
+            Ok(pointer::Behaviour::new(
+                key,
+                MemoryStore::new(),
+                Config::default(),
+            )?)
         })?
         .build();
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
@@ -247,11 +251,11 @@ async fn get(nodes: &mut [Node], at: usize, key: &str) -> (Record, Option<Source
     let query = nodes[at].pointer_mut().get(key);
     let mut source = None;
     let outcome = drive(nodes, "n4's get finishes", |_, event| match event {
-        Some((i, PointerEvent::RecordUpdated { source: s, .. })) if i == at => {
+        Some((i, pointer::Event::RecordUpdated { source: s, .. })) if i == at => {
             source = Some(s);
             None
         }
-        Some((i, PointerEvent::GetFinished { id, outcome, .. })) if i == at && id == query => {
+        Some((i, pointer::Event::GetFinished { id, outcome, .. })) if i == at && id == query => {
             Some(outcome)
         }
         _ => None,
@@ -288,7 +292,7 @@ async fn until(nodes: &mut [Node], what: &str, mut done: impl FnMut(&[Node]) -> 
 async fn drive<T>(
     nodes: &mut [Node],
     what: &str,
-    mut check: impl FnMut(&[Node], Option<(usize, PointerEvent)>) -> Option<T>,
+    mut check: impl FnMut(&[Node], Option<(usize, pointer::Event)>) -> Option<T>,
 ) -> T {
     let wait = poll_fn(|cx| {
         for i in 0..nodes.len() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, tcp, yamux, Multiaddr, PeerId, Swarm};
-use pointer::{MemoryStore, OwnedKeys, Pointer, PointerEvent};
+use pointer::{MemoryStore, OwnedKeys};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -30,7 +30,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// The application's behaviour: Pointer beside the user's own protocols.
 #[derive(NetworkBehaviour)]
 struct App {
-    pointer: Pointer<MemoryStore>,
+    pointer: pointer::Behaviour<MemoryStore>,
     identify: identify::Behaviour,
 }
 
@@ -61,7 +61,7 @@ impl Member {
                 let key = OwnedKeys::key(&peer_id, "presence");
                 let _ = self.swarm.behaviour_mut().pointer.subscribe(&key);
             }
-            SwarmEvent::Behaviour(AppEvent::Pointer(PointerEvent::RecordUpdated {
+            SwarmEvent::Behaviour(AppEvent::Pointer(pointer::Event::RecordUpdated {
                 record,
                 ..
             })) => {
@@ -69,7 +69,7 @@ impl Member {
                     self.online.insert(peer, record.value().to_owned());
                 }
             }
-            SwarmEvent::Behaviour(AppEvent::Pointer(PointerEvent::RecordDeleted {
+            SwarmEvent::Behaviour(AppEvent::Pointer(pointer::Event::RecordDeleted {
                 record,
                 ..
             })) => {
@@ -98,7 +98,7 @@ async fn member() -> Result<(Member, Multiaddr), Error> {
         )?
         .with_behaviour(|key| {
             Ok(App {
-                pointer: Pointer::new(key, MemoryStore::new(), Default::default())?,
+                pointer: pointer::Behaviour::new(key, MemoryStore::new(), Default::default())?,
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/presence/1.0.0".into(),
                     key.public(),

@@ -26,7 +26,7 @@ pub struct Limits {
     pub max_clock_skew_ms: i64,
 }
 
-/// Why a record was refused. Carried by `PointerEvent::RecordRejected` and by
+/// Why a record was refused. Carried by `Event::RecordRejected` and by
 /// the errors of local writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RejectReason {

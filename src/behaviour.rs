@@ -1,4 +1,4 @@
-//! [`Pointer`]: the `NetworkBehaviour` shell around a [`Coordinator`]. It
+//! [`Behaviour`]: the `NetworkBehaviour` shell around a [`Coordinator`]. It
 //! joins gossipsub, the fetch protocol's handler and a
 //! [`Discovery`], turns what they report
 //! into [`Input`]s, reads the clock once per `poll`, and executes the
@@ -31,14 +31,15 @@ use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
 use crate::discovery::{Discovery, NoDiscovery};
-use crate::event::{PointerEvent, QueryId};
+use crate::event::{Event, QueryId};
 use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use crate::misbehaviour::Banned;
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::record::{signing_key, Record};
 use crate::replica::{Refusal, WriteError};
 use crate::store::{MemoryStore, RecordStore};
 use crate::topic::Topic;
+use crate::validator::{OwnedKeys, Validator};
 
 mod gossip_config;
 mod network;
@@ -57,7 +58,7 @@ type Gossip = gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter
 /// without `Self` so the event queue does not tie `S` to `'static`.
 type HandlerInEvent<D> = Either<Either<THandlerInEvent<Gossip>, HandlerIn>, THandlerInEvent<D>>;
 
-/// Why a [`Pointer`] could not be built.
+/// Why a [`Behaviour`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// Records are signed with Ed25519; the swarm's identity is another kind.
@@ -119,7 +120,7 @@ impl Timers {
 /// See the [crate documentation](crate) for an example. `D` finds the
 /// followers of a key beyond our connections ([`crate::discovery`]);
 /// without one a node learns from its connected peers only.
-pub struct Pointer<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
+pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     gossipsub: Gossip,
     discovery: D,
     core: Coordinator<S>,
@@ -133,25 +134,44 @@ pub struct Pointer<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     /// with the clock read there.
     inputs: VecDeque<Input>,
     timers: Timers,
-    events: VecDeque<ToSwarm<PointerEvent, HandlerInEvent<D>>>,
+    events: VecDeque<ToSwarm<Event, HandlerInEvent<D>>>,
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
     inbound_streams: Arc<AtomicUsize>,
 }
 
-impl<S: RecordStore> Pointer<S> {
-    /// A `Pointer` that signs with the swarm's Ed25519 `keypair` and keeps
-    /// records in `store`, with no discovery: it learns from the peers it
-    /// is connected to. Every key that holds a value in `store` is
-    /// followed at once (a node restarted on its database picks up where it
-    /// left off).
+impl<S: RecordStore> Behaviour<S> {
+    /// A `Behaviour` that signs with the swarm's Ed25519 `keypair` and keeps
+    /// records in `store`, under the default validator [`OwnedKeys`] (a
+    /// key `"<PeerId>/<name>"` is written only by that peer), with no
+    /// discovery: it learns from the peers it is connected to. Every key
+    /// that holds a value in `store` is followed at once (a node restarted
+    /// on its database picks up where it left off).
     pub fn new(keypair: &Keypair, store: S, config: Config) -> Result<Self, BuildError> {
-        Self::with_discovery(keypair, store, config, NoDiscovery::default())
+        Self::with_validator(keypair, store, config, OwnedKeys)
+    }
+
+    /// [`Behaviour::new`] with another rule for who may write which key:
+    /// [`Open`](crate::Open), an [`AllowList`](crate::AllowList), or a
+    /// [`Validator`] of your own.
+    pub fn with_validator(
+        keypair: &Keypair,
+        store: S,
+        config: Config,
+        validator: impl Validator,
+    ) -> Result<Self, BuildError> {
+        Self::with_validator_and_discovery(
+            keypair,
+            store,
+            config,
+            validator,
+            NoDiscovery::default(),
+        )
     }
 }
 
-impl<S: RecordStore, D: Discovery> Pointer<S, D> {
-    /// [`Pointer::new`], finding followers beyond its connections through
+impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
+    /// [`Behaviour::new`], finding followers beyond its connections through
     /// `discovery` (for example [`discovery::Kad`](crate::discovery)).
     pub fn with_discovery(
         keypair: &Keypair,
@@ -159,13 +179,26 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
         config: Config,
         discovery: D,
     ) -> Result<Self, BuildError> {
+        Self::with_validator_and_discovery(keypair, store, config, OwnedKeys, discovery)
+    }
+
+    /// [`Behaviour::with_validator`] and [`Behaviour::with_discovery`] at
+    /// once.
+    pub fn with_validator_and_discovery(
+        keypair: &Keypair,
+        store: S,
+        config: Config,
+        validator: impl Validator,
+        discovery: D,
+    ) -> Result<Self, BuildError> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
-        let mut core = Coordinator::new(signer, store, config, rand::random());
+        let validator: Box<dyn Validator> = Box::new(validator);
+        let mut core = Coordinator::new(signer, store, config, validator, rand::random());
         if discovery.is_enabled() {
             core.enable_discovery();
         }
-        let mut pointer = Pointer {
+        let mut pointer = Behaviour {
             gossipsub,
             discovery,
             core,
@@ -239,7 +272,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
 
     /// Finds the value of `key`. Answers from the store when subscribed and
     /// holding a value; otherwise subscribes and asks up to `fetch_fanout`
-    /// peers. The answer comes as [`PointerEvent::GetFinished`].
+    /// peers. The answer comes as [`Event::GetFinished`].
     pub fn get(&mut self, key: &str) -> QueryId {
         let id = self.core.get(key, now_ms());
         self.execute();
@@ -391,7 +424,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
             Ok(_) | Err(PublishError::Duplicate) => {}
             Err(error) => match reported {
                 true => {
-                    let event = PointerEvent::PublishFailed { key, error };
+                    let event = Event::PublishFailed { key, error };
                     self.events.push_back(ToSwarm::GenerateEvent(event));
                 }
                 false => {
@@ -403,7 +436,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
 
     fn send_ask(&mut self, peer: PeerId, id: u64, request: crate::exchange::Request) {
         let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
-            let result = Err(FetchError::ConnectionClosed);
+            let result = Err(OutboundFailure::ConnectionClosed);
             self.inputs.push_back(Input::Answered { id, result });
             return;
         };
@@ -473,7 +506,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
             .collect();
         for id in lost {
             self.asks.remove(&id);
-            let result = Err(FetchError::ConnectionClosed);
+            let result = Err(OutboundFailure::ConnectionClosed);
             self.core.handle(Input::Answered { id, result }, now);
         }
         self.execute();
@@ -492,7 +525,7 @@ impl<S: RecordStore, D: Discovery> Pointer<S, D> {
                 self.inputs.push_back(Input::Answered { id, result });
             }
             HandlerOut::InboundFailed { error } => {
-                let event = PointerEvent::InboundFetchFailed { peer, error };
+                let event = Event::InboundFetchFailed { peer, error };
                 self.events.push_back(ToSwarm::GenerateEvent(event));
             }
         }
@@ -521,7 +554,7 @@ fn gossip_input(peer: PeerId, message: MessageId, data: gossipsub::Message, shar
     }
 }
 
-impl<S: RecordStore, D: Discovery> Drop for Pointer<S, D> {
+impl<S: RecordStore, D: Discovery> Drop for Behaviour<S, D> {
     /// Records received since the last flush are made durable on shutdown.
     fn drop(&mut self) {
         if self.core.needs_flush() {

@@ -1,14 +1,18 @@
-//! Configuration of [`Pointer`](crate::Pointer), with documented defaults.
+//! Configuration of [`Behaviour`](crate::Behaviour), with documented defaults.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::accept::Limits;
-use crate::validator::{OwnedKeys, Validator};
 
-/// Settings of a [`Pointer`](crate::Pointer). Build one with
+/// Settings of a [`Behaviour`](crate::Behaviour). Build one with
 /// [`Config::builder`]; [`Config::default`] gives the defaults listed on
-/// each builder method.
+/// each builder method. Who may write which key is not a setting: the
+/// [`Validator`](crate::Validator) goes to the constructor
+/// ([`Behaviour::with_validator`](crate::Behaviour::with_validator)), as
+/// gossipsub takes its subscription filter, so a `Config` is plain data
+/// that can be cloned, compared in tests and printed.
+#[derive(Clone)]
 pub struct Config {
     pub(crate) limits: Limits,
     pub(crate) max_message_bytes: usize,
@@ -42,7 +46,6 @@ pub struct Config {
     pub(crate) max_reconcile_rounds: usize,
     pub(crate) settled_after: Duration,
     pub(crate) settled_republish_every: u32,
-    pub(crate) validator: Box<dyn Validator>,
 }
 
 impl Default for Config {
@@ -84,7 +87,6 @@ impl Default for Config {
             max_reconcile_rounds: 4096,
             settled_after: Duration::from_secs(10 * 60),
             settled_republish_every: 32,
-            validator: Box::new(OwnedKeys),
         }
     }
 }
@@ -435,7 +437,7 @@ impl ConfigBuilder {
     /// Concurrent inbound fetch streams over all connections together, so
     /// a peer with many connections (or many peers at once) cannot make the
     /// node serve more; further streams are closed at once
-    /// (`InboundError::TooManyStreamsInTotal`). Default: 256.
+    /// (`InboundFailure::TooManyStreamsInTotal`). Default: 256.
     pub fn max_inbound_fetch_streams_total(mut self, streams: usize) -> Self {
         self.0.max_inbound_fetch_streams_total = streams;
         self
@@ -580,12 +582,6 @@ impl ConfigBuilder {
     /// every check on the node's thread.
     pub fn verify_threads(mut self, threads: usize) -> Self {
         self.0.verify_threads = threads;
-        self
-    }
-
-    /// Who may write which key. Default: [`OwnedKeys`].
-    pub fn validator(mut self, validator: impl Validator) -> Self {
-        self.0.validator = Box::new(validator);
         self
     }
 

@@ -7,9 +7,9 @@
 //! dials a few ([`ConfigBuilder::discovery_dials`]), and catches up from
 //! them; gossipsub then meshes them.
 //!
-//! [`Pointer`](crate::Pointer) decides what to advertise, what to look up
+//! [`Behaviour`](crate::Behaviour) decides what to advertise, what to look up
 //! and whom to dial; a [`Discovery`] carries it out. It is a
-//! `NetworkBehaviour` that `Pointer` owns and drives like its gossipsub:
+//! `NetworkBehaviour` that `Behaviour` owns and drives like its gossipsub:
 //! its connection handler runs beside Pointer's, and its events come back
 //! to Pointer through [`Discovery::on_event`]. The crate has two:
 //!
@@ -18,9 +18,9 @@
 //! - [`Kad`] (feature `kad`): libp2p-kad provider records. Build a fresh
 //!   one with [`Kad::new`], or hand in the `kad::Behaviour` your swarm
 //!   already runs ([`Kad::from_behaviour`]); Pointer then owns it, so use it
-//!   through [`Pointer::discovery_mut`](crate::Pointer::discovery_mut), and
+//!   through [`Behaviour::discovery_mut`](crate::Behaviour::discovery_mut), and
 //!   its own events reach you as
-//!   [`PointerEvent::Kad`].
+//!   [`Event::Kad`].
 //!
 //! Why Pointer owns the DHT instead of calling one beside it: a
 //! `NetworkBehaviour` cannot reach a sibling in the swarm, so a DHT beside
@@ -37,12 +37,12 @@ mod kad;
 use libp2p::swarm::{dummy, NetworkBehaviour};
 use libp2p::PeerId;
 
-use crate::event::PointerEvent;
+use crate::event::Event;
 
 #[cfg(feature = "kad")]
 pub use self::kad::{Kad, MAX_PROVIDER_KEYS, PROTOCOL};
 
-/// A DHT that [`Pointer`](crate::Pointer) drives to find followers. Topics
+/// A DHT that [`Behaviour`](crate::Behaviour) drives to find followers. Topics
 /// are record topics, `/pointer/record/<key>`.
 pub trait Discovery: NetworkBehaviour {
     /// Whether it does anything: with `false` Pointer never calls it.
@@ -84,7 +84,7 @@ pub enum Discovered {
         topic: String,
     },
     /// An event for the user, passed on as it is.
-    Event(Box<PointerEvent>),
+    Event(Box<Event>),
 }
 
 /// No discovery: a node learns only from the peers it is connected to.

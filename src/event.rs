@@ -1,14 +1,14 @@
-//! What a [`Pointer`](crate::Pointer) tells its swarm.
+//! What a [`Behaviour`](crate::Behaviour) tells its swarm.
 
 use libp2p::gossipsub::PublishError;
 use libp2p::PeerId;
 
 use crate::accept::RejectReason;
-use crate::protocol::{FetchError, InboundError};
+use crate::protocol::{InboundFailure, OutboundFailure};
 use crate::record::Record;
 use crate::store;
 
-/// Identifies one [`Pointer::get`](crate::Pointer::get).
+/// Identifies one [`Behaviour::get`](crate::Behaviour::get).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryId(pub(crate) u64);
 
@@ -41,9 +41,9 @@ pub enum GetOutcome {
     TimedOut,
 }
 
-/// Events emitted by [`Pointer`](crate::Pointer).
+/// Events emitted by [`Behaviour`](crate::Behaviour).
 #[derive(Debug)]
-pub enum PointerEvent {
+pub enum Event {
     /// A key got a new value.
     RecordUpdated {
         /// The stored record.
@@ -105,7 +105,7 @@ pub enum PointerEvent {
         /// [`ConfigBuilder::max_keys_per_ask`]: crate::ConfigBuilder::max_keys_per_ask
         keys: Vec<String>,
         /// What went wrong.
-        error: FetchError,
+        error: OutboundFailure,
     },
     /// A peer misbehaved: it is disconnected, and its connections are
     /// refused until `until_ms` (ms since the Unix epoch, our clock).
@@ -123,7 +123,7 @@ pub enum PointerEvent {
         /// The peer.
         peer: PeerId,
         /// What went wrong.
-        error: InboundError,
+        error: InboundFailure,
     },
     /// An event of the Kademlia behaviour inside
     /// [`discovery::Kad`](crate::discovery::Kad) that is not about

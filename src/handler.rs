@@ -36,7 +36,7 @@ use libp2p::{
 
 use crate::{
     exchange::{Reply, Request},
-    protocol::{self, Answered, FetchError, InboundError, PROTOCOL},
+    protocol::{self, Answered, InboundFailure, OutboundFailure, PROTOCOL},
 };
 
 /// Limits of the fetch protocol on one connection.
@@ -53,7 +53,7 @@ pub struct FetchLimits {
     /// The most inbound streams served at once over all connections.
     pub max_inbound_total: usize,
     /// Concurrent outbound asks; extra asks fail with
-    /// [`FetchError::TooManyRequests`] instead of queueing.
+    /// [`OutboundFailure::TooManyRequests`] instead of queueing.
     pub max_outbound_streams: usize,
 }
 
@@ -78,10 +78,10 @@ pub enum HandlerOut {
     /// The outcome of [`HandlerIn::Ask`] `id`.
     Answered {
         id: u64,
-        result: Result<Answered, FetchError>,
+        result: Result<Answered, OutboundFailure>,
     },
     /// Serving an inbound stream failed; the stream is closed.
-    InboundFailed { error: InboundError },
+    InboundFailed { error: InboundFailure },
 }
 
 /// An ask that still needs a negotiated stream.
@@ -104,9 +104,9 @@ pub struct Handler {
     /// Outbound streams requested from the swarm and not yet negotiated.
     negotiating: usize,
     /// Outbound exchanges by ask id.
-    outbound: FuturesMap<u64, Result<Answered, FetchError>>,
+    outbound: FuturesMap<u64, Result<Answered, OutboundFailure>>,
     /// Inbound exchanges; the cap is `max_inbound_streams`.
-    inbound: FuturesSet<Result<(), InboundError>>,
+    inbound: FuturesSet<Result<(), InboundFailure>>,
     /// Inbound futures cannot emit events, so they hand decoded asks to
     /// `poll` here. Each future sends once on its own clone of the sender,
     /// and every sender has a guaranteed slot, so a send never waits.
@@ -142,7 +142,7 @@ impl Handler {
     fn on_ask(&mut self, id: u64, request: Request) {
         let limit = self.limits.max_outbound_streams;
         if self.outbound_in_flight() >= limit {
-            let result = Err(FetchError::TooManyRequests { limit });
+            let result = Err(OutboundFailure::TooManyRequests { limit });
             self.events.push_back(HandlerOut::Answered { id, result });
             return;
         }
@@ -159,7 +159,7 @@ impl Handler {
         if total.load(Ordering::Relaxed) >= self.limits.max_inbound_total {
             // Dropping the stream resets it.
             let limit = self.limits.max_inbound_total;
-            let error = InboundError::TooManyStreamsInTotal { limit };
+            let error = InboundFailure::TooManyStreamsInTotal { limit };
             self.events.push_back(HandlerOut::InboundFailed { error });
             return;
         }
@@ -173,7 +173,7 @@ impl Handler {
             // The rejected future owns the stream and is dropped here, which
             // resets the stream: the only refusal a stream protocol has.
             let limit = self.limits.max_inbound_streams;
-            let error = InboundError::TooManyStreams { limit };
+            let error = InboundFailure::TooManyStreams { limit };
             self.events.push_back(HandlerOut::InboundFailed { error });
         }
     }
@@ -190,7 +190,7 @@ impl Handler {
             // lost ask would leave the behaviour waiting, so report it.
             Err(PushError::BeyondCapacity(_)) => {
                 let limit = self.limits.max_outbound_streams;
-                let result = Err(FetchError::TooManyRequests { limit });
+                let result = Err(OutboundFailure::TooManyRequests { limit });
                 self.events
                     .push_back(HandlerOut::Answered { id: ask.id, result });
             }
@@ -203,9 +203,9 @@ impl Handler {
     fn on_dial_upgrade_error(&mut self, ask: OutboundAsk, error: StreamUpgradeError<Infallible>) {
         self.negotiating = self.negotiating.saturating_sub(1);
         let error = match error {
-            StreamUpgradeError::Timeout => FetchError::Timeout,
-            StreamUpgradeError::NegotiationFailed => FetchError::Unsupported,
-            StreamUpgradeError::Io(e) => FetchError::Io(Arc::new(e)),
+            StreamUpgradeError::Timeout => OutboundFailure::Timeout,
+            StreamUpgradeError::NegotiationFailed => OutboundFailure::UnsupportedProtocols,
+            StreamUpgradeError::Io(e) => OutboundFailure::Io(Arc::new(e)),
             StreamUpgradeError::Apply(e) => libp2p::core::util::unreachable(e),
         };
         let result = Err(error);
@@ -222,12 +222,12 @@ impl Handler {
     }
 
     /// The next failed inbound exchange; successful ones need no event.
-    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<InboundError> {
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Poll<InboundFailure> {
         loop {
             match self.inbound.poll_unpin(cx) {
                 Poll::Ready(Ok(Ok(()))) => continue,
                 Poll::Ready(Ok(Err(error))) => return Poll::Ready(error),
-                Poll::Ready(Err(_)) => return Poll::Ready(InboundError::Timeout),
+                Poll::Ready(Err(_)) => return Poll::Ready(InboundFailure::Timeout),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -257,7 +257,7 @@ async fn serve(
     stream: Stream,
     max_message_size: usize,
     mut asks: mpsc::Sender<InboundAsk>,
-) -> Result<(), InboundError> {
+) -> Result<(), InboundFailure> {
     let (request, responder) = protocol::read_ask(stream, max_message_size).await?;
     let (reply, answer) = oneshot::channel();
     if asks.send((request, reply)).await.is_err() {
@@ -271,17 +271,17 @@ async fn serve(
     }
 }
 
-/// Fails `exchange` with [`FetchError::Timeout`] at `deadline`, so negotiation
+/// Fails `exchange` with [`OutboundFailure::Timeout`] at `deadline`, so negotiation
 /// and exchange share one budget. The outbound set's own timeout (the full
 /// budget, started later) is only a backstop.
 async fn within<T>(
     deadline: Instant,
-    exchange: impl Future<Output = Result<T, FetchError>>,
-) -> Result<T, FetchError> {
+    exchange: impl Future<Output = Result<T, OutboundFailure>>,
+) -> Result<T, OutboundFailure> {
     let timer = futures_timer::Delay::new(deadline.saturating_duration_since(Instant::now()));
     match future::select(pin!(exchange), timer).await {
         Either::Left((result, _)) => result,
-        Either::Right(((), _)) => Err(FetchError::Timeout),
+        Either::Right(((), _)) => Err(OutboundFailure::Timeout),
     }
 }
 
@@ -324,7 +324,7 @@ impl ConnectionHandler for Handler {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
         if let Poll::Ready((id, result)) = self.outbound.poll_unpin(cx) {
-            let result = result.unwrap_or(Err(FetchError::Timeout));
+            let result = result.unwrap_or(Err(OutboundFailure::Timeout));
             let event = HandlerOut::Answered { id, result };
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));
         }
@@ -425,7 +425,7 @@ mod tests {
             Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(
                 HandlerOut::Answered {
                     id: 2,
-                    result: Err(FetchError::TooManyRequests { limit: 1 }),
+                    result: Err(OutboundFailure::TooManyRequests { limit: 1 }),
                 }
             ))
         ));

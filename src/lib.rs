@@ -1,12 +1,15 @@
 //! A decentralized, eventually consistent key-value store that lives inside
 //! any libp2p swarm.
 //!
-//! [`Pointer`] is a [`NetworkBehaviour`](libp2p::swarm::NetworkBehaviour).
+//! [`Behaviour`] is a [`NetworkBehaviour`](libp2p::swarm::NetworkBehaviour).
 //! Every key has its own gossipsub topic (`/pointer/record/<key>`); a write is
 //! a signed (Ed25519) [`Record`] published on it; every node keeps the newest
 //! valid record per key, republishes it now and then, and answers peers that
 //! ask for it over `/pointer/fetch/0.0.1`. A value outlives its publisher:
 //! any node that holds it serves it.
+//!
+//! Adding it to a swarm you already have takes five lines: the field, its
+//! construction, and the events you care about (marked below).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -14,13 +17,12 @@
 //! use futures::StreamExt;
 //! use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 //! use libp2p::{identify, noise, tcp, yamux};
-//! use pointer::{MemoryStore, Pointer, PointerEvent};
+//! use pointer::MemoryStore;
 //!
-//! // Pointer composes with other behaviours like any libp2p behaviour.
 //! #[derive(NetworkBehaviour)]
 //! struct App {
-//!     pointer: Pointer<MemoryStore>,
 //!     identify: identify::Behaviour,
+//!     pointer: pointer::Behaviour<MemoryStore>, // 1
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -30,11 +32,11 @@
 //!     .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)?
 //!     .with_behaviour(|key| {
 //!         Ok(App {
-//!             pointer: Pointer::new(key, MemoryStore::new(), Default::default())?,
 //!             identify: identify::Behaviour::new(identify::Config::new(
 //!                 "/app/1.0.0".into(),
 //!                 key.public(),
 //!             )),
+//!             pointer: pointer::Behaviour::new(key, MemoryStore::new(), Default::default())?, // 2
 //!         })
 //!     })?
 //!     // Keep idle connections: a peer that shares no topic yet is still
@@ -45,33 +47,101 @@
 //!
 //! // Under the default validator, a node writes keys "<its PeerId>/<name>".
 //! let key = swarm.behaviour().pointer.owned_key("greeting");
-//! swarm.behaviour_mut().pointer.put(&key, "hello")?;
+//! swarm.behaviour_mut().pointer.put(&key, "hello")?; // 3
 //!
 //! while let Some(event) = swarm.next().await {
-//!     if let SwarmEvent::Behaviour(AppEvent::Pointer(PointerEvent::RecordUpdated {
+//!     if let SwarmEvent::Behaviour(AppEvent::Pointer(pointer::Event::RecordUpdated { // 4
 //!         record,
 //!         source,
 //!     })) = event
 //!     {
-//!         println!("{} = {:?} (from {source:?})", record.key(), record.value());
+//!         println!("{} = {:?} (from {source:?})", record.key(), record.value()); // 5
 //!     }
 //! }
 //! # Ok(())
 //! # }
 //! ```
 //!
+//! # How a record flows
+//!
+//! A [`put`](Behaviour::put) signs a [`Record`] (key, value, time, author,
+//! signature over all of them), stores it, follows the key and publishes
+//! it on the key's topic. Every node that receives it runs the same checks,
+//! cheapest first ([`accept`]): size and shape, time not too far ahead of
+//! its clock, newer than what it holds ([`order`]: greater time wins, then
+//! a delete over a value, then the greater signature), the signature, and
+//! the [`Validator`]. A record that passes is stored and gossipsub forwards
+//! it; a stale one is ignored (not forwarded), an invalid one rejected
+//! (the sender pays, and is banned past a budget). A
+//! [`delete`](Behaviour::delete) is a signed tombstone that travels the
+//! same way and beats every older value; a later write beats it.
+//!
+//! Nodes that were away catch up: a node that starts following a key, or
+//! meets a peer, asks over the fetch protocol with the version it holds
+//! and gets only what is newer; two replicas of many keys compare
+//! fingerprints of key ranges instead of a version per key. Each node
+//! republishes what it holds now and then, quiet when its neighbours did
+//! it already. After the last write, every node that follows a key holds
+//! the same newest record; `docs/spec.md` gives the rules and the bound.
+//!
+//! # Who may write: validators
+//!
+//! [`OwnedKeys`] (the default) lets only the peer named in a key
+//! `"<PeerId>/<name>"` write it; [`AllowList`] lets a fixed set of authors
+//! write any key; [`Open`] lets any valid signature write any key; any
+//! `Fn(&str, &Author) -> bool` is a [`Validator`] too. The validator is
+//! given to the constructor ([`Behaviour::with_validator`]), as gossipsub
+//! takes its subscription filter, so [`Config`] stays plain data: `Clone`,
+//! `Debug`, and refused by [`ConfigBuilder::build`] when a value cannot
+//! work. Every node of a network must run the same validator, or they will
+//! disagree about which records exist.
+//!
+//! # Stores and durability
+//!
+//! Records live in a [`RecordStore`], shaped like libp2p-kad's. [`MemoryStore`]
+//! keeps them in memory; `RedbStore` (feature `redb`, on by default) keeps
+//! them in a file: a local write returns once it is on disk, records from
+//! the network are staged and made durable in groups
+//! ([`ConfigBuilder::store_flush_interval`]). A node restarted on its store
+//! follows again every key it holds and catches up from its peers. Writing
+//! a store of your own? The `test-utils` feature publishes
+//! `store::conformance`, the checks the built-in stores pass.
+//!
+//! # Composing with your own gossipsub or kad
+//!
+//! The gossipsub inside [`Behaviour`] is its own. If your swarm runs a
+//! gossipsub of its own too, give one of them another protocol id
+//! ([`ConfigBuilder::gossipsub_protocol_prefix`]), or the two will fight
+//! over the same streams. To find followers beyond your connections,
+//! construct with [`Behaviour::with_discovery`] and [`discovery::Kad`]
+//! (feature `kad`): a DHT of its own, or yours handed in with
+//! `Kad::from_behaviour`; [`Behaviour::discovery_mut`] reaches it, and
+//! its events that are not Pointer's come as [`Event::Kad`].
+//!
+//! # Events and queries
+//!
+//! Every change of a key you follow comes as [`Event::RecordUpdated`] or
+//! [`Event::RecordDeleted`], with its [`Source`] (this node, gossip from a
+//! peer, or an answer from a peer). A [`get`](Behaviour::get) returns a
+//! [`QueryId`] at once and ends in exactly one [`Event::GetFinished`] with
+//! that id: `Found` when a value is held (at once, when the key is followed
+//! and held), `NotFound` when peers answered and none holds one, `TimedOut`
+//! when every ask failed; it waits at most the fetch timeout per round of
+//! asks. Peers that misbehave show as [`Event::RecordRejected`] and
+//! [`Event::PeerBanned`]; fetches that fail as [`Event::FetchFailed`]
+//! ([`OutboundFailure`]) and [`Event::InboundFetchFailed`]
+//! ([`InboundFailure`]), as request-response names them.
+//!
 //! # Layout
 //!
 //! The pure core has no I/O and no clock: [`record`] (signing),
 //! [`order`] (which record wins), [`accept`] (the checks, cheapest first),
 //! [`validator`] (who may write), [`store`] (pluggable storage),
-//! [`replica`] (the three joined) and [`trickle`] (when to republish). The
-//! libp2p shell ([`Pointer`], the fetch [`protocol`] and its connection
-//! handler) only moves bytes and timers. [`discovery`] finds a key's
-//! followers beyond our connections: pass
-//! [`discovery::Kad`] (feature `kad`, on by default) to
-//! [`Pointer::with_discovery`]. The wire format is in
-//! `docs/spec.md`.
+//! [`replica`] (the three joined) and [`coordinator`] (every decision: what
+//! to accept, when to republish, whom to ask). The libp2p shell
+//! ([`Behaviour`], the fetch [`protocol`] and its connection handler) only
+//! moves bytes and timers. [`discovery`] finds a key's followers beyond our
+//! connections. The wire format is in `docs/spec.md`.
 
 #![warn(missing_docs)]
 
@@ -100,11 +170,15 @@ pub mod sim;
 pub mod store;
 mod token_bucket;
 pub mod topic;
-pub mod trickle;
+mod trickle;
 pub mod validator;
+#[doc(hidden)]
 pub mod wire;
 
 /// Rust types generated from `proto/pointer.proto` by pb-rs at build time.
+/// Hidden: the wire format is specified in `docs/spec.md`; these types are
+/// for tests that speak it by hand.
+#[doc(hidden)]
 #[allow(
     non_camel_case_types,
     non_snake_case,
@@ -120,10 +194,22 @@ pub mod proto {
     }
 }
 
-pub use behaviour::{topic, BuildError, Pointer};
+pub use behaviour::{topic, Behaviour, BuildError};
 pub use config::{Config, ConfigBuilder, ConfigError};
-pub use event::{GetOutcome, PointerEvent, QueryId, Source};
+pub use event::{Event, GetOutcome, QueryId, Source};
+
+/// The old name of [`Behaviour`].
+#[deprecated(
+    since = "0.2.0",
+    note = "renamed to `pointer::Behaviour`, as libp2p's `Kademlia` became `kad::Behaviour`"
+)]
+pub type Pointer<S = MemoryStore, D = discovery::NoDiscovery> = Behaviour<S, D>;
+
+/// The old name of [`Event`].
+#[deprecated(since = "0.2.0", note = "renamed to `pointer::Event`")]
+pub type PointerEvent = Event;
 pub use misbehaviour::Misbehaviour;
+pub use protocol::{InboundFailure, OutboundFailure};
 pub use record::{Author, Op, Record};
 pub use replica::{Refusal, WriteError};
 pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};

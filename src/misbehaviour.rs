@@ -21,7 +21,7 @@ use crate::token_bucket::TokenBucket;
 use crate::wire::DecodeError;
 
 /// Why a peer was disconnected and refused for a while
-/// ([`PointerEvent::PeerBanned`](crate::PointerEvent::PeerBanned)).
+/// ([`Event::PeerBanned`](crate::Event::PeerBanned)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Misbehaviour {
     /// It sent more invalid records than its budget allows; `last` is why

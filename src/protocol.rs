@@ -25,13 +25,13 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1")
 /// Why an `Ask` we sent to a peer got no usable `Answer`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum FetchError {
+pub enum OutboundFailure {
     /// No answer within the fetch timeout (stream negotiation included).
     #[error("the peer did not answer in time")]
     Timeout,
     /// The peer does not speak `/pointer/fetch/0.0.1`.
     #[error("the peer does not support /pointer/fetch/0.0.1")]
-    Unsupported,
+    UnsupportedProtocols,
     /// The stream or the connection closed before an answer arrived. A peer
     /// that declines to answer closes the stream, so this is also "no answer".
     #[error("the stream closed before an answer arrived")]
@@ -60,7 +60,7 @@ pub enum FetchError {
 /// Why serving a peer's `Ask` failed. The stream is closed in every case.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-pub enum InboundError {
+pub enum InboundFailure {
     /// The exchange did not finish within the fetch timeout.
     #[error("the exchange did not finish in time")]
     Timeout,
@@ -98,6 +98,18 @@ pub enum InboundError {
     Io(Arc<io::Error>),
 }
 
+/// The old name of [`OutboundFailure`].
+// `tests/fetch_handler.rs` compiles this file as a module of its own,
+// where nothing names the old names.
+#[allow(dead_code)]
+#[deprecated(since = "0.2.0", note = "renamed to `pointer::OutboundFailure`")]
+pub type FetchError = OutboundFailure;
+
+/// The old name of [`InboundFailure`].
+#[allow(dead_code)]
+#[deprecated(since = "0.2.0", note = "renamed to `pointer::InboundFailure`")]
+pub type InboundError = InboundFailure;
+
 /// The stream of an `Ask` we read, waiting for our answer.
 pub(crate) struct Responder {
     framed: Framed<Stream, Codec<Answer, SafeAsk>>,
@@ -114,8 +126,8 @@ pub(crate) async fn ask(
     stream: Stream,
     request: Request,
     max_message_size: usize,
-) -> Result<Answered, FetchError> {
-    let fail = |e| FetchError::from_failure(e, max_message_size);
+) -> Result<Answered, OutboundFailure> {
+    let fail = |e| OutboundFailure::from_failure(e, max_message_size);
     let names: Vec<String> = request.keys.iter().map(|k| k.key.clone()).collect();
     let ranges = request.ranges.len();
     let ask = wire::to_ask(request);
@@ -126,9 +138,9 @@ pub(crate) async fn ask(
     framed.close().await.map_err(|e| fail(e.into()))?;
     match framed.next().await {
         Some(Ok(SafeAnswer(answer))) => wire::from_answer(answer, &names, ranges)
-            .map_err(|e| FetchError::Malformed(e.to_string())),
+            .map_err(|e| OutboundFailure::Malformed(e.to_string())),
         Some(Err(e)) => Err(fail(e.into())),
-        None => Err(FetchError::ConnectionClosed),
+        None => Err(OutboundFailure::ConnectionClosed),
     }
 }
 
@@ -138,18 +150,18 @@ pub(crate) async fn ask(
 pub(crate) async fn read_ask(
     stream: Stream,
     max_message_size: usize,
-) -> Result<(Request, Responder), InboundError> {
+) -> Result<(Request, Responder), InboundFailure> {
     let mut framed = Framed::new(stream, Codec::<Answer, SafeAsk>::new(max_message_size));
     match framed.next().await {
         Some(Ok(SafeAsk(ask))) => Ok((
-            wire::from_ask(ask).map_err(|e| InboundError::Malformed(e.to_string()))?,
+            wire::from_ask(ask).map_err(|e| InboundFailure::Malformed(e.to_string()))?,
             Responder {
                 framed,
                 max_message_size,
             },
         )),
-        Some(Err(e)) => Err(InboundError::from_failure(e.into(), max_message_size)),
-        None => Err(InboundError::ConnectionClosed),
+        Some(Err(e)) => Err(InboundFailure::from_failure(e.into(), max_message_size)),
+        None => Err(InboundFailure::ConnectionClosed),
     }
 }
 
@@ -158,10 +170,10 @@ pub(crate) async fn read_ask(
 pub(crate) async fn write_answer(
     mut responder: Responder,
     reply: Reply,
-) -> Result<(), InboundError> {
+) -> Result<(), InboundFailure> {
     let limit = responder.max_message_size;
     let answer = wire::to_answer(reply, limit);
-    let fail = |e| InboundError::from_failure(e, limit);
+    let fail = |e| InboundFailure::from_failure(e, limit);
     check_size(&answer, limit).map_err(fail)?;
     responder
         .framed
@@ -172,10 +184,10 @@ pub(crate) async fn write_answer(
 }
 
 /// Closes the stream without an answer; the asker sees the stream end.
-pub(crate) async fn decline(mut responder: Responder) -> Result<(), InboundError> {
+pub(crate) async fn decline(mut responder: Responder) -> Result<(), InboundFailure> {
     let limit = responder.max_message_size;
     let closed = responder.framed.close().await;
-    closed.map_err(|e| InboundError::from_failure(e.into(), limit))
+    closed.map_err(|e| InboundFailure::from_failure(e.into(), limit))
 }
 
 /// Refuses to send what the peer would refuse to read.
@@ -220,7 +232,7 @@ impl From<quick_protobuf_codec::Error> for Failure {
     }
 }
 
-impl FetchError {
+impl OutboundFailure {
     fn from_failure(failure: Failure, limit: usize) -> Self {
         match failure {
             Failure::Closed => Self::ConnectionClosed,
@@ -231,7 +243,7 @@ impl FetchError {
     }
 }
 
-impl InboundError {
+impl InboundFailure {
     fn from_failure(failure: Failure, limit: usize) -> Self {
         match failure {
             Failure::Closed => Self::ConnectionClosed,

@@ -98,7 +98,7 @@ impl fmt::Debug for Signature {
 ///
 /// A `Record` built by [`Record::sign`] is valid. One built by
 /// [`Record::from_parts`] or decoded from the wire is *unverified* until
-/// [`Record::verify`] says otherwise; `Pointer` verifies every record it did
+/// [`Record::verify`] says otherwise; `Behaviour` verifies every record it did
 /// not sign itself before storing it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
@@ -241,7 +241,7 @@ fn push_prefixed(out: &mut Vec<u8>, part: &[u8]) {
     out.extend_from_slice(part);
 }
 
-/// Turns a libp2p identity into the Ed25519 signing key `Pointer` signs with.
+/// Turns a libp2p identity into the Ed25519 signing key `Behaviour` signs with.
 ///
 /// Returns `None` for a non-Ed25519 keypair: records are always Ed25519.
 pub fn signing_key(keypair: &identity::Keypair) -> Option<SigningKey> {

@@ -1,5 +1,5 @@
 //! One node's copy of the key space: a store, a validator and the limits,
-//! with no I/O and no clock (time is passed in). `Pointer` drives it from
+//! with no I/O and no clock (time is passed in). `Behaviour` drives it from
 //! the network; tests and simulations drive it directly.
 
 use std::borrow::Cow;

@@ -1,7 +1,7 @@
 //! Pluggable storage for records, shaped like libp2p-kad's `RecordStore`.
 //!
 //! A store keeps at most one record per key, tombstones included, and does
-//! no ordering of its own: `Pointer` decides which record wins and calls
+//! no ordering of its own: `Behaviour` decides which record wins and calls
 //! [`RecordStore::put`] only for the winner. Stores enforce their own
 //! capacity limits and say so with a typed [`Error`].
 //!
@@ -89,7 +89,7 @@ pub trait RecordStore {
     }
 
     /// Stores `record` like [`put`](RecordStore::put), but it may become
-    /// durable only at the next [`flush`](RecordStore::flush). `Pointer`
+    /// durable only at the next [`flush`](RecordStore::flush). `Behaviour`
     /// stages the records it receives from the network and flushes them in
     /// groups, so a catch-up of ten thousand records is not ten thousand
     /// `fsync`s; its local writes use `put`. The default is `put`.

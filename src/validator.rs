@@ -18,6 +18,12 @@ pub trait Validator: Send + 'static {
     fn may_write(&self, key: &str, author: &Author) -> bool;
 }
 
+impl Validator for Box<dyn Validator> {
+    fn may_write(&self, key: &str, author: &Author) -> bool {
+        (**self).may_write(key, author)
+    }
+}
+
 impl<F> Validator for F
 where
     F: Fn(&str, &Author) -> bool + Send + 'static,

@@ -8,8 +8,8 @@ use common::*;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
-use pointer::protocol::{InboundError, PROTOCOL};
-use pointer::{GetOutcome, PointerEvent, RecordStore};
+use pointer::protocol::{InboundFailure, PROTOCOL};
+use pointer::{Event, GetOutcome, RecordStore};
 
 /// Sends `bytes` on a fresh fetch stream to the server, half-closes if
 /// `close`, and returns what the server sent back before closing.
@@ -33,9 +33,9 @@ async fn abuse(
 }
 
 /// Drives the server until it reports a broken inbound stream.
-async fn inbound_failure(nodes: &mut [Node]) -> InboundError {
+async fn inbound_failure(nodes: &mut [Node]) -> InboundFailure {
     wait_for(nodes, "the server to report the stream", |_, e| match e {
-        PointerEvent::InboundFetchFailed { error, .. } => Some(error.clone()),
+        Event::InboundFetchFailed { error, .. } => Some(error.clone()),
         _ => None,
     })
     .await
@@ -76,11 +76,11 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
         let (back, error) = tokio::join!(attack, inbound_failure(&mut nodes));
         assert!(back.is_empty(), "{what}: the server answered {back:?}");
         match (what, &error) {
-            ("oversize", InboundError::TooLarge { limit: l }) => {
+            ("oversize", InboundFailure::TooLarge { limit: l }) => {
                 assert!(*l >= limit && *l < limit + 64, "frame limit {l}")
             }
             ("oversize", other) => panic!("oversize: reported {other:?}"),
-            (_, InboundError::Malformed(_)) => {}
+            (_, InboundFailure::Malformed(_)) => {}
             (_, other) => panic!("{what}: reported {other:?}"),
         }
 
@@ -140,7 +140,7 @@ async fn stalled_streams_over_several_connections_hit_the_total_bound() {
     let (back, error) = tokio::join!(refused, inbound_failure(&mut nodes));
     assert!(back.is_empty(), "the refused stream was answered: {back:?}");
     assert!(
-        matches!(error, InboundError::TooManyStreamsInTotal { limit: 3 }),
+        matches!(error, InboundFailure::TooManyStreamsInTotal { limit: 3 }),
         "{error:?}"
     );
     drop(held);

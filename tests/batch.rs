@@ -19,8 +19,8 @@ use futures::{SinkExt as _, StreamExt as _};
 use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Ask, Entry, Operate, Status};
-use pointer::protocol::{FetchError, PROTOCOL};
-use pointer::{wire, GetOutcome, Op, PointerEvent, Record};
+use pointer::protocol::{OutboundFailure, PROTOCOL};
+use pointer::{wire, Event, GetOutcome, Op, Record};
 use quick_protobuf_codec::Codec;
 
 /// How the raw peer answers an `Ask`.
@@ -246,10 +246,10 @@ async fn an_answer_with_more_entries_than_keys_is_refused_whole() {
         nodes[0].behaviour_mut().subscribe(key).expect("valid key");
     }
     let failed = wait_for(&mut nodes, "the broken answer", |_, e| match e {
-        PointerEvent::FetchFailed {
+        Event::FetchFailed {
             peer: from,
             keys,
-            error: FetchError::Malformed(_),
+            error: OutboundFailure::Malformed(_),
         } if *from == peer => Some(keys.clone()),
         _ => None,
     })

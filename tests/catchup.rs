@@ -11,7 +11,7 @@ use futures::{AsyncReadExt, StreamExt};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::{protocol::PROTOCOL, GetOutcome, PointerEvent, Source};
+use pointer::{protocol::PROTOCOL, Event, GetOutcome, Source};
 
 #[tokio::test]
 async fn late_joiner_gets_the_value_by_asking() {
@@ -39,7 +39,7 @@ async fn subscribing_before_connecting_catches_up_on_connect() {
     b[0].connect(&mut a[0]).await;
 
     let (_, record) = wait_for(&mut nodes, "the catch-up", |i, e| match e {
-        PointerEvent::RecordUpdated {
+        Event::RecordUpdated {
             record,
             source: Source::Fetch { peer },
         } if i == 1 && *peer == peer0 => Some(record.clone()),
@@ -93,7 +93,7 @@ fn silent_peer() -> Swarm<libp2p_stream::Behaviour> {
 async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
     let timeout = Duration::from_millis(500);
     let mut asker = Swarm::new_ephemeral_tokio(|key| {
-        pointer::Pointer::new(
+        pointer::Behaviour::new(
             &key,
             pointer::MemoryStore::new(),
             test_config()
@@ -126,7 +126,7 @@ async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
     let id = asker.behaviour_mut().get("k");
     let outcome = tokio::time::timeout(PATIENCE, async {
         loop {
-            if let SwarmEvent::Behaviour(PointerEvent::GetFinished {
+            if let SwarmEvent::Behaviour(Event::GetFinished {
                 id: got, outcome, ..
             }) = asker.select_next_some().await
             {

@@ -10,13 +10,13 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, ping, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pointer::protocol::PROTOCOL;
-use pointer::{Config, GetOutcome, MemoryStore, Pointer, PointerEvent};
+use pointer::{Behaviour, Config, Event, GetOutcome, MemoryStore};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(NetworkBehaviour)]
 struct WithIdentify {
-    pointer: Pointer<MemoryStore>,
+    pointer: Behaviour<MemoryStore>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -45,7 +45,7 @@ where
 
 fn with_identify() -> Swarm<WithIdentify> {
     Swarm::new_ephemeral_tokio(|key| WithIdentify {
-        pointer: Pointer::new(&key, MemoryStore::new(), Config::default()).expect("config"),
+        pointer: Behaviour::new(&key, MemoryStore::new(), Config::default()).expect("config"),
         identify: identify::Behaviour::new(identify::Config::new("/app/1".into(), key.public())),
         ping: ping::Behaviour::default(),
     })
@@ -73,7 +73,7 @@ async fn works_next_to_identify_and_ping() {
 
     let id = b.behaviour_mut().pointer.get(&key);
     let outcome = until_a(&mut b, &mut a, |e| match e {
-        SwarmEvent::Behaviour(WithIdentifyEvent::Pointer(PointerEvent::GetFinished {
+        SwarmEvent::Behaviour(WithIdentifyEvent::Pointer(Event::GetFinished {
             id: got,
             outcome,
             ..
@@ -89,7 +89,7 @@ async fn works_next_to_identify_and_ping() {
 
 #[derive(NetworkBehaviour)]
 struct WithOwnGossip {
-    pointer: Pointer<MemoryStore>,
+    pointer: Behaviour<MemoryStore>,
     gossipsub: gossipsub::Behaviour,
 }
 
@@ -100,7 +100,7 @@ fn with_own_gossip() -> Swarm<WithOwnGossip> {
             .build()
             .expect("valid config");
         WithOwnGossip {
-            pointer: Pointer::new(&key, MemoryStore::new(), config).expect("config"),
+            pointer: Behaviour::new(&key, MemoryStore::new(), config).expect("config"),
             gossipsub: gossipsub::Behaviour::new(
                 MessageAuthenticity::Signed(key.clone()),
                 gossipsub::Config::default(),
@@ -163,7 +163,7 @@ async fn works_next_to_the_users_own_gossipsub() {
                 chat_seen = true;
                 Some(())
             }
-            SwarmEvent::Behaviour(WithOwnGossipEvent::Pointer(PointerEvent::RecordUpdated {
+            SwarmEvent::Behaviour(WithOwnGossipEvent::Pointer(Event::RecordUpdated {
                 record,
                 ..
             })) => {

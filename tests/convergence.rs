@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::heal::{describe, healed_partition, hold};
 use common::*;
 use pointer::accept::RejectReason;
-use pointer::{GetOutcome, Op, PointerEvent, Record, RecordStore, Source};
+use pointer::{Event, GetOutcome, Op, Record, RecordStore, Source};
 
 const KEY: &str = "r/1";
 
@@ -51,8 +51,8 @@ async fn sources_of<S: RecordStore + Send + 'static>(
     let mut sources = BTreeMap::new();
     while sources.len() < who.len() {
         let (i, source) = wait_for(nodes, what, |i, e| match e {
-            PointerEvent::RecordUpdated { record: r, source }
-            | PointerEvent::RecordDeleted { record: r, source }
+            Event::RecordUpdated { record: r, source }
+            | Event::RecordDeleted { record: r, source }
                 if r == record && who.contains(&i) && !sources.contains_key(&i) =>
             {
                 Some(*source)
@@ -238,9 +238,7 @@ async fn a_future_dated_delete_refused_at_first_arrives_once_the_clock_catches_u
         .expect("A allows 5 min of skew");
 
     let (_, reason) = wait_for(&mut nodes, "B to refuse the delete", |i, e| match e {
-        PointerEvent::RecordRejected { key, reason, .. } if i == 1 && key == F => {
-            Some(reason.clone())
-        }
+        Event::RecordRejected { key, reason, .. } if i == 1 && key == F => Some(reason.clone()),
         _ => None,
     })
     .await;

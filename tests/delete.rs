@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use libp2p::swarm::SwarmEvent;
-use pointer::{PointerEvent, Refusal};
+use pointer::{Event, Refusal};
 
 #[tokio::test]
 async fn delete_wipes_the_key_everywhere_and_the_tombstone_holds() {
@@ -79,7 +79,7 @@ async fn a_node_that_missed_the_delete_learns_it_after_reconnecting() {
     let (a, b) = nodes.split_at_mut(1);
     libp2p_swarm_test::SwarmExt::connect(&mut b[0], &mut a[0]).await;
     wait_for(&mut nodes, "node 1 to learn the delete", |i, e| {
-        matches!((i, e), (1, PointerEvent::RecordDeleted { .. })).then_some(())
+        matches!((i, e), (1, Event::RecordDeleted { .. })).then_some(())
     })
     .await;
     assert_eq!(values(&nodes, "doc"), vec![None, None]);
@@ -95,10 +95,7 @@ async fn deleting_on_a_lone_node_still_stores_the_tombstone() {
     // Publishing had nobody to reach; the user is told, nothing is lost.
     let (_, event) = next_event(&mut nodes).await;
     assert!(
-        matches!(
-            event,
-            SwarmEvent::Behaviour(PointerEvent::PublishFailed { .. })
-        ),
+        matches!(event, SwarmEvent::Behaviour(Event::PublishFailed { .. })),
         "{event:?}"
     );
 }
@@ -128,7 +125,7 @@ async fn a_delete_travels_more_than_one_hop() {
 
     nodes[2].behaviour_mut().delete("doc").expect("delete");
     let (_, source) = wait_for(&mut nodes, "the delete to reach node 0", |i, e| match e {
-        PointerEvent::RecordDeleted { source, .. } if i == 0 => Some(*source),
+        Event::RecordDeleted { source, .. } if i == 0 => Some(*source),
         _ => None,
     })
     .await;

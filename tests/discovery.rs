@@ -13,15 +13,14 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
 use pointer::discovery::{Kad, PROTOCOL};
-use pointer::{Config, GetOutcome, MemoryStore, Open, Pointer, PointerEvent};
+use pointer::{Behaviour, Config, Event, GetOutcome, MemoryStore, Open};
 
-type Node = Swarm<Pointer<MemoryStore, Kad>>;
+type Node = Swarm<Behaviour<MemoryStore, Kad>>;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn config() -> Config {
     Config::builder()
-        .validator(Open)
         .fetch_timeout(Duration::from_secs(5))
         .build()
         .expect("valid config")
@@ -30,7 +29,8 @@ fn config() -> Config {
 async fn node_with(discovery: impl FnOnce(libp2p::PeerId) -> Kad) -> Node {
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {
         let kad = discovery(key.public().to_peer_id());
-        Pointer::with_discovery(&key, MemoryStore::new(), config(), kad).expect("valid config")
+        Behaviour::with_validator_and_discovery(&key, MemoryStore::new(), config(), Open, kad)
+            .expect("valid config")
     });
     swarm.listen().with_memory_addr_external().await;
     swarm
@@ -52,11 +52,7 @@ async fn link(nodes: &mut [Node], a: usize, b: usize) {
 }
 
 /// Drives every node until `node`'s next event that `pick` maps to a value.
-async fn until<T>(
-    nodes: &mut [Node],
-    node: usize,
-    mut pick: impl FnMut(&PointerEvent) -> Option<T>,
-) -> T {
+async fn until<T>(nodes: &mut [Node], node: usize, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
     let wait = async {
         loop {
             let next = select_all(
@@ -92,7 +88,7 @@ async fn a_get_finds_a_follower_three_hops_away() {
     // the writer through B and C, and the writer answers for itself.
     let id = nodes[3].behaviour_mut().get("q/1");
     let outcome = until(&mut nodes, 3, |e| match e {
-        PointerEvent::GetFinished {
+        Event::GetFinished {
             id: got, outcome, ..
         } if *got == id => Some(outcome.clone()),
         _ => None,
@@ -122,7 +118,7 @@ async fn a_users_own_kad_keeps_serving_the_users_queries() {
         .behaviour_mut()
         .get_closest_peers(target);
     let found = until(&mut nodes, 0, |e| match e {
-        PointerEvent::Kad(event) => match &**event {
+        Event::Kad(event) => match &**event {
             kad::Event::OutboundQueryProgressed {
                 id,
                 result: kad::QueryResult::GetClosestPeers(result),
@@ -147,7 +143,7 @@ async fn a_users_own_kad_keeps_serving_the_users_queries() {
         .start_providing(kad::RecordKey::new(&"the user's own"))
         .expect("provide");
     let provided = until(&mut nodes, 0, |e| match e {
-        PointerEvent::Kad(event) => match &**event {
+        Event::Kad(event) => match &**event {
             kad::Event::OutboundQueryProgressed {
                 id,
                 result: kad::QueryResult::StartProviding(result),

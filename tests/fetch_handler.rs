@@ -41,7 +41,7 @@ use libp2p_swarm_test::SwarmExt as _;
 
 use exchange::{AskKey, Entry, Reply, Request, Version};
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
-use protocol::{Answered, FetchError, InboundError, PROTOCOL};
+use protocol::{Answered, InboundFailure, OutboundFailure, PROTOCOL};
 use record::{Op, Record};
 use wire::DecodeError;
 
@@ -76,13 +76,13 @@ enum Mode {
 enum FetchEvent {
     Answered {
         id: u64,
-        result: Result<Answered, FetchError>,
+        result: Result<Answered, OutboundFailure>,
     },
     Served {
         keys: Vec<String>,
     },
     InboundFailed {
-        error: InboundError,
+        error: InboundFailure,
     },
 }
 
@@ -308,7 +308,7 @@ impl Pair {
     }
 
     /// The result of ask `id` made by `a`.
-    async fn answer_to(&mut self, id: u64) -> Result<Answered, FetchError> {
+    async fn answer_to(&mut self, id: u64) -> Result<Answered, OutboundFailure> {
         let wanted =
             |e: &FetchEvent| matches!(e, FetchEvent::Answered { id: got, .. } if *got == id);
         match self.wait(Side::A, wanted).await {
@@ -318,7 +318,7 @@ impl Pair {
     }
 
     /// The next inbound failure reported by `b`.
-    async fn inbound_failure_at_b(&mut self) -> InboundError {
+    async fn inbound_failure_at_b(&mut self) -> InboundFailure {
         let wanted = |e: &FetchEvent| matches!(e, FetchEvent::InboundFailed { .. });
         match self.wait(Side::B, wanted).await {
             FetchEvent::InboundFailed { error } => error,
@@ -457,7 +457,7 @@ async fn peer_without_protocol_is_unsupported() {
         let id = pair.fetch_a().ask(peer, "k");
         assert!(matches!(
             pair.answer_to(id).await,
-            Err(FetchError::Unsupported)
+            Err(OutboundFailure::UnsupportedProtocols)
         ));
     })
     .await
@@ -472,7 +472,7 @@ async fn declined_ask_reads_as_closed() {
         let id = pair.fetch_a().ask(peer, "k");
         assert!(matches!(
             pair.answer_to(id).await,
-            Err(FetchError::ConnectionClosed)
+            Err(OutboundFailure::ConnectionClosed)
         ));
     })
     .await
@@ -492,7 +492,10 @@ async fn silent_peer_times_out_on_both_sides() {
 
         let started = Instant::now();
         let id = pair.fetch_a().ask(peer, "k");
-        assert!(matches!(pair.answer_to(id).await, Err(FetchError::Timeout)));
+        assert!(matches!(
+            pair.answer_to(id).await,
+            Err(OutboundFailure::Timeout)
+        ));
         let waited = started.elapsed();
         assert!(waited >= timeout, "timed out early: {waited:?}");
         assert!(waited < timeout * 3, "timed out late: {waited:?}");
@@ -500,7 +503,7 @@ async fn silent_peer_times_out_on_both_sides() {
         // The holder's handler gives up on the held stream too.
         assert!(matches!(
             pair.inbound_failure_at_b().await,
-            InboundError::Timeout
+            InboundFailure::Timeout
         ));
     })
     .await
@@ -522,7 +525,7 @@ async fn garbage_is_rejected_and_the_node_keeps_answering() {
             assert!(abuse(&mut pair, bytes, false).await.is_empty());
             let error = pair.inbound_failure_at_b().await;
             assert!(
-                matches!(error, InboundError::Malformed(_)),
+                matches!(error, InboundFailure::Malformed(_)),
                 "{bytes:?}: {error:?}"
             );
         }
@@ -542,12 +545,15 @@ async fn truncated_frame_is_rejected_and_the_node_keeps_answering() {
             .await
             .is_empty());
         let error = pair.inbound_failure_at_b().await;
-        assert!(matches!(error, InboundError::Malformed(_)), "{error:?}");
+        assert!(matches!(error, InboundFailure::Malformed(_)), "{error:?}");
 
         // Opened and closed without a byte.
         assert!(abuse(&mut pair, &[], true).await.is_empty());
         let error = pair.inbound_failure_at_b().await;
-        assert!(matches!(error, InboundError::ConnectionClosed), "{error:?}");
+        assert!(
+            matches!(error, InboundFailure::ConnectionClosed),
+            "{error:?}"
+        );
 
         assert_still_answers(&mut pair).await;
     })
@@ -571,7 +577,7 @@ async fn oversize_prefix_is_rejected_without_reading_the_body() {
         assert!(abuse(&mut pair, &[0x81, 0x02], false).await.is_empty());
         let error = pair.inbound_failure_at_b().await;
         assert!(
-            matches!(error, InboundError::TooLarge { limit: 256 }),
+            matches!(error, InboundFailure::TooLarge { limit: 256 }),
             "{error:?}"
         );
 
@@ -607,7 +613,7 @@ async fn streams_beyond_the_inbound_cap_are_refused() {
         assert!(refused.is_empty());
         let error = pair.inbound_failure_at_b().await;
         assert!(
-            matches!(error, InboundError::TooManyStreams { limit: 2 }),
+            matches!(error, InboundFailure::TooManyStreams { limit: 2 }),
             "{error:?}"
         );
 
@@ -615,7 +621,10 @@ async fn streams_beyond_the_inbound_cap_are_refused() {
         drop(held);
         for _ in 0..2 {
             let error = pair.inbound_failure_at_b().await;
-            assert!(matches!(error, InboundError::ConnectionClosed), "{error:?}");
+            assert!(
+                matches!(error, InboundFailure::ConnectionClosed),
+                "{error:?}"
+            );
         }
         assert_still_answers(&mut pair).await;
     })
@@ -637,7 +646,7 @@ async fn asks_beyond_the_outbound_cap_fail_fast() {
         let extra = pair.fetch_a().ask(peer, "k");
         let result = pair.answer_to(extra).await;
         assert!(
-            matches!(result, Err(FetchError::TooManyRequests { limit: 2 })),
+            matches!(result, Err(OutboundFailure::TooManyRequests { limit: 2 })),
             "{result:?}"
         );
     })
@@ -675,8 +684,8 @@ async fn hostile_answers_are_errors_not_panics() {
             .await;
             let result = pair.answer_to(id).await;
             let expected = match reply.len() {
-                1 => matches!(result, Err(FetchError::TooLarge { limit: 64 })),
-                _ => matches!(result, Err(FetchError::Malformed(_))),
+                1 => matches!(result, Err(OutboundFailure::TooLarge { limit: 64 })),
+                _ => matches!(result, Err(OutboundFailure::Malformed(_))),
             };
             assert!(expected, "{reply:?}: {result:?}");
         }
@@ -785,7 +794,7 @@ async fn each_entry_decodes_on_its_own_and_extra_entries_are_malformed() {
             let result = pair.answer_to(id).await;
             if reply.more.len() == 3 {
                 assert!(
-                    matches!(result, Err(FetchError::Malformed(_))),
+                    matches!(result, Err(OutboundFailure::Malformed(_))),
                     "{result:?}"
                 );
                 continue;

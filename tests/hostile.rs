@@ -10,7 +10,7 @@ use common::rogue::{topic_of, Rogue};
 use common::*;
 use pointer::record::signing_key;
 use pointer::wire;
-use pointer::{Config, Misbehaviour, Op, PointerEvent, Record, Source};
+use pointer::{Config, Event, Misbehaviour, Op, Record, Source};
 
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
@@ -57,7 +57,7 @@ async fn a_record_copied_onto_another_topic_does_not_shadow_it_on_its_own() {
     let record = Record::sign("k1", Op::Mut, "v", now_ms(), &signer);
     rogue.publish(topic_of("k2"), wire::encode_operate(&record));
     wait_for(&mut nodes, "the target to refuse the copy on k2", |i, e| {
-        matches!(e, PointerEvent::RecordRejected { key, .. } if i == 0 && key == "k2").then_some(())
+        matches!(e, Event::RecordRejected { key, .. } if i == 0 && key == "k2").then_some(())
     })
     .await;
 
@@ -66,9 +66,7 @@ async fn a_record_copied_onto_another_topic_does_not_shadow_it_on_its_own() {
         .insert(record.clone())
         .expect("the writer takes it");
     let (_, source) = wait_for(&mut nodes, "the target to take R on k1", |i, e| match e {
-        PointerEvent::RecordUpdated { record: r, source } if i == 0 && *r == record => {
-            Some(*source)
-        }
+        Event::RecordUpdated { record: r, source } if i == 0 && *r == record => Some(*source),
         _ => None,
     })
     .await;
@@ -97,7 +95,7 @@ fn forged(rogue: &Rogue, key: &str, i: usize) -> Record {
 async fn until_banned(nodes: &mut [Node], rogue: &Rogue) -> Misbehaviour {
     let peer = rogue.peer;
     wait_for(nodes, "the target to ban the rogue", |i, e| match e {
-        PointerEvent::PeerBanned {
+        Event::PeerBanned {
             peer: p, reason, ..
         } if i == 0 && *p == peer => Some(reason.clone()),
         _ => None,
@@ -128,7 +126,7 @@ async fn a_peer_flooding_bad_signatures_is_banned_and_honest_gets_are_answered()
     // ban may come at any point among them.
     let rogue_peer = rogue.peer;
     let (_, first) = wait_for(&mut nodes, "the flood to arrive", |i, e| match e {
-        PointerEvent::RecordRejected { peer, .. } if i == 0 && *peer == rogue_peer => {
+        Event::RecordRejected { peer, .. } if i == 0 && *peer == rogue_peer => {
             Some(started.elapsed())
         }
         _ => None,
@@ -141,10 +139,10 @@ async fn a_peer_flooding_bad_signatures_is_banned_and_honest_gets_are_answered()
         let id = nodes[1].behaviour_mut().get(key);
         let outcome = loop {
             let (_, event) = wait_for(&mut nodes, "the honest get", |i, e| match e {
-                PointerEvent::GetFinished {
+                Event::GetFinished {
                     id: got, outcome, ..
                 } if i == 1 && *got == id => Some(Ok(outcome.clone())),
-                PointerEvent::PeerBanned { peer, reason, .. } if i == 0 && *peer == rogue_peer => {
+                Event::PeerBanned { peer, reason, .. } if i == 0 && *peer == rogue_peer => {
                     Some(Err(reason.clone()))
                 }
                 _ => None,
@@ -293,12 +291,10 @@ async fn an_expired_delete_does_not_end_a_fresh_follower() {
         &mut nodes,
         "the target to take the fresh write",
         |i, e| match e {
-            PointerEvent::RecordDeleted { record, .. } if i == 0 => {
+            Event::RecordDeleted { record, .. } if i == 0 => {
                 panic!("the stale delete was taken: {record:?}")
             }
-            PointerEvent::RecordUpdated { record, .. } if i == 0 => {
-                (*record == fresh).then_some(())
-            }
+            Event::RecordUpdated { record, .. } if i == 0 => (*record == fresh).then_some(()),
             _ => None,
         },
     )

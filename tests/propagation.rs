@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ed25519_dalek::SigningKey;
-use pointer::{Op, PointerEvent, Record, Source};
+use pointer::{Event, Op, Record, Source};
 
 #[tokio::test]
 async fn put_reaches_every_node_by_gossip() {
@@ -17,7 +17,7 @@ async fn put_reaches_every_node_by_gossip() {
     got[0] = true;
     while got.contains(&false) {
         let (i, record) = wait_for(&mut nodes, "the put to arrive", |i, e| match e {
-            PointerEvent::RecordUpdated {
+            Event::RecordUpdated {
                 record,
                 source: Source::Gossip { .. },
             } => Some((i, record.clone())),

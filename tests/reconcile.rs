@@ -24,9 +24,11 @@ fn network_with(nodes: u8, more: impl Fn(ConfigBuilder) -> ConfigBuilder + 'stat
         .map(|i| SigningKey::from_bytes(&[i; 32]))
         .collect();
     let config = move |_| {
-        more(Config::builder().validator(Open).topic_shards(16))
+        let config = more(Config::builder().topic_shards(16))
             .build()
-            .expect("valid settings")
+            .expect("valid settings");
+        let validator: Box<dyn pointer::Validator> = Box::new(Open);
+        (config, validator)
     };
     Network::new(1, signers, &[], NetParams::default(), config)
 }

@@ -14,8 +14,8 @@ use futures::{SinkExt as _, StreamExt as _};
 use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Ask, Range, RangeReply, Reconciled, Status};
-use pointer::protocol::{FetchError, PROTOCOL};
-use pointer::{GetOutcome, PointerEvent};
+use pointer::protocol::{OutboundFailure, PROTOCOL};
+use pointer::{Event, GetOutcome};
 use quick_protobuf_codec::Codec;
 
 fn whole(count: u64) -> Range {
@@ -213,10 +213,10 @@ async fn a_split_that_does_not_split_ends_the_reconciliation_as_malformed() {
     let mut nodes = vec![node_with(|| reconciling_node(100)).await];
     let (peer, asked) = splitter(&mut nodes[0], Splits::One).await;
     wait_for(&mut nodes, "the broken reply", |_, e| match e {
-        PointerEvent::FetchFailed {
+        Event::FetchFailed {
             peer: from,
             keys,
-            error: FetchError::Malformed(_),
+            error: OutboundFailure::Malformed(_),
         } if *from == peer && keys.is_empty() => Some(()),
         _ => None,
     })

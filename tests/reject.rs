@@ -16,7 +16,7 @@ use libp2p_swarm_test::SwarmExt;
 use pointer::accept::RejectReason;
 use pointer::record::{signing_key, Signature};
 use pointer::wire::{self, DecodeError};
-use pointer::{topic, Config, Op, OwnedKeys, PointerEvent, Record, Source, WriteError};
+use pointer::{topic, Config, Event, Op, OwnedKeys, Record, Source, WriteError};
 use sha2::{Digest, Sha256};
 
 const MAX_VALUE: usize = 100;
@@ -48,13 +48,16 @@ impl Arena {
     /// A target with the default `OwnedKeys` validator, following `names`
     /// under the rogue's own keys, and a connected rogue that knows it.
     async fn new(names: &[&str]) -> Arena {
-        let mut target = node_with(|| {
-            Config::builder()
-                .max_value_bytes(MAX_VALUE)
-                .republish_interval(Duration::from_secs(3600))
-                .build()
-                .expect("valid config")
-        })
+        let mut target = node_with_validator(
+            || {
+                Config::builder()
+                    .max_value_bytes(MAX_VALUE)
+                    .republish_interval(Duration::from_secs(3600))
+                    .build()
+                    .expect("valid config")
+            },
+            OwnedKeys,
+        )
         .await;
         let mut signer = None;
         let mut rogue = Swarm::new_ephemeral_tokio(|key| {
@@ -129,7 +132,7 @@ impl Arena {
     }
 
     /// Drives both swarms until the target emits an event `pick` accepts.
-    async fn target_event<T>(&mut self, mut pick: impl FnMut(&PointerEvent) -> Option<T>) -> T {
+    async fn target_event<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
         tokio::time::timeout(PATIENCE, async {
             loop {
                 tokio::select! {
@@ -153,12 +156,11 @@ impl Arena {
     async fn rejection(&mut self) -> (String, RejectReason) {
         let rogue = self.rogue_peer;
         self.target_event(|e| match e {
-            PointerEvent::RecordRejected { peer, key, reason } => {
+            Event::RecordRejected { peer, key, reason } => {
                 assert_eq!(*peer, rogue);
                 Some((key.clone(), reason.clone()))
             }
-            PointerEvent::RecordUpdated { record, .. }
-            | PointerEvent::RecordDeleted { record, .. } => {
+            Event::RecordUpdated { record, .. } | Event::RecordDeleted { record, .. } => {
                 panic!("nothing may be stored, got {record:?}")
             }
             _ => None,
@@ -269,7 +271,7 @@ async fn stale_record_is_ignored_and_changes_nothing() {
     arena.send(&key, &newer);
     let stored = arena
         .target_event(|e| match e {
-            PointerEvent::RecordUpdated {
+            Event::RecordUpdated {
                 record,
                 source: Source::Gossip { .. },
             } => Some(record.clone()),
@@ -290,13 +292,16 @@ async fn stale_record_is_ignored_and_changes_nothing() {
 
 #[tokio::test]
 async fn local_writes_that_break_a_rule_are_typed_errors_and_store_nothing() {
-    let mut target = node_with(|| {
-        Config::builder()
-            .max_key_bytes(64)
-            .max_value_bytes(MAX_VALUE)
-            .build()
-            .expect("valid config")
-    })
+    let mut target = node_with_validator(
+        || {
+            Config::builder()
+                .max_key_bytes(64)
+                .max_value_bytes(MAX_VALUE)
+                .build()
+                .expect("valid config")
+        },
+        OwnedKeys,
+    )
     .await;
     let pointer = target.behaviour_mut();
     let mine = pointer.owned_key("k");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use ed25519_dalek::SigningKey;
-use pointer::{Op, PointerEvent, Record, RecordStore, Source};
+use pointer::{Event, Op, Record, RecordStore, Source};
 
 #[tokio::test]
 async fn republish_delivers_what_nobody_asked_for() {
@@ -67,7 +67,7 @@ async fn republish_reaches_a_peer_that_lost_the_record_in_a_quiet_network() {
 /// (gossip) or its reconciliation (fetch), never a local write.
 async fn gossiped_to_node_1(nodes: &mut [Node]) -> Record {
     let (_, got) = wait_for(nodes, "the republish", |i, e| match e {
-        PointerEvent::RecordUpdated {
+        Event::RecordUpdated {
             record,
             source: Source::Gossip { .. } | Source::Fetch { .. },
         } if i == 1 => Some(record.clone()),

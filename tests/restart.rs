@@ -10,7 +10,7 @@ use libp2p::core::{transport::MemoryTransport, upgrade::Version, Transport};
 use libp2p::identity::Keypair;
 use libp2p::{noise, tcp, yamux};
 use libp2p_swarm_test::SwarmExt;
-use pointer::{Config, GetOutcome, MemoryStore, Pointer, RecordStore, Refusal};
+use pointer::{Behaviour, Config, GetOutcome, MemoryStore, RecordStore, Refusal};
 
 /// A swarm with a given identity (libp2p-swarm-test only makes fresh ones),
 /// on the memory transport, listening.
@@ -30,7 +30,7 @@ async fn node_as<S: RecordStore + Send + 'static>(keypair: &Keypair, store: S) -
                 .multiplex(yamux::Config::default())
         })
         .expect("memory transport")
-        .with_behaviour(|key| Pointer::new(key, store, Config::default()).expect("config"))
+        .with_behaviour(|key| Behaviour::new(key, store, Config::default()).expect("config"))
         .expect("behaviour")
         .build();
     swarm.listen().with_memory_addr_external().await;

@@ -15,7 +15,7 @@ use pointer::record::signing_key;
 use pointer::record::Signature;
 use pointer::topic::shard_index;
 use pointer::wire;
-use pointer::{Config, Op, PointerEvent, Record, Source, Topic};
+use pointer::{Config, Event, Op, Record, Source, Topic};
 
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
@@ -66,9 +66,7 @@ async fn a_node_relays_the_records_of_keys_it_does_not_follow() {
         &mut nodes,
         "the far end to take the write",
         |i, e| match e {
-            PointerEvent::RecordUpdated { record: r, source } if i == 2 && *r == record => {
-                Some(*source)
-            }
+            Event::RecordUpdated { record: r, source } if i == 2 && *r == record => Some(*source),
             _ => None,
         },
     )
@@ -100,7 +98,7 @@ async fn a_node_without_shards_and_a_sharded_node_interoperate() {
     for (writer, reader, value) in [(0, 1, "from the seed"), (1, 0, "from the shard")] {
         let record = nodes[writer].behaviour_mut().put("k", value).expect("put");
         let (_, source) = wait_for(&mut nodes, "the other node to take it", |i, e| match e {
-            PointerEvent::RecordUpdated { record: r, source } if i == reader && *r == record => {
+            Event::RecordUpdated { record: r, source } if i == reader && *r == record => {
                 Some(*source)
             }
             _ => None,
@@ -194,8 +192,8 @@ async fn a_shard_carries_only_valid_records_of_its_own_keys() {
         &mut nodes,
         "the node beyond to take the honest record",
         |i, e| match e {
-            PointerEvent::RecordRejected { key, .. } if i == 1 => Some(Some(key.clone())),
-            PointerEvent::RecordUpdated { record, .. } if i == 1 && *record == marker => Some(None),
+            Event::RecordRejected { key, .. } if i == 1 => Some(Some(key.clone())),
+            Event::RecordUpdated { record, .. } if i == 1 && *record == marker => Some(None),
             _ => None,
         },
     )
@@ -207,9 +205,7 @@ async fn a_shard_carries_only_valid_records_of_its_own_keys() {
 /// Waits for node 0 to refuse a record of `key`; returns why.
 async fn rejected(nodes: &mut [Node], key: &str) -> RejectReason {
     wait_for(nodes, "the target to refuse the record", |i, e| match e {
-        PointerEvent::RecordRejected { key: k, reason, .. } if i == 0 && k == key => {
-            Some(reason.clone())
-        }
+        Event::RecordRejected { key: k, reason, .. } if i == 0 && k == key => Some(reason.clone()),
         _ => None,
     })
     .await

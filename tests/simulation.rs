@@ -132,11 +132,12 @@ fn thousand_nodes_converge() {
     let links = pointer::sim::links(Topology::Sparse, n, &mut rng);
     let settings = Settings::default();
     let mut net = Network::new(seed, signers, &[], NetParams::default(), move |_| {
-        pointer::Config::builder()
-            .validator(pointer::Open)
+        let config = pointer::Config::builder()
             .republish_interval(settings.republish_interval)
             .build()
-            .expect("valid config")
+            .expect("valid config");
+        let validator: Box<dyn pointer::Validator> = Box::new(pointer::Open);
+        (config, validator)
     });
     for &(a, b) in &links {
         net.link(a, b);

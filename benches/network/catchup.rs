@@ -298,7 +298,7 @@ pub(crate) fn now_ms() -> i64 {
 /// Heap of a `Pointer` that holds and follows `k` records, measured with
 /// nothing else running: first the store filled with the records (moved in,
 /// so only the store's own overhead and key copies are new), then
-/// `Pointer::new` on it, which follows every held key (subscriptions,
+/// `Behaviour::new` on it, which follows every held key (subscriptions,
 /// gossipsub topic state, Trickle). Without peers: per-peer topic state is
 /// in the catch-up rows.
 pub(crate) async fn memory_alone(s: &Settings, report: &mut Report) {
@@ -323,7 +323,7 @@ pub(crate) async fn memory_alone(s: &Settings, report: &mut Report) {
         }
         let with_store = heap();
         let pointer =
-            Pointer::new(&keypair, store, pointer_config(s.republish, 0)).expect("pointer");
+            Behaviour::new(&keypair, store, pointer_config(s.republish, 0)).expect("pointer");
         let with_pointer = heap();
         // The records were allocated before `base`: add what they own.
         let record_per_key = record_bytes as f64 / k as f64;

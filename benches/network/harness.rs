@@ -129,7 +129,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Bench {
-    pub(crate) pointer: Pointer<BenchStore>,
+    pub(crate) pointer: Behaviour<BenchStore>,
     pub(crate) gossipsub: gossipsub::Behaviour<IdentityTransform, AllowAllSubscriptionFilter>,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
 }
@@ -313,7 +313,7 @@ pub(crate) async fn start_node(
             let mut kad = kad::Behaviour::with_config(peer, kad_store, kad_config);
             kad.set_mode(Some(Mode::Server));
             Ok(Bench {
-                pointer: Pointer::new(key, store, pointer_config(republish, shards))?,
+                pointer: Behaviour::new(key, store, pointer_config(republish, shards))?,
                 gossipsub: gossipsub::Behaviour::new_with_subscription_filter(
                     MessageAuthenticity::Anonymous,
                     gossipsub_config(republish),
@@ -420,7 +420,7 @@ pub(crate) fn on_event(swarm: &mut Swarm<Bench>, st: &mut State, event: SwarmEve
     };
     let now = Instant::now();
     match event {
-        BenchEvent::Pointer(PointerEvent::RecordUpdated { record, .. }) => {
+        BenchEvent::Pointer(Event::RecordUpdated { record, .. }) => {
             st.updates += 1;
             st.last_update = Some(now);
             if st.forward {
@@ -432,8 +432,8 @@ pub(crate) fn on_event(swarm: &mut Swarm<Bench>, st: &mut State, event: SwarmEve
                 });
             }
         }
-        BenchEvent::Pointer(PointerEvent::PublishFailed { .. }) => st.publish_failed += 1,
-        BenchEvent::Pointer(PointerEvent::FetchFailed { .. }) => st.fetch_failed += 1,
+        BenchEvent::Pointer(Event::PublishFailed { .. }) => st.publish_failed += 1,
+        BenchEvent::Pointer(Event::FetchFailed { .. }) => st.fetch_failed += 1,
         BenchEvent::Pointer(_) => {}
         BenchEvent::Gossipsub(gossipsub::Event::Message {
             propagation_source,

@@ -4,7 +4,7 @@
 //! Every node is one swarm on 127.0.0.1 TCP (noise, yamux) whose behaviour
 //! joins three systems over the same connections:
 //!
-//! - `pointer`: `Pointer<MemoryStore>` with the default `OwnedKeys`
+//! - `pointer`: `Behaviour<MemoryStore>` with the default `OwnedKeys`
 //!   validator, its gossipsub on the distinct protocol prefix
 //!   `/pointer/meshsub`;
 //! - `gossipsub`: baseline A, a plain gossipsub configured like Pointer's
@@ -68,7 +68,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
 use pointer::record::signing_key;
 use pointer::store::RecordStore;
-use pointer::{Config, MemoryStore, Op, OwnedKeys, Pointer, PointerEvent, Record};
+use pointer::{Behaviour, Config, Event, MemoryStore, Op, OwnedKeys, Record};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use clap::Parser;
 use libp2p::{Multiaddr, PeerId};
-use pointer::{AllowList, Config, ConfigBuilder, ConfigError, Open, OwnedKeys};
+use pointer::{AllowList, Config, ConfigError, Open, OwnedKeys, Validator};
 
 /// Listen addresses when none are given: every IPv4 interface, a free TCP
 /// port and a free QUIC port (the node prints the ones it got).
@@ -98,12 +98,11 @@ impl Args {
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
 
 impl Args {
-    /// The node's `Pointer` configuration: the validator and the limits.
+    /// The node's `pointer::Config`: the limits.
     pub fn config(&self) -> Result<Config, ConfigError> {
         let overhead = pointer::config::OPERATE_OVERHEAD + 2 * 1024;
         let message = self.max_value_bytes.saturating_add(overhead).max(64 * 1024);
-        self.validator
-            .builder()
+        Config::builder()
             .max_value_bytes(self.max_value_bytes)
             .max_message_bytes(message)
             .build()
@@ -119,13 +118,12 @@ pub enum ValidatorArg {
 }
 
 impl ValidatorArg {
-    /// A configuration builder with this policy.
-    pub fn builder(&self) -> ConfigBuilder {
-        let builder = Config::builder();
+    /// The validator of this policy.
+    pub fn validator(&self) -> Box<dyn Validator> {
         match self {
-            ValidatorArg::Owned => builder.validator(OwnedKeys),
-            ValidatorArg::Open => builder.validator(Open),
-            ValidatorArg::Allow(peers) => builder.validator(AllowList::new(peers.clone())),
+            ValidatorArg::Owned => Box::new(OwnedKeys),
+            ValidatorArg::Open => Box::new(Open),
+            ValidatorArg::Allow(peers) => Box::new(AllowList::new(peers.clone())),
         }
     }
 }

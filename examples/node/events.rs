@@ -7,7 +7,7 @@ use libp2p::gossipsub::PublishError;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
-use pointer::{PointerEvent, RecordStore, Source};
+use pointer::{Event, RecordStore, Source};
 
 use crate::net::NodeEvent;
 use crate::node::Node;
@@ -79,48 +79,47 @@ impl<S: RecordStore + 'static> Node<S> {
         }
     }
 
-    fn on_pointer_event(&mut self, event: PointerEvent) {
+    fn on_pointer_event(&mut self, event: Event) {
         let line = match event {
             // Local writes were answered by `put` and `del` already.
-            PointerEvent::RecordUpdated { source, .. }
-            | PointerEvent::RecordDeleted { source, .. }
+            Event::RecordUpdated { source, .. } | Event::RecordDeleted { source, .. }
                 if source == Source::Local =>
             {
                 return
             }
-            PointerEvent::RecordUpdated { record, source } => {
+            Event::RecordUpdated { record, source } => {
                 Line::Updated(RecordLine::new(&record, source))
             }
-            PointerEvent::RecordDeleted { record, source } => {
+            Event::RecordDeleted { record, source } => {
                 Line::Deleted(RecordLine::new(&record, source))
             }
-            PointerEvent::GetFinished { key, outcome, .. } => Line::get(key, outcome),
-            PointerEvent::RecordRejected { peer, key, reason } => Line::Rejected {
+            Event::GetFinished { key, outcome, .. } => Line::get(key, outcome),
+            Event::RecordRejected { peer, key, reason } => Line::Rejected {
                 peer_id: peer.to_string(),
                 key,
                 reason: reason.to_string(),
             },
-            PointerEvent::StoreFailed { key, error } => {
+            Event::StoreFailed { key, error } => {
                 Line::network_error(format!("could not store {key}: {error}"))
             }
-            PointerEvent::PublishFailed { key, error } => Line::PublishFailed {
+            Event::PublishFailed { key, error } => Line::PublishFailed {
                 key,
                 reason: publish_reason(&error),
             },
             // A peer that left mid-answer, or one with an older protocol:
             // the catch-up asks others; worth a log line, not an answer.
-            PointerEvent::FetchFailed { peer, keys, error } => {
+            Event::FetchFailed { peer, keys, error } => {
                 let first = keys.first().map(String::as_str).unwrap_or_default();
                 let keys = keys.len();
                 return tracing::info!(%peer, %first, keys, "fetch failed: {error}");
             }
-            PointerEvent::InboundFetchFailed { peer, error } => {
+            Event::InboundFetchFailed { peer, error } => {
                 return tracing::info!(%peer, "inbound fetch failed: {error}")
             }
-            PointerEvent::PeerBanned { peer, reason, .. } => {
+            Event::PeerBanned { peer, reason, .. } => {
                 return tracing::warn!(%peer, "peer banned: {reason}")
             }
-            PointerEvent::Kad(event) => return tracing::debug!("kad: {event:?}"),
+            Event::Kad(event) => return tracing::debug!("kad: {event:?}"),
         };
         self.print(&line);
     }

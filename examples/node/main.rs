@@ -1,7 +1,7 @@
 //! `cargo run --example node -- --help`
 //!
 //! A full pointer node: TCP and QUIC, noise, yamux, identify, ping and mDNS
-//! next to `Pointer`. Commands come on standard input, one a line; answers
+//! next to `pointer::Behaviour`. Commands come on standard input, one a line; answers
 //! and events go to standard output, as text or (`--json`) one JSON object
 //! a line; logs go to standard error (`RUST_LOG`). The README has a
 //! walk-through and the JSON schema.
@@ -100,7 +100,13 @@ async fn run<S: RecordStore + 'static>(
         dht: !args.no_dht,
         relay_server: args.relay_server,
     };
-    let swarm = net::build(keypair, store, args.config()?, options)?;
+    let swarm = net::build(
+        keypair,
+        store,
+        args.config()?,
+        args.validator.validator(),
+        options,
+    )?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
     for addr in &args.external_address {
         node.swarm.add_external_address(addr.clone());

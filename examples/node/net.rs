@@ -1,4 +1,4 @@
-//! The swarm: transports and the behaviours next to `Pointer`.
+//! The swarm: transports and the behaviours next to `pointer::Behaviour`.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Swarm, SwarmBuilder};
 use pointer::discovery::Kad;
-use pointer::{Config, Pointer, PointerEvent, RecordStore};
+use pointer::{Config, RecordStore, Validator};
 
 use crate::Error;
 
@@ -22,7 +22,7 @@ const AGENT: &str = concat!("pointer-node/", env!("CARGO_PKG_VERSION"));
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "NodeEvent")]
 pub struct Behaviour<S: RecordStore + 'static> {
-    pub pointer: Pointer<S, Toggle<Kad>>,
+    pub pointer: pointer::Behaviour<S, Toggle<Kad>>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -46,7 +46,7 @@ pub struct Options {
 /// because the derived one would carry the unused store type parameter.
 #[derive(Debug)]
 pub enum NodeEvent {
-    Pointer(PointerEvent),
+    Pointer(pointer::Event),
     Identify(Box<identify::Event>),
     Ping(ping::Event),
     Mdns(mdns::Event),
@@ -80,8 +80,8 @@ impl From<autonat::Event> for NodeEvent {
     }
 }
 
-impl From<PointerEvent> for NodeEvent {
-    fn from(e: PointerEvent) -> Self {
+impl From<pointer::Event> for NodeEvent {
+    fn from(e: pointer::Event) -> Self {
         NodeEvent::Pointer(e)
     }
 }
@@ -110,6 +110,7 @@ pub fn build<S: RecordStore + 'static>(
     keypair: Keypair,
     store: S,
     config: Config,
+    validator: Box<dyn Validator>,
     options: Options,
 ) -> Result<Swarm<Behaviour<S>>, Error> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -126,7 +127,9 @@ pub fn build<S: RecordStore + 'static>(
             let peer = key.public().to_peer_id();
             let kad = Toggle::from(options.dht.then(|| Kad::new(peer)));
             Ok(Behaviour {
-                pointer: Pointer::with_discovery(key, store, config, kad)?,
+                pointer: pointer::Behaviour::with_validator_and_discovery(
+                    key, store, config, validator, kad,
+                )?,
                 identify: identify::Behaviour::new(
                     identify::Config::new("/pointer/node/1".into(), key.public())
                         .with_agent_version(AGENT.into()),

@@ -14,7 +14,7 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use pointer::accept::check_sizes;
 use pointer::discovery::Kad;
-use pointer::{OwnedKeys, Pointer, RecordStore, WriteError};
+use pointer::{OwnedKeys, RecordStore, WriteError};
 
 use crate::cli::ValidatorArg;
 use crate::command::{self, Command, HELP};
@@ -56,11 +56,11 @@ impl<S: RecordStore + 'static> Node<S> {
         *self.swarm.local_peer_id()
     }
 
-    pub fn pointer(&self) -> &Pointer<S, Toggle<Kad>> {
+    pub fn pointer(&self) -> &pointer::Behaviour<S, Toggle<Kad>> {
         &self.swarm.behaviour().pointer
     }
 
-    fn pointer_mut(&mut self) -> &mut Pointer<S, Toggle<Kad>> {
+    fn pointer_mut(&mut self) -> &mut pointer::Behaviour<S, Toggle<Kad>> {
         &mut self.swarm.behaviour_mut().pointer
     }
 
@@ -249,7 +249,7 @@ impl<S: RecordStore + 'static> Node<S> {
     /// The answer comes later, as a `get` line (see `on_pointer_event`).
     fn get(&mut self, key: String) {
         let key = self.full_key(key);
-        // `Pointer::get` does not check the key: a key no peer could hold
+        // `pointer::Behaviour::get` does not check the key: a key no peer could hold
         // would still be followed and asked for.
         if let Err(e) = check_sizes(&key, "", self.pointer().config().limits()) {
             return self.print(&Line::error("get", e));

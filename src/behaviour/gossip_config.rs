@@ -1,4 +1,4 @@
-//! The gossipsub inside [`Pointer`](crate::Pointer): its configuration and
+//! The gossipsub inside [`Behaviour`](crate::Behaviour): its configuration and
 //! the subscription filter that keeps only record topics.
 
 use std::time::Duration;

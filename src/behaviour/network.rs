@@ -1,4 +1,4 @@
-//! `Pointer` as a `NetworkBehaviour`: connections and events go to the
+//! `Behaviour` as a `NetworkBehaviour`: connections and events go to the
 //! gossipsub, the fetch handler and the discovery it joins; `poll` reads
 //! the clock once and feeds the coordinator.
 
@@ -14,17 +14,17 @@ use libp2p::swarm::{
 };
 use libp2p::PeerId;
 
-use super::{now_ms, Gossip, Pointer, TOPIC_PREFIX};
+use super::{now_ms, Behaviour, Gossip, TOPIC_PREFIX};
 use crate::coordinator::Input;
 use crate::discovery::{Discovered, Discovery};
-use crate::event::PointerEvent;
+use crate::event::Event;
 use crate::handler::Handler;
 use crate::store::RecordStore;
 
-impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Pointer<S, D> {
+impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D> {
     type ConnectionHandler =
         ConnectionHandlerSelect<ConnectionHandlerSelect<THandler<Gossip>, Handler>, THandler<D>>;
-    type ToSwarm = PointerEvent;
+    type ToSwarm = Event;
 
     fn handle_pending_inbound_connection(
         &mut self,
@@ -207,7 +207,7 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Pointer<S, D> 
     }
 }
 
-impl<S: RecordStore, D: Discovery> Pointer<S, D> {
+impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     fn on_discovered(&mut self, event: D::ToSwarm, now: i64) {
         let input = match self.discovery.on_event(event) {
             Some(Discovered::Providers { topic, peers }) => {

@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
-use crate::event::{GetOutcome, PointerEvent};
+use crate::event::{Event, GetOutcome};
 use crate::exchange::{Entry, Response};
 use crate::store::MemoryStore;
 use crate::validator::Open;
@@ -15,11 +15,12 @@ use crate::Config;
 const T0: i64 = 1_800_000_000_000;
 
 fn node(seed: u8, config: crate::ConfigBuilder) -> Coordinator<MemoryStore> {
-    let config = config.validator(Open).build().expect("valid config");
+    let config = config.build().expect("valid config");
     let mut c = Coordinator::new(
         SigningKey::from_bytes(&[seed; 32]),
         MemoryStore::new(),
         config,
+        Box::new(Open),
         u64::from(seed),
     );
     c.enable_discovery();
@@ -46,18 +47,19 @@ fn is_find(o: &Output) -> bool {
 
 fn finished(outputs: &[Output]) -> Option<&GetOutcome> {
     outputs.iter().find_map(|o| match o {
-        Output::Event(PointerEvent::GetFinished { outcome, .. }) => Some(outcome),
+        Output::Event(Event::GetFinished { outcome, .. }) => Some(outcome),
         _ => None,
     })
 }
 
 #[test]
 fn discovery_is_off_until_enabled() {
-    let config = Config::builder().validator(Open).build().expect("config");
+    let config = Config::builder().build().expect("config");
     let mut c = Coordinator::new(
         SigningKey::from_bytes(&[1; 32]),
         MemoryStore::new(),
         config,
+        Box::new(Open),
         1,
     );
     c.subscribe("k").expect("key ok");

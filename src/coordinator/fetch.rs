@@ -7,9 +7,9 @@ use libp2p::PeerId;
 use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
-use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::event::{Event, GetOutcome, QueryId, Source};
 use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version};
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::store::RecordStore;
 use crate::wire::{self, DecodeError};
 
@@ -158,7 +158,7 @@ impl<S: RecordStore> Coordinator<S> {
     pub(super) fn on_answered(
         &mut self,
         id: u64,
-        result: Result<Response, FetchError>,
+        result: Result<Response, OutboundFailure>,
         now_ms: i64,
     ) {
         if self.reconciling(id) {
@@ -171,7 +171,7 @@ impl<S: RecordStore> Coordinator<S> {
         let peer = fetch.peer;
         let asked = fetch.wanted.len();
         let entries = match result {
-            Ok(entries) if entries.len() > asked => Err(FetchError::Malformed(format!(
+            Ok(entries) if entries.len() > asked => Err(OutboundFailure::Malformed(format!(
                 "answer has {} entries for {asked} keys asked",
                 entries.len()
             ))),
@@ -184,7 +184,7 @@ impl<S: RecordStore> Coordinator<S> {
             // dropped the stream: as an answer that left every key out, so
             // they are asked again, a key at a time to begin with. A single
             // key that fails this way fails for good.
-            Err(FetchError::TooLarge { .. } | FetchError::ConnectionClosed)
+            Err(OutboundFailure::TooLarge { .. } | OutboundFailure::ConnectionClosed)
                 if asked > 1 && self.connected.contains(&peer) =>
             {
                 Vec::new()
@@ -202,7 +202,7 @@ impl<S: RecordStore> Coordinator<S> {
             self.dispatch.answered(peer, asked, entries.len());
             self.dispatch.requeue(peer, unanswered);
         } else {
-            self.fail(peer, unanswered, FetchError::ConnectionClosed);
+            self.fail(peer, unanswered, OutboundFailure::ConnectionClosed);
         }
         self.dispatch.finished(peer);
         // The records' signatures are checked together, on several threads.
@@ -253,7 +253,7 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// Nothing was learnt from `peer` for these keys.
-    pub(super) fn fail(&mut self, peer: PeerId, wanted: Vec<Wanted>, error: FetchError) {
+    pub(super) fn fail(&mut self, peer: PeerId, wanted: Vec<Wanted>, error: OutboundFailure) {
         if wanted.is_empty() {
             return;
         }
@@ -268,7 +268,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
             keys.push(key);
         }
-        self.emit(PointerEvent::FetchFailed { peer, keys, error });
+        self.emit(Event::FetchFailed { peer, keys, error });
         for query in queries {
             self.on_query_reply(query, false);
         }
@@ -311,7 +311,7 @@ impl<S: RecordStore> Coordinator<S> {
             self.unsubscribe(&key);
         }
         self.discover_query_done(id, &key);
-        self.emit(PointerEvent::GetFinished { id, key, outcome });
+        self.emit(Event::GetFinished { id, key, outcome });
     }
 
     /// Answers a peer's `Ask` from the store, in order, at most

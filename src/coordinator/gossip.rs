@@ -8,9 +8,9 @@ use libp2p::PeerId;
 
 use super::{Coordinator, Output};
 use crate::accept::RejectReason;
-use crate::event::{PointerEvent, Source};
+use crate::event::{Event, Source};
 use crate::exchange::Version;
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::record::{Op, Record};
 use crate::replica::Refusal;
 use crate::store::RecordStore;
@@ -45,7 +45,7 @@ impl<S: RecordStore> Coordinator<S> {
         // What still waited for the peer fails now; asks in flight fail as
         // the shell reports them.
         let waiting = self.dispatch.forget(peer);
-        self.fail(peer, waiting, FetchError::ConnectionClosed);
+        self.fail(peer, waiting, OutboundFailure::ConnectionClosed);
     }
 
     /// A peer follows `key`. If we watch it (follow it, or hold its
@@ -148,7 +148,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
             Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason, now_ms),
             Err(Refusal::Store(error)) => {
-                self.emit(PointerEvent::StoreFailed { key, error });
+                self.emit(Event::StoreFailed { key, error });
                 MessageAcceptance::Ignore
             }
         }
@@ -214,9 +214,9 @@ impl<S: RecordStore> Coordinator<S> {
             if !matches!(source, Source::Gossip { .. }) {
                 self.unsubscribe(record.key());
             }
-            self.emit(PointerEvent::RecordDeleted { record, source });
+            self.emit(Event::RecordDeleted { record, source });
         } else {
-            self.emit(PointerEvent::RecordUpdated { record, source });
+            self.emit(Event::RecordUpdated { record, source });
         }
     }
 

@@ -9,7 +9,7 @@ use libp2p::PeerId;
 
 use super::{Coordinator, Output};
 use crate::accept::RejectReason;
-use crate::event::PointerEvent;
+use crate::event::Event;
 use crate::misbehaviour::{blames_sender, Misbehaviour};
 use crate::store::RecordStore;
 
@@ -34,7 +34,7 @@ impl<S: RecordStore> Coordinator<S> {
         let spent = blamed
             .then(|| self.penalties.charge(peer, now_ms))
             .flatten();
-        self.emit(PointerEvent::RecordRejected {
+        self.emit(Event::RecordRejected {
             peer,
             key,
             reason: reason.clone(),
@@ -78,7 +78,7 @@ impl<S: RecordStore> Coordinator<S> {
         let until_ms = self.penalties.ban(peer, now_ms);
         self.on_disconnected(peer);
         self.outputs.push_back(Output::Ban { peer, until_ms });
-        self.emit(PointerEvent::PeerBanned {
+        self.emit(Event::PeerBanned {
             peer,
             reason,
             until_ms,

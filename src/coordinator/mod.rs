@@ -1,4 +1,4 @@
-//! The sans-IO core of a node: every decision `Pointer` makes, with no I/O,
+//! The sans-IO core of a node: every decision `Behaviour` makes, with no I/O,
 //! no clock and no randomness of its own.
 //!
 //! A [`Coordinator`] takes [`Input`]s (a gossip message, a peer that
@@ -7,7 +7,7 @@
 //! [`Output`]s (join a topic, publish, the verdict for gossipsub, send an
 //! `Ask`, answer one, arm a timer, tell the user). Its randomness comes from
 //! a seeded RNG handed to it at construction. The libp2p shell
-//! ([`Pointer`](crate::Pointer)) executes the outputs; the deterministic
+//! ([`Behaviour`](crate::Behaviour)) executes the outputs; the deterministic
 //! simulator (feature `sim`) drives many coordinators over a model network.
 //!
 //! The coordinator never names a protobuf type: it sees records,
@@ -38,18 +38,18 @@ use rand::SeedableRng;
 use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::dispatch::Dispatch;
-use crate::event::{GetOutcome, PointerEvent, QueryId, Source};
+use crate::event::{Event, GetOutcome, QueryId, Source};
 use crate::exchange::{Reply, Request, Response};
 use crate::misbehaviour::Penalties;
 use crate::peer_index::PeerIndex;
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::query::Queries;
 use crate::record::{Op, Record};
 use crate::replica::{Refusal, Replica, WriteError};
 use crate::store::RecordStore;
 use crate::topic::Topic;
 use crate::trickle::Trickle;
-use crate::validator::OwnedKeys;
+use crate::validator::{OwnedKeys, Validator};
 
 use self::fetch::{Fetch, Wanted};
 use self::guard::ms;
@@ -109,7 +109,7 @@ pub enum Input {
         /// The ask.
         id: u64,
         /// What the answer holds.
-        result: Result<Response, FetchError>,
+        result: Result<Response, OutboundFailure>,
     },
     /// A timer armed with [`Output::SetTimer`] fired.
     Timer(Timer),
@@ -146,7 +146,7 @@ pub enum Timer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Publication {
     /// A local write: a failure is reported as
-    /// [`PointerEvent::PublishFailed`].
+    /// [`Event::PublishFailed`].
     Write,
     /// A republish or a push of a record the network may lack: a failure
     /// is retried by the next republish.
@@ -223,7 +223,7 @@ pub enum Output {
     /// Connect to `peer` (a follower a lookup found) unless connected.
     Dial(PeerId),
     /// Tell the user.
-    Event(PointerEvent),
+    Event(Event),
 }
 
 /// One node's decisions; see the [module docs](self).
@@ -268,13 +268,18 @@ pub struct Coordinator<S: RecordStore> {
 }
 
 impl<S: RecordStore> Coordinator<S> {
-    /// A coordinator that signs with `signer` and keeps records in `store`,
-    /// its randomness drawn from `seed`. Every key that holds a value in
+    /// A coordinator that signs with `signer`, keeps records in `store`
+    /// that `validator` admits, its randomness drawn from `seed`. Every key that holds a value in
     /// `store` is followed at once (a node restarted on its store picks up
     /// where it left off); the first outputs join their topics and arm the
     /// republish timer.
-    pub fn new(signer: SigningKey, store: S, mut config: Config, seed: u64) -> Self {
-        let validator = std::mem::replace(&mut config.validator, Box::new(OwnedKeys));
+    pub fn new(
+        signer: SigningKey,
+        store: S,
+        config: Config,
+        validator: Box<dyn Validator>,
+        seed: u64,
+    ) -> Self {
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
             .with_author_key_cache(config.author_key_cache)
             .with_verify_threads(config.verify_threads);
@@ -392,7 +397,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// `fetch_fanout` connected peers when none is known). With discovery
     /// on and no follower connected, it also looks the key's followers up
     /// and asks those that connect before `fetch_timeout`. The answer
-    /// comes as [`PointerEvent::GetFinished`].
+    /// comes as [`Event::GetFinished`].
     pub fn get(&mut self, key: &str, now_ms: i64) -> QueryId {
         let id = QueryId(self.next_id());
         if crate::accept::check_sizes(key, "", &self.config.limits).is_err() {
@@ -552,7 +557,7 @@ impl<S: RecordStore> Coordinator<S> {
         self.next_id
     }
 
-    fn emit(&mut self, event: PointerEvent) {
+    fn emit(&mut self, event: Event) {
         self.outputs.push_back(Output::Event(event));
     }
 

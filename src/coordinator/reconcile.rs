@@ -12,9 +12,9 @@ use std::collections::VecDeque;
 use libp2p::PeerId;
 
 use super::Coordinator;
-use crate::event::PointerEvent;
+use crate::event::Event;
 use crate::exchange::{Request, Response};
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::reconcile::{KeyRange, Learnt, RangeAsk, RangeReply};
 use crate::store::RecordStore;
 use crate::wire;
@@ -172,7 +172,11 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// The answer to a reconciliation ask.
-    pub(super) fn on_ranges_answered(&mut self, id: u64, result: Result<Response, FetchError>) {
+    pub(super) fn on_ranges_answered(
+        &mut self,
+        id: u64,
+        result: Result<Response, OutboundFailure>,
+    ) {
         let Some(RangeFetch { peer, asks }) = self.range_fetches.remove(&id) else {
             return;
         };
@@ -200,9 +204,9 @@ impl<S: RecordStore> Coordinator<S> {
                 Ok(more) => again.extend(more),
                 Err(error) => {
                     self.sessions.remove(&peer);
-                    let error = FetchError::Malformed(error);
+                    let error = OutboundFailure::Malformed(error);
                     let keys = Vec::new();
-                    return self.emit(PointerEvent::FetchFailed { peer, keys, error });
+                    return self.emit(Event::FetchFailed { peer, keys, error });
                 }
             }
         }

@@ -16,7 +16,7 @@ use libp2p::swarm::{
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
 use super::{Discovered, Discovery};
-use crate::event::PointerEvent;
+use crate::event::Event;
 
 /// The Kademlia protocol of the DHT [`Kad::new`] builds. A DHT of its own
 /// rather than the IPFS one (`/ipfs/kad/1.0.0`): Pointer's provider
@@ -95,9 +95,9 @@ impl Kad {
 
     /// Discovery through a `kad::Behaviour` you built (your protocol,
     /// store limits and mode). Pointer owns it from now on: reach it
-    /// through [`Pointer::discovery_mut`](crate::Pointer::discovery_mut);
+    /// through [`Behaviour::discovery_mut`](crate::Behaviour::discovery_mut);
     /// its events that are not Pointer's come as
-    /// [`PointerEvent::Kad`].
+    /// [`Event::Kad`].
     pub fn from_behaviour(inner: kad::Behaviour<MemoryStore>) -> Self {
         Kad {
             inner,
@@ -113,7 +113,7 @@ impl Kad {
     }
 
     /// The Kademlia behaviour, mutably: add addresses, bootstrap, run
-    /// your own queries (their results come as [`PointerEvent::Kad`]).
+    /// your own queries (their results come as [`Event::Kad`]).
     pub fn behaviour_mut(&mut self) -> &mut kad::Behaviour<MemoryStore> {
         &mut self.inner
     }
@@ -218,9 +218,7 @@ impl Discovery for Kad {
                 }
                 None
             }
-            other => Some(Discovered::Event(Box::new(PointerEvent::Kad(Box::new(
-                other,
-            ))))),
+            other => Some(Discovered::Event(Box::new(Event::Kad(Box::new(other))))),
         }
     }
 }

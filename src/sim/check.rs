@@ -10,7 +10,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
-use super::network::{NetParams, Network, Traffic};
+use super::network::{NetParams, Network, NodeSetup, Traffic};
 use super::scenario::{Forgery, Scenario, Step};
 use crate::accept::RejectReason;
 use crate::config::Config;
@@ -143,7 +143,7 @@ fn node_config(
     settings: &Settings,
     allowed: &[PeerId],
     scenario: &Scenario,
-) -> Result<impl Fn(usize) -> Config + 'static, crate::config::ConfigError> {
+) -> Result<impl Fn(usize) -> NodeSetup + 'static, crate::config::ConfigError> {
     let (republish, skew) = (settings.republish_interval, settings.max_clock_skew);
     let allowed = allowed.to_vec();
     let (shards, nodes) = (scenario.shards.clone(), scenario.shards.len());
@@ -151,7 +151,6 @@ fn node_config(
     let settled = scenario.settled_after.clone();
     let make = move |i: usize| {
         Config::builder()
-            .validator(AllowList::new(allowed.clone()))
             .republish_interval(republish)
             .max_clock_skew(skew)
             .topic_shards(shards.get(i).copied().unwrap_or(0))
@@ -163,13 +162,16 @@ fn node_config(
         make(i)?;
     }
     // The same settings again, so the same (valid) result.
-    Ok(move |i| make(i).unwrap_or_default())
+    Ok(move |i| {
+        let validator: Box<dyn Validator> = Box::new(AllowList::new(allowed.clone()));
+        (make(i).unwrap_or_default(), validator)
+    })
 }
 
 fn build(
     scenario: &Scenario,
     settings: &Settings,
-    config: impl Fn(usize) -> Config + 'static,
+    config: impl Fn(usize) -> NodeSetup + 'static,
     trace: bool,
 ) -> Network {
     let mut net = Network::new(

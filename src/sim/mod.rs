@@ -34,5 +34,5 @@ mod network;
 mod scenario;
 
 pub use check::{run, run_traced, Failure, Report, Settings};
-pub use network::{NetParams, Network, Traffic, EPOCH_MS};
+pub use network::{NetParams, Network, NodeSetup, Traffic, EPOCH_MS};
 pub use scenario::{links, Forgery, Scenario, Shape, Step, Topology};

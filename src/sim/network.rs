@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
-use crate::event::PointerEvent;
+use crate::event::Event;
 use crate::exchange::{Entry, Reply, Request, Response};
-use crate::protocol::FetchError;
+use crate::protocol::OutboundFailure;
 use crate::record::{Author, Record};
 use crate::replica::WriteError;
 use crate::store::MemoryStore;
 use crate::topic::Topic;
+use crate::validator::Validator;
 use crate::wire;
 use ed25519_dalek::SigningKey;
 use libp2p::gossipsub::MessageId;
@@ -65,9 +66,12 @@ pub struct Traffic {
     pub answered_current: u64,
 }
 
+/// What node `i` is built with: its settings and who may write which key.
+pub type NodeSetup = (Config, Box<dyn Validator>);
+
 /// What happens at a moment of virtual time.
 #[derive(Debug)]
-enum Event {
+enum Scheduled {
     Gossip {
         to: usize,
         from: usize,
@@ -124,14 +128,14 @@ struct Node {
     /// keys, how many ranges).
     answering: HashMap<u64, (usize, u64, Vec<String>, usize)>,
     next_reply: u64,
-    events: Vec<PointerEvent>,
+    events: Vec<Event>,
 }
 
 /// N coordinators over a model network, in virtual time; see the
 /// [module docs](crate::sim).
 pub struct Network {
     params: NetParams,
-    config: Box<dyn Fn(usize) -> Config>,
+    config: Box<dyn Fn(usize) -> NodeSetup>,
     nodes: Vec<Node>,
     by_peer: HashMap<PeerId, usize>,
     /// Links that are up, with their generation (bumped at each cut).
@@ -140,7 +144,7 @@ pub struct Network {
     /// Asks in flight: (asker, ask id) → answerer and link generation.
     in_flight: BTreeMap<(usize, u64), (usize, u64)>,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
-    pending: HashMap<u64, Event>,
+    pending: HashMap<u64, Scheduled>,
     seq: u64,
     now: Duration,
     rng: SmallRng,
@@ -152,14 +156,15 @@ pub struct Network {
 
 impl Network {
     /// One node per signer, node `i` with clock skew `skews_ms[i]`
-    /// (milliseconds; missing ones are 0) and built with `config(i)`, no
-    /// links yet. Every random choice derives from `seed`.
+    /// (milliseconds; missing ones are 0) and built with the settings and
+    /// validator `config(i)` gives, no links yet. Every random choice
+    /// derives from `seed`.
     pub fn new(
         seed: u64,
         signers: Vec<SigningKey>,
         skews_ms: &[i64],
         params: NetParams,
-        config: impl Fn(usize) -> Config + 'static,
+        config: impl Fn(usize) -> NodeSetup + 'static,
     ) -> Self {
         let rng = SmallRng::seed_from_u64(seed);
         let mut net = Network {
@@ -252,7 +257,7 @@ impl Network {
     }
 
     /// Takes the events node `i` emitted so far.
-    pub fn take_events(&mut self, i: usize) -> Vec<PointerEvent> {
+    pub fn take_events(&mut self, i: usize) -> Vec<Event> {
         std::mem::take(&mut self.nodes[i].events)
     }
 
@@ -298,7 +303,7 @@ impl Network {
                 let delay = self.latency();
                 self.schedule(
                     delay,
-                    Event::Subscription {
+                    Scheduled::Subscription {
                         to: me,
                         from: other,
                         link,
@@ -325,7 +330,7 @@ impl Network {
                 .collect();
             for id in lost {
                 self.in_flight.remove(&(me, id));
-                let result = Err(FetchError::ConnectionClosed);
+                let result = Err(OutboundFailure::ConnectionClosed);
                 self.input(me, Input::Answered { id, result });
             }
             let peer = self.nodes[other].peer;
@@ -408,10 +413,11 @@ impl Network {
 
     fn start(&mut self, i: usize) {
         let seed = self.rng.random();
-        let config = (self.config)(i);
+        let (config, validator) = (self.config)(i);
         let node = &mut self.nodes[i];
         let store = node.disk.take().unwrap_or_default();
-        node.core = Some(Coordinator::new(node.signer.clone(), store, config, seed));
+        let core = Coordinator::new(node.signer.clone(), store, config, validator, seed);
+        node.core = Some(core);
         self.dirty.insert(i);
         self.drain(i);
     }
@@ -477,7 +483,7 @@ impl Network {
                 let node = &mut self.nodes[i];
                 let generation = node.timers.entry(timer).or_default();
                 *generation += 1;
-                let event = Event::Timer {
+                let event = Scheduled::Timer {
                     node: i,
                     life: node.life,
                     timer,
@@ -504,7 +510,7 @@ impl Network {
         let to = self.by_peer.get(&peer).copied();
         let link = to.and_then(|to| self.links.get(&ordered(i, to)).copied());
         let (Some(to), Some(link)) = (to, link) else {
-            let result = Err(FetchError::ConnectionClosed);
+            let result = Err(OutboundFailure::ConnectionClosed);
             return self.input(i, Input::Answered { id, result });
         };
         self.traffic.asks += 1;
@@ -512,7 +518,7 @@ impl Network {
         let delay = self.latency();
         self.schedule(
             delay,
-            Event::Ask {
+            Scheduled::Ask {
                 to,
                 from: i,
                 link,
@@ -539,7 +545,7 @@ impl Network {
         let delay = self.latency();
         self.schedule(
             delay,
-            Event::Reply {
+            Scheduled::Reply {
                 to,
                 link,
                 id,
@@ -550,9 +556,9 @@ impl Network {
         );
     }
 
-    fn deliver(&mut self, event: Event) {
+    fn deliver(&mut self, event: Scheduled) {
         match event {
-            Event::Gossip {
+            Scheduled::Gossip {
                 to,
                 from,
                 link,
@@ -563,7 +569,7 @@ impl Network {
                     self.receive_gossip(to, from, topic, data);
                 }
             }
-            Event::Subscription {
+            Scheduled::Subscription {
                 to,
                 from,
                 link,
@@ -580,7 +586,7 @@ impl Network {
                     self.input(to, input);
                 }
             }
-            Event::Ask {
+            Scheduled::Ask {
                 to,
                 from,
                 link,
@@ -609,7 +615,7 @@ impl Network {
                     );
                 }
             }
-            Event::Reply {
+            Scheduled::Reply {
                 to,
                 link,
                 id,
@@ -627,7 +633,7 @@ impl Network {
                     self.input(to, Input::Answered { id, result });
                 }
             }
-            Event::Timer {
+            Scheduled::Timer {
                 node,
                 life,
                 timer,
@@ -650,13 +656,14 @@ impl Network {
         reply: Reply,
         keys: &[String],
         ranges: usize,
-    ) -> Result<Response, FetchError> {
+    ) -> Result<Response, OutboundFailure> {
         let limit = self.nodes[asker]
             .core
             .as_ref()
             .map_or(usize::MAX, |c| c.config().max_message_bytes());
         let answer = wire::to_answer(reply, limit);
-        wire::from_answer(answer, keys, ranges).map_err(|e| FetchError::Malformed(e.to_string()))
+        wire::from_answer(answer, keys, ranges)
+            .map_err(|e| OutboundFailure::Malformed(e.to_string()))
     }
 
     fn link_is(&self, a: usize, b: usize, link: u64) -> bool {
@@ -672,7 +679,7 @@ impl Network {
         Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 
-    fn schedule(&mut self, after: Duration, event: Event) {
+    fn schedule(&mut self, after: Duration, event: Scheduled) {
         self.seq += 1;
         let at = self.now.saturating_add(after);
         self.pending.insert(self.seq, event);

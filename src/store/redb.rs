@@ -153,7 +153,7 @@ pub enum OpenError {
 /// Reads (`get`, `records`) run in read transactions, see a consistent
 /// snapshot and never wait for a write.
 ///
-/// [`stage`](RecordStore::stage) (what `Pointer` does with the records it
+/// [`stage`](RecordStore::stage) (what `Behaviour` does with the records it
 /// receives) keeps up to 4,096 records in memory, readable by `get` and
 /// `records` like stored ones, and writes them in one transaction when
 /// there are that many (not yet durable) or at the next

@@ -219,11 +219,12 @@ pub mod simulated {
             .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
             .collect();
         let config = |_| {
-            Config::builder()
-                .validator(Open)
+            let config = Config::builder()
                 .republish_interval(Duration::from_secs(3600))
                 .build()
-                .expect("valid config")
+                .expect("valid config");
+            let validator: Box<dyn pointer::Validator> = Box::new(Open);
+            (config, validator)
         };
         let mut net = Network::new(seed, signers, &[], NetParams::default(), config);
         for &(a, b) in SIDES.iter().chain(&BRIDGE) {

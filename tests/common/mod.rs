@@ -17,36 +17,48 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Entry, Operate, Status};
-use pointer::{Config, MemoryStore, Open, Pointer, PointerEvent, RecordStore};
+use pointer::{Behaviour, Config, Event, MemoryStore, Open, RecordStore, Validator};
 
-pub type Node<S = MemoryStore> = Swarm<Pointer<S>>;
+pub type Node<S = MemoryStore> = Swarm<Behaviour<S>>;
 
 /// How long any one wait may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Settings for tests: the `Open` validator (any author, any key), a
-/// republish interval long enough that tests never rely on it unless they
-/// set it themselves, and short fetch timeouts.
+/// Settings for tests: a republish interval long enough that tests never
+/// rely on it unless they set it themselves, and short fetch timeouts.
+/// The nodes below take the `Open` validator (any author, any key) unless
+/// a test gives another.
 pub fn test_config() -> pointer::ConfigBuilder {
     Config::builder()
-        .validator(Open)
         .republish_interval(Duration::from_secs(3600))
         .fetch_timeout(Duration::from_secs(5))
 }
 
-/// A node with `config`, listening on a memory address.
+/// A node with `config` and the `Open` validator, listening on a memory
+/// address.
 pub async fn node_with(config: impl FnOnce() -> Config + Send) -> Node {
+    node_with_validator(config, Open).await
+}
+
+/// A node with `config` and `validator`, listening on a memory address.
+pub async fn node_with_validator(
+    config: impl FnOnce() -> Config + Send,
+    validator: impl Validator,
+) -> Node {
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {
-        Pointer::new(&key, MemoryStore::new(), config()).expect("valid config")
+        Behaviour::with_validator(&key, MemoryStore::new(), config(), validator)
+            .expect("valid config")
     });
     swarm.listen().with_memory_addr_external().await;
     swarm
 }
 
-/// A node with `store` and `config`, listening on a memory address.
+/// A node with `store`, `config` and the `Open` validator, listening on a
+/// memory address.
 pub async fn node_with_store<S: RecordStore + Send + 'static>(store: S, config: Config) -> Node<S> {
-    let mut swarm =
-        Swarm::new_ephemeral_tokio(|key| Pointer::new(&key, store, config).expect("valid config"));
+    let mut swarm = Swarm::new_ephemeral_tokio(|key| {
+        Behaviour::with_validator(&key, store, config, Open).expect("valid config")
+    });
     swarm.listen().with_memory_addr_external().await;
     swarm
 }
@@ -108,7 +120,7 @@ pub fn republishing_every(interval: Duration) -> Config {
 /// The next event of any of `nodes`, with the index of its node.
 pub async fn next_event<S: RecordStore + Send + 'static>(
     nodes: &mut [Node<S>],
-) -> (usize, SwarmEvent<PointerEvent>) {
+) -> (usize, SwarmEvent<Event>) {
     poll_fn(|cx| {
         for (i, node) in nodes.iter_mut().enumerate() {
             if let Poll::Ready(Some(event)) = node.poll_next_unpin(cx) {
@@ -157,7 +169,7 @@ async fn drive_until<S: RecordStore + Send + 'static>(
 pub async fn wait_for<T, S: RecordStore + Send + 'static>(
     nodes: &mut [Node<S>],
     what: &str,
-    mut pick: impl FnMut(usize, &PointerEvent) -> Option<T>,
+    mut pick: impl FnMut(usize, &Event) -> Option<T>,
 ) -> (usize, T) {
     let wait = async {
         loop {
@@ -181,7 +193,7 @@ pub async fn get<S: RecordStore + Send + 'static>(
 ) -> pointer::GetOutcome {
     let id = nodes[i].behaviour_mut().get(key);
     wait_for(nodes, "the get to finish", |j, e| match e {
-        PointerEvent::GetFinished {
+        Event::GetFinished {
             id: got, outcome, ..
         } if j == i && *got == id => Some(outcome.clone()),
         _ => None,

@@ -7,7 +7,7 @@ use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use rand::seq::SliceRandom;
 use rand::RngExt;
 
-use super::{ordered, Event, Network};
+use super::{ordered, Network, Scheduled};
 use crate::coordinator::Input;
 use crate::topic::Topic;
 use crate::wire;
@@ -28,7 +28,7 @@ impl Network {
             let topic = topic.clone();
             self.schedule(
                 delay,
-                Event::Subscription {
+                Scheduled::Subscription {
                     to: other,
                     from: i,
                     link,
@@ -72,7 +72,7 @@ impl Network {
             self.traffic.gossip += 1;
             let link = self.links[&ordered(i, to)];
             let delay = self.latency();
-            let event = Event::Gossip {
+            let event = Scheduled::Gossip {
                 to,
                 from: i,
                 link,

@@ -288,7 +288,8 @@ fn a_pointer_behaviour_runs_on_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbStore::open(db_path(&dir)).expect("open");
     let keypair = libp2p::identity::Keypair::generate_ed25519();
-    let pointer = crate::Pointer::new(&keypair, store, crate::Config::default()).expect("pointer");
+    let pointer =
+        crate::Behaviour::new(&keypair, store, crate::Config::default()).expect("pointer");
     is_send(&pointer);
 }
 
