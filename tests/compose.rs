@@ -1,4 +1,4 @@
-//! Issue test 7: `Pointer` composes with `#[derive(NetworkBehaviour)]` next
+//! Issue test 7: `pointer::Behaviour` composes with `#[derive(NetworkBehaviour)]` next
 //! to identify and ping, and next to a user's own gossipsub when Pointer's
 //! gossipsub protocol id is configured apart.
 
@@ -181,4 +181,40 @@ async fn works_next_to_the_users_own_gossipsub() {
         .gossipsub
         .all_peers()
         .all(|(_, topics)| topics.iter().all(|t| !t.as_str().starts_with("/pointer/"))));
+}
+
+/// Code written against the old names still builds for one release (with
+/// deprecation warnings), and they name the same types.
+#[tokio::test]
+#[allow(deprecated)]
+async fn the_old_names_still_work() {
+    #[derive(NetworkBehaviour)]
+    struct Old {
+        pointer: pointer::Pointer<MemoryStore>,
+    }
+    let mut a = Swarm::new_ephemeral_tokio(|key| Old {
+        pointer: pointer::Pointer::new(&key, MemoryStore::new(), Config::default())
+            .expect("config"),
+    });
+    let key = a.behaviour().pointer.owned_key("name");
+    a.behaviour_mut().pointer.put(&key, "v").expect("put");
+    let query = a.behaviour_mut().pointer.get(&key);
+    // The put's own RecordUpdated comes first; the get's answer follows.
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event: pointer::PointerEvent = match a.select_next_some().await {
+                SwarmEvent::Behaviour(OldEvent::Pointer(e)) => e,
+                _ => continue,
+            };
+            if let pointer::PointerEvent::GetFinished { id, outcome, .. } = event {
+                assert_eq!(id, query);
+                return outcome;
+            }
+        }
+    })
+    .await
+    .expect("the get finishes");
+    assert!(matches!(outcome, GetOutcome::Found(_)), "{outcome:?}");
+    let failure: pointer::protocol::FetchError = pointer::OutboundFailure::Timeout;
+    assert!(matches!(failure, pointer::protocol::FetchError::Timeout));
 }
