@@ -99,8 +99,9 @@ impl<S: RecordStore> Coordinator<S> {
     /// newer one answers it, one that is behind asks us back):
     ///
     /// - every followed key that one connected peer, drawn at random, also
-    ///   follows; or, when we watch many keys, everything both hold, by a
-    ///   range reconciliation with that peer (spec §18). Gossip can lose a message, and a node that holds nothing
+    ///   follows; or, when we watch many keys, everything we hold, by a
+    ///   range reconciliation with every connected peer that speaks it
+    ///   (spec §18). Gossip can lose a message, and a node that holds nothing
     ///   never republishes, so Trickle alone would never tell its
     ///   neighbours that it lacks a record they all hold;
     /// - the followed keys no connected peer follows, and the keys we
@@ -110,6 +111,17 @@ impl<S: RecordStore> Coordinator<S> {
         let Some(&partner) = peers.get(self.rng.random_range(0..peers.len().max(1))) else {
             return;
         };
+        // Ranges cost a round trip and about a hundred bytes per peer when
+        // nothing differs, so every peer that speaks them is reconciled:
+        // a neighbour that missed a record (one that is settled is no
+        // longer republished every firing, and one that is behind no
+        // longer republishes what would tell us so) is caught up within
+        // an interval, not at the luck of a draw.
+        for &peer in &peers {
+            if peer != partner {
+                self.reconcile_with(peer);
+            }
+        }
         if !self.reconcile_with(partner) {
             let shared: Vec<String> = self
                 .subscribed
