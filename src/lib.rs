@@ -86,6 +86,8 @@ mod dispatch;
 pub mod event;
 pub mod exchange;
 mod handler;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod misbehaviour;
 pub mod order;
 mod parallel_verify;
