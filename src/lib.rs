@@ -70,8 +70,9 @@
 //! handler) only moves bytes and timers. [`discovery`] finds a key's
 //! followers beyond our connections: pass
 //! [`discovery::Kad`] (feature `kad`, on by default) to
-//! [`Pointer::with_discovery`]. The wire format is in
-//! `docs/spec.md`.
+//! [`Pointer::with_discovery`]. With the feature `metrics`,
+//! `Pointer::with_metrics` records Prometheus metrics (`pointer::metrics`).
+//! The wire format is in `docs/spec.md`.
 
 #![warn(missing_docs)]
 
