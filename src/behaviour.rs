@@ -43,8 +43,10 @@ use crate::validator::{OwnedKeys, Validator};
 
 mod gossip_config;
 mod network;
+mod probe;
 
 use self::gossip_config::{build_gossipsub, RecordTopics};
+use self::probe::Probe;
 
 pub use crate::topic::TOPIC_PREFIX;
 
@@ -138,6 +140,8 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
     inbound_streams: Arc<AtomicUsize>,
+    /// Metrics (feature `metrics`), or hooks that do nothing.
+    probe: Probe,
 }
 
 impl<S: RecordStore> Behaviour<S> {
@@ -211,9 +215,19 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             events: VecDeque::new(),
             waker: None,
             inbound_streams: Arc::default(),
+            probe: Probe::default(),
         };
         pointer.execute();
         Ok(pointer)
+    }
+
+    /// Records this behaviour's metrics in `metrics`: records stored and
+    /// rejected, gossip verdicts, asks, `get` and catch-up latencies, what
+    /// is held, store flushes. See [`crate::metrics`] (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.probe.enable(metrics);
+        self
     }
 
     /// The peer id records are signed as.
@@ -275,6 +289,8 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// peers. The answer comes as [`Event::GetFinished`].
     pub fn get(&mut self, key: &str) -> QueryId {
         let id = self.core.get(key, now_ms());
+        // Before `execute`: a `get` answered from the store has finished.
+        self.probe.get_started(id);
         self.execute();
         id
     }
@@ -283,6 +299,10 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// `false` if it was already followed.
     pub fn subscribe(&mut self, key: &str) -> Result<bool, RejectReason> {
         let result = self.core.subscribe(key);
+        if result == Ok(true) {
+            let core = &self.core;
+            self.probe.subscribed(key, || core.record(key).is_none());
+        }
         self.execute();
         result
     }
@@ -291,6 +311,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// served to peers that ask. Returns `false` if it was not followed.
     pub fn unsubscribe(&mut self, key: &str) -> bool {
         let left = self.core.unsubscribe(key);
+        self.probe.unsubscribed(key);
         self.execute();
         left
     }
@@ -328,6 +349,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// The store, mutably. Records written through it skip every check and
     /// are not published.
     pub fn store_mut(&mut self) -> &mut S {
+        self.probe.changed();
         self.core.store_mut()
     }
 
@@ -350,6 +372,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     }
 
     fn execute_one(&mut self, output: Output) {
+        self.probe.output(&output);
         match output {
             Output::Join(topic) => {
                 let name = topic.name();
@@ -507,7 +530,9 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         for id in lost {
             self.asks.remove(&id);
             let result = Err(OutboundFailure::ConnectionClosed);
-            self.core.handle(Input::Answered { id, result }, now);
+            let input = Input::Answered { id, result };
+            self.probe.input(&input);
+            self.core.handle(input, now);
         }
         self.execute();
     }
@@ -525,6 +550,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                 self.inputs.push_back(Input::Answered { id, result });
             }
             HandlerOut::InboundFailed { error } => {
+                self.probe.inbound_failed(&error);
                 let event = Event::InboundFetchFailed { peer, error };
                 self.events.push_back(ToSwarm::GenerateEvent(event));
             }
@@ -558,7 +584,8 @@ impl<S: RecordStore, D: Discovery> Drop for Behaviour<S, D> {
     /// Records received since the last flush are made durable on shutdown.
     fn drop(&mut self) {
         if self.core.needs_flush() {
-            self.core.flush_store();
+            let core = &mut self.core;
+            self.probe.flush(|| core.flush_store());
         }
     }
 }

@@ -141,7 +141,9 @@
 //! to accept, when to republish, whom to ask). The libp2p shell
 //! ([`Behaviour`], the fetch [`protocol`] and its connection handler) only
 //! moves bytes and timers. [`discovery`] finds a key's followers beyond our
-//! connections. The wire format is in `docs/spec.md`.
+//! connections. With the feature `metrics`,
+//! [`Behaviour::with_metrics`] records Prometheus metrics ([`metrics`]).
+//! The wire format is in `docs/spec.md`.
 
 #![warn(missing_docs)]
 
@@ -156,6 +158,8 @@ mod dispatch;
 pub mod event;
 pub mod exchange;
 mod handler;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod misbehaviour;
 pub mod order;
 mod parallel_verify;

@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -75,6 +76,12 @@ pub struct Args {
     /// Largest value accepted, in bytes (the wire limit follows).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
+
+    /// Serve metrics (Pointer's and libp2p's, for Prometheus) over HTTP at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9464; port 0 picks a free one,
+    /// printed at start.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 
     /// Print one JSON object per line instead of readable text.
     #[arg(long)]

@@ -15,6 +15,7 @@ use crate::output::{dialable, Line, RecordLine};
 
 impl<S: RecordStore + 'static> Node<S> {
     pub(crate) fn on_swarm_event(&mut self, event: SwarmEvent<NodeEvent>) {
+        self.record(&event);
         match event {
             SwarmEvent::Behaviour(NodeEvent::Pointer(e)) => self.on_pointer_event(e),
             SwarmEvent::Behaviour(NodeEvent::Mdns(e)) => self.on_mdns_event(e),

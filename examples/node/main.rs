@@ -9,13 +9,14 @@
 //! Modules: `cli` (arguments), `identity` (the key in the data directory),
 //! `input` (standard input), `command` (parsing a line), `net` (the swarm),
 //! `node` (what commands do), `events` (what swarm events do), `output`
-//! (what is printed).
+//! (what is printed), `metrics` (`--metrics`: the HTTP endpoint).
 
 mod cli;
 mod command;
 mod events;
 mod identity;
 mod input;
+mod metrics;
 mod net;
 mod node;
 mod output;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use libp2p::identity::Keypair;
+use libp2p::metrics::Registry;
 use pointer::{MemoryStore, MemoryStoreConfig, RecordStore};
 use tracing_subscriber::EnvFilter;
 
@@ -100,14 +102,17 @@ async fn run<S: RecordStore + 'static>(
         dht: !args.no_dht,
         relay_server: args.relay_server,
     };
+    // One registry for Pointer's metrics and libp2p's, with --metrics.
+    let mut registry = args.metrics.map(|_| Registry::default());
     let swarm = net::build(
         keypair,
         store,
-        args.config()?,
-        args.validator.validator(),
+        (args.config()?, args.validator.validator()),
         options,
+        registry.as_mut(),
     )?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
+    node.swarm_metrics = registry.as_mut().map(libp2p::metrics::Metrics::new);
     for addr in &args.external_address {
         node.swarm.add_external_address(addr.clone());
     }
@@ -121,6 +126,16 @@ async fn run<S: RecordStore + 'static>(
         records: node.pointer().records().count(),
         mdns: node.mdns_enabled(),
     });
+    if let (Some(addr), Some(registry)) = (args.metrics, registry) {
+        if cfg!(not(feature = "metrics")) {
+            tracing::warn!("built without the metrics feature: only libp2p's metrics are served");
+        }
+        let bound = metrics::serve(addr, registry).await?;
+        node.print(&Line::Metrics {
+            address: bound.to_string(),
+            url: format!("http://{bound}/metrics"),
+        });
+    }
     for addr in args.listen_addrs() {
         node.listen(addr)?;
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
+use libp2p::metrics::Registry;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Swarm, SwarmBuilder};
@@ -105,15 +106,48 @@ impl From<mdns::Event> for NodeEvent {
 }
 
 /// A TCP + QUIC swarm (noise, yamux; DNS names resolved; circuits through
-/// relays) signing records with `keypair`.
+/// relays) signing records with `keypair`. With a `registry`, Pointer's
+/// metrics (feature `metrics`) and the transport's bandwidth go into it.
 pub fn build<S: RecordStore + 'static>(
     keypair: Keypair,
     store: S,
-    config: Config,
-    validator: Box<dyn Validator>,
+    (config, validator): (Config, Box<dyn Validator>),
     options: Options,
+    registry: Option<&mut Registry>,
 ) -> Result<Swarm<Behaviour<S>>, Error> {
-    let swarm = SwarmBuilder::with_existing_identity(keypair)
+    #[cfg(feature = "metrics")]
+    let mut registry = registry;
+    #[cfg(feature = "metrics")]
+    let pointer_metrics = registry.as_deref_mut().map(pointer::metrics::Metrics::new);
+    let behaviour = |key: &Keypair, relay_client| -> Result<_, Error> {
+        let peer = key.public().to_peer_id();
+        let kad = Toggle::from(options.dht.then(|| Kad::new(peer)));
+        let pointer =
+            pointer::Behaviour::with_validator_and_discovery(key, store, config, validator, kad)?;
+        #[cfg(feature = "metrics")]
+        let pointer = match pointer_metrics {
+            Some(metrics) => pointer.with_metrics(metrics),
+            None => pointer,
+        };
+        Ok(Behaviour {
+            pointer,
+            identify: identify::Behaviour::new(
+                identify::Config::new("/pointer/node/1".into(), key.public())
+                    .with_agent_version(AGENT.into()),
+            ),
+            ping: ping::Behaviour::default(),
+            mdns: Toggle::from(options.mdns.then(|| start_mdns(peer)).flatten()),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer),
+            autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
+            relay_server: Toggle::from(
+                options
+                    .relay_server
+                    .then(|| relay::Behaviour::new(peer, relay::Config::default())),
+            ),
+        })
+    };
+    let builder = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default(),
@@ -122,33 +156,25 @@ pub fn build<S: RecordStore + 'static>(
         )?
         .with_quic()
         .with_dns()?
-        .with_relay_client(noise::Config::new, yamux::Config::default)?
-        .with_behaviour(|key, relay_client| -> Result<_, Error> {
-            let peer = key.public().to_peer_id();
-            let kad = Toggle::from(options.dht.then(|| Kad::new(peer)));
-            Ok(Behaviour {
-                pointer: pointer::Behaviour::with_validator_and_discovery(
-                    key, store, config, validator, kad,
-                )?,
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/pointer/node/1".into(), key.public())
-                        .with_agent_version(AGENT.into()),
-                ),
-                ping: ping::Behaviour::default(),
-                mdns: Toggle::from(options.mdns.then(|| start_mdns(peer)).flatten()),
-                relay_client,
-                dcutr: dcutr::Behaviour::new(peer),
-                autonat: autonat::Behaviour::new(peer, autonat::Config::default()),
-                relay_server: Toggle::from(
-                    options
-                        .relay_server
-                        .then(|| relay::Behaviour::new(peer, relay::Config::default())),
-                ),
-            })
-        })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
-        .build();
+        .with_relay_client(noise::Config::new, yamux::Config::default)?;
+    // The two arms build different transport types, so each finishes the
+    // swarm itself.
+    let swarm = match registry {
+        Some(registry) => builder
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(behaviour)?
+            .with_swarm_config(swarm_config)
+            .build(),
+        None => builder
+            .with_behaviour(behaviour)?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
     Ok(swarm)
+}
+
+fn swarm_config(config: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    config.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
 }
 
 /// mDNS needs multicast; where there is none the node still works with

@@ -38,6 +38,8 @@ pub struct Node<S: RecordStore + 'static> {
     /// Announce each address the node listens on as reachable (a relay
     /// server given no `--external-address`).
     pub(crate) listen_is_external: bool,
+    /// libp2p-metrics' recorder, with `--metrics` (see `metrics.rs`).
+    pub(crate) swarm_metrics: Option<libp2p::metrics::Metrics>,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -49,6 +51,7 @@ impl<S: RecordStore + 'static> Node<S> {
             peers: BTreeMap::new(),
             user_dials: HashSet::new(),
             listen_is_external: false,
+            swarm_metrics: None,
         }
     }
 

@@ -26,6 +26,13 @@ pub enum Line {
     Listening {
         address: String,
     },
+    /// `--metrics`: where the metrics are served.
+    Metrics {
+        /// The socket address bound, `IP:PORT`.
+        address: String,
+        /// `http://IP:PORT/metrics`.
+        url: String,
+    },
     ListenExpired {
         address: String,
     },
@@ -250,6 +257,7 @@ impl fmt::Display for Line {
                 write!(f, "node {peer_id}\n  validator {validator}, {store}, mDNS {mdns}; type help for commands")
             }
             Line::Listening { address } => write!(f, "listening on {address}"),
+            Line::Metrics { url, .. } => write!(f, "metrics on {url}"),
             Line::ListenExpired { address } => write!(f, "no longer listening on {address}"),
             Line::Discovered { peer_id, address } => {
                 write!(f, "discovered {peer_id} at {address} (mDNS)")

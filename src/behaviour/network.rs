@@ -157,12 +157,15 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                 return Poll::Ready(event);
             }
             if let Some(input) = self.inputs.pop_front() {
+                self.probe.input(&input);
                 self.core.handle(input, now);
                 self.execute();
                 continue;
             }
             if let Some(timer) = self.timers.poll_fired(cx) {
-                self.core.handle(Input::Timer(timer), now);
+                let core = &mut self.core;
+                self.probe
+                    .timer(timer, || core.handle(Input::Timer(timer), now));
                 self.execute();
                 continue;
             }
@@ -198,6 +201,7 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                     self.core.pack_asks();
                     self.execute();
                     if self.events.is_empty() && self.inputs.is_empty() {
+                        self.probe.poll_gauges(cx, &mut self.core);
                         self.waker = Some(cx.waker().clone());
                         return Poll::Pending;
                     }

@@ -462,6 +462,21 @@ impl<S: RecordStore> Coordinator<S> {
         self.subscribed.iter().map(String::as_str)
     }
 
+    /// How many keys are followed.
+    pub fn followed_count(&self) -> usize {
+        self.subscribed.len()
+    }
+
+    /// How many records held carry a value, and how many are tombstones.
+    /// Cheap, but not free: it counts the changes since the reconciliation
+    /// index last merged them (and reads the whole store after writes
+    /// through [`Coordinator::store_mut`]).
+    pub fn held(&mut self) -> (usize, usize) {
+        let tombstones = self.replica.tombstone_count();
+        let all = self.replica.len();
+        (all.saturating_sub(tombstones), tombstones)
+    }
+
     /// Connected peers known to follow `key` (with shard topics: or to be
     /// on its shard).
     pub fn peers_following(&self, key: &str) -> Vec<PeerId> {

@@ -35,13 +35,16 @@ fn build_node() -> PathBuf {
         "node",
         "--message-format=json",
     ]);
-    // The node needs kad (its DHT); redb only when the tests have it.
-    cargo.arg("--no-default-features");
+    // The node needs kad (its DHT); redb and metrics only when the tests
+    // have them.
+    let mut features = vec!["kad"];
     if cfg!(feature = "redb") {
-        cargo.args(["--features", "redb,kad"]);
-    } else {
-        cargo.args(["--features", "kad"]);
+        features.push("redb");
     }
+    if cfg!(feature = "metrics") {
+        features.push("metrics");
+    }
+    cargo.args(["--no-default-features", "--features", &features.join(",")]);
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
     }
