@@ -257,6 +257,13 @@ impl<S: RecordStore> Replica<S> {
 
     /// The record held for `key`, tombstone or value.
     pub fn get(&self, key: &str) -> Option<Cow<'_, Record>> {
+        // The index holds every key the store does (unless a write went
+        // around the replica): a key it lacks costs no store read. On disk,
+        // those were most of a catch-up's reads (the asks' versions and
+        // the checks of records not held yet).
+        if !self.stale && !self.index.contains(key) {
+            return None;
+        }
         self.store.get(key)
     }
 

@@ -6,7 +6,7 @@
 //! ```
 //! use libp2p::identity::Keypair;
 //! use pointer::metrics::{Metrics, Registry};
-//! use pointer::{MemoryStore, Pointer};
+//! use pointer::MemoryStore;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut registry = Registry::default();

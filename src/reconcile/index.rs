@@ -114,6 +114,14 @@ impl Index {
         self.maybe_merge();
     }
 
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &str) -> bool {
+        match self.pending.get(key) {
+            Some(entry) => entry.is_some(),
+            None => self.find(key).is_ok(),
+        }
+    }
+
     /// How many keys are held.
     pub fn len(&self) -> usize {
         self.fingerprint(&KeyRange::all()).count as usize
@@ -341,6 +349,10 @@ mod tests {
                 let (fingerprint, keys) = naive(&model, &r);
                 prop_assert_eq!(index.fingerprint(&r), fingerprint);
                 prop_assert_eq!(index.keys(&r, usize::MAX), keys);
+                for k in 0u8..45 {
+                    let key = format!("k{k:02}");
+                    prop_assert_eq!(index.contains(&key), model.contains_key(&key));
+                }
                 let parts = index.clone().split(&r, 4);
                 let total = parts.iter().fold(Fingerprint::default(), |f, (_, p)| f.add(p));
                 prop_assert_eq!(total, fingerprint);

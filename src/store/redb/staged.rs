@@ -13,39 +13,28 @@ use crate::record::Record;
 /// Most records held in memory before they are written (not yet durably).
 pub(super) const STAGE_BATCH: usize = 4096;
 
-/// Staged records by key, each with whether the file already holds its
-/// key (so the store's record count stays exact without a second read).
+/// Staged records by key. Whether the file holds a staged key is not
+/// kept: finding out costs a read, which a catch-up of records not held
+/// yet would pay once per record; the store asks only near its limit.
 #[derive(Debug, Default)]
 pub(super) struct Staged {
-    records: HashMap<String, (Record, bool)>,
-    new_keys: usize,
+    records: HashMap<String, Record>,
 }
 
 impl Staged {
     /// The staged record of `key`.
     pub(super) fn get(&self, key: &str) -> Option<&Record> {
-        self.records.get(key).map(|(record, _)| record)
+        self.records.get(key)
     }
 
-    /// Whether the key is staged, and if so whether the file holds it.
-    pub(super) fn in_file(&self, key: &str) -> Option<bool> {
-        self.records.get(key).map(|(_, in_file)| *in_file)
-    }
-
-    /// Stages `record`; `in_file` says whether the file holds its key.
-    pub(super) fn insert(&mut self, record: Record, in_file: bool) {
-        let key = record.key().to_owned();
-        let in_file = self.in_file(&key).unwrap_or(in_file);
-        if self.records.insert(key, (record, in_file)).is_none() && !in_file {
-            self.new_keys += 1;
-        }
+    /// Stages `record`, replacing what its key had staged.
+    pub(super) fn insert(&mut self, record: Record) {
+        self.records.insert(record.key().to_owned(), record);
     }
 
     /// Forgets the staged record of `key`, if any.
     pub(super) fn remove(&mut self, key: &str) {
-        if let Some((_, false)) = self.records.remove(key) {
-            self.new_keys -= 1;
-        }
+        self.records.remove(key);
     }
 
     /// How many records are staged.
@@ -53,27 +42,13 @@ impl Staged {
         self.records.len()
     }
 
-    /// How many staged keys the file does not hold yet.
-    pub(super) fn new_keys(&self) -> usize {
-        self.new_keys
-    }
-
     /// The staged records, in no particular order.
     pub(super) fn records(&self) -> impl Iterator<Item = &Record> {
-        self.records.values().map(|(record, _)| record)
-    }
-
-    /// The staged records whose keys the file does not hold.
-    pub(super) fn not_in_file(&self) -> impl Iterator<Item = &Record> {
-        self.records
-            .values()
-            .filter(|(_, in_file)| !in_file)
-            .map(|(record, _)| record)
+        self.records.values()
     }
 
     /// Forgets everything: it was written.
     pub(super) fn clear(&mut self) {
         self.records.clear();
-        self.new_keys = 0;
     }
 }
