@@ -13,7 +13,8 @@ pub(crate) enum BenchStore {
     #[cfg(feature = "redb")]
     /// The directory is removed when the store is dropped.
     Redb {
-        store: pointer::RedbStore,
+        /// Boxed: a redb store is several times larger than a memory one.
+        store: Box<pointer::RedbStore>,
         _dir: tempfile::TempDir,
     },
 }
@@ -39,7 +40,10 @@ impl BenchStore {
                 let store =
                     pointer::RedbStore::open_with_config(dir.path().join("records.redb"), config)
                         .expect("a fresh redb store opens");
-                BenchStore::Redb { store, _dir: dir }
+                BenchStore::Redb {
+                    store: Box::new(store),
+                    _dir: dir,
+                }
             }
             "memory" => BenchStore::Memory(MemoryStore::with_config(pointer::MemoryStoreConfig {
                 max_records,
