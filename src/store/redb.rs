@@ -160,7 +160,8 @@ pub enum OpenError {
 /// there are that many (not yet durable) or at the next
 /// [`flush`](RecordStore::flush) (durable). A redb commit costs about the
 /// same for one record as for thousands, so a catch-up of a million
-/// records costs some 250 commits rather than a million. A crash before the
+/// records costs a commit per flush interval (or per 4,096 records), some
+/// hundreds, rather than a million. A crash before the
 /// flush loses staged records, as before; it never corrupts the file.
 ///
 /// # Layout
