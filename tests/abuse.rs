@@ -4,33 +4,10 @@
 
 mod common;
 
+use common::raw_peer::{length_prefix, RawPeer};
 use common::*;
-use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::Swarm;
-use libp2p_swarm_test::SwarmExt;
-use pointer::protocol::{InboundFailure, PROTOCOL};
+use pointer::protocol::InboundFailure;
 use pointer::{Event, GetOutcome, RecordStore};
-
-/// Sends `bytes` on a fresh fetch stream to the server, half-closes if
-/// `close`, and returns what the server sent back before closing.
-async fn abuse(
-    control: &mut libp2p_stream::Control,
-    server: libp2p::PeerId,
-    bytes: &[u8],
-    close: bool,
-) -> Vec<u8> {
-    let mut stream = control
-        .open_stream(server, PROTOCOL)
-        .await
-        .expect("stream opens");
-    stream.write_all(bytes).await.expect("write");
-    if close {
-        stream.close().await.expect("half-close");
-    }
-    let mut back = Vec::new();
-    let _ = stream.read_to_end(&mut back).await;
-    back
-}
 
 /// Drives the server until it reports a broken inbound stream.
 async fn inbound_failure(nodes: &mut [Node]) -> InboundFailure {
@@ -48,21 +25,11 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
     // raw streams.
     let mut nodes = full_mesh(2).await;
     nodes[0].behaviour_mut().put("k", "v").expect("put");
-    let server = *nodes[0].local_peer_id();
-    let mut attacker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    attacker.connect(&mut nodes[0]).await;
-    let mut control = attacker.behaviour().new_control();
-    tokio::spawn(attacker.loop_on_next());
+    let attacker = RawPeer::connected_to(&mut nodes[0]).await;
 
     let limit = nodes[0].behaviour().config().max_message_bytes();
-    let mut oversize = Vec::new();
     // Past the record limit and the few bytes an Answer frame adds to it.
-    let mut n = limit + 64;
-    while n >= 0x80 {
-        oversize.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    oversize.push(n as u8);
+    let oversize = length_prefix(limit + 64);
     let cases: [(&str, Vec<u8>, bool); 3] = [
         // A field whose declared length runs past its frame.
         ("garbage", vec![3, 0x0a, 0x7f, 0x41], true),
@@ -72,7 +39,7 @@ async fn broken_fetch_streams_are_closed_and_the_node_keeps_serving() {
         ("oversize", oversize, false),
     ];
     for (what, bytes, close) in cases {
-        let attack = abuse(&mut control, server, &bytes, close);
+        let attack = attacker.send_bytes(&bytes, close);
         let (back, error) = tokio::join!(attack, inbound_failure(&mut nodes));
         assert!(back.is_empty(), "{what}: the server answered {back:?}");
         match (what, &error) {
@@ -114,29 +81,20 @@ async fn stalled_streams_over_several_connections_hit_the_total_bound() {
             .expect("valid config")
     })
     .await;
-    let id = *server.local_peer_id();
-    let mut controls = Vec::new();
-    for _ in 0..2 {
-        let mut attacker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-        attacker.connect(&mut server).await;
-        controls.push(attacker.behaviour().new_control());
-        tokio::spawn(attacker.loop_on_next());
-    }
+    let attackers = [
+        RawPeer::connected_to(&mut server).await,
+        RawPeer::connected_to(&mut server).await,
+    ];
     let mut nodes = vec![server];
     let mut held = Vec::new();
     // Two stalled streams on one connection, one on the other: three in all.
     for c in [0, 0, 1] {
-        let open = controls[c].open_stream(id, PROTOCOL);
+        let open = attackers[c].open();
         let (stream, _) = tokio::join!(open, until(&mut nodes, "stream accepted", |_| true));
-        held.push(stream.expect("stream opens"));
+        held.push(stream);
     }
-    let mut fourth = controls[1].clone();
-    let refused = async move {
-        let mut stream = fourth.open_stream(id, PROTOCOL).await.expect("negotiated");
-        let mut back = Vec::new();
-        let _ = stream.read_to_end(&mut back).await;
-        back
-    };
+    // The fourth stream sends nothing; all it can see is the refusal.
+    let refused = attackers[1].send_bytes(&[], false);
     let (back, error) = tokio::join!(refused, inbound_failure(&mut nodes));
     assert!(back.is_empty(), "the refused stream was answered: {back:?}");
     assert!(

@@ -12,16 +12,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use asynchronous_codec::Framed;
+use common::raw_peer::{RawPeer, Reply};
 use common::*;
 use ed25519_dalek::SigningKey;
-use futures::{SinkExt as _, StreamExt as _};
-use libp2p::{PeerId, Stream, Swarm};
+use libp2p::PeerId;
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Ask, Entry, Operate, Status};
-use pointer::protocol::{OutboundFailure, PROTOCOL};
+use pointer::protocol::OutboundFailure;
 use pointer::{wire, Event, GetOutcome, Op, Record};
-use quick_protobuf_codec::Codec;
 
 /// How the raw peer answers an `Ask`.
 #[derive(Clone, Copy, PartialEq)]
@@ -55,53 +53,34 @@ fn operates(keys: &[String]) -> HashMap<String, Operate> {
         .collect()
 }
 
-/// Answers one fetch stream the way `mode` says.
-async fn answer(stream: Stream, records: &HashMap<String, Operate>, mode: Answers, asks: &Asks) {
-    let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
-    let Some(Ok(ask)) = framed.next().await else {
-        return;
-    };
+/// The raw peer's reply to `ask`, the way `mode` says; logs its keys.
+fn reply(ask: Ask, records: &HashMap<String, Operate>, mode: Answers, asks: &Asks) -> Reply {
     let keys: Vec<String> = std::iter::once(ask.key).chain(ask.more).collect();
     asks.lock().expect("not poisoned").push(keys.clone());
     if matches!(mode, Answers::DropOver(n) if keys.len() > n) {
-        return;
+        return Reply::Drop;
     }
     let answered: Vec<&String> = match mode {
         Answers::All | Answers::DropOver(_) => keys.iter().collect(),
         Answers::FirstOnly => keys.iter().take(1).collect(),
         Answers::TooMany => std::iter::once(&keys[0]).chain(&keys).collect(),
     };
-    let reply = answer_of(answered.into_iter().map(|k| entry_for(records, k)));
-    let _ = framed.send(reply).await;
-    let _ = framed.close().await;
+    Reply::Answer(answer_of(
+        answered.into_iter().map(|k| entry_for(records, k)),
+    ))
 }
 
 /// A raw peer holding a record for each of `keys`, connected to `node`,
 /// serving fetch streams in the background. Returns its id and its log.
 ///
-/// libp2p-stream drops inbound streams that arrive while the previous one
-/// is still being handed over, so the node under test must ask it one
-/// stream at a time ([`asking_one_at_a_time`]).
+/// The node under test must ask it one stream at a time
+/// ([`asking_one_at_a_time`]): see [`RawPeer::serving`].
 async fn raw_peer(node: &mut Node, keys: &[String], mode: Answers) -> (PeerId, Asks) {
-    let mut peer = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    peer.connect(node).await;
-    let id = *peer.local_peer_id();
-    let mut incoming = peer
-        .behaviour()
-        .new_control()
-        .accept(PROTOCOL)
-        .expect("first to accept the protocol");
-    tokio::spawn(peer.loop_on_next());
-    let records = Arc::new(operates(keys));
+    let records = operates(keys);
     let asks = Asks::default();
     let log = asks.clone();
-    tokio::spawn(async move {
-        while let Some((_, stream)) = incoming.next().await {
-            let (records, asks) = (records.clone(), asks.clone());
-            tokio::spawn(async move { answer(stream, &records, mode, &asks).await });
-        }
-    });
-    (id, log)
+    let peer = RawPeer::serving(node, move |ask| reply(ask, &records, mode, &asks)).await;
+    (peer.id, log)
 }
 
 /// The node under test: at most one `Ask` in flight per peer.
@@ -265,50 +244,38 @@ async fn an_answer_with_more_entries_than_keys_is_refused_whole() {
     }
 }
 
-/// Sends one `Ask` for `keys` to `server` over a raw stream.
-async fn ask_raw(control: &mut libp2p_stream::Control, server: PeerId, keys: &[String]) -> Answer {
-    let stream = control.open_stream(server, PROTOCOL).await.expect("opens");
-    let mut framed = Framed::new(stream, Codec::<Ask, Answer>::new(1 << 20));
+/// Sends one `Ask` for `keys` to the node `asker` is connected to.
+async fn ask_raw(asker: &RawPeer, keys: &[String]) -> Answer {
     let ask = Ask {
         key: keys[0].clone(),
         more: keys[1..].to_vec(),
         have: Vec::new(),
         ranges: Vec::new(),
     };
-    framed.send(ask).await.expect("ask sent");
-    framed.close().await.expect("half-close");
-    framed
-        .next()
-        .await
-        .expect("an answer")
-        .expect("well-formed")
+    asker.ask(ask).await.expect_answer()
 }
 
-/// A served node holding `keys` (values of `value_len` bytes), a raw
-/// asker connected to it, and the asker's stream control.
+/// A served node holding `keys` (values of `value_len` bytes), running on
+/// its own, and a raw asker connected to it.
 async fn served(
     config: impl FnOnce() -> pointer::Config + Send,
     keys: &[String],
     value_len: usize,
-) -> (libp2p_stream::Control, PeerId) {
+) -> RawPeer {
     let mut server = node_with(config).await;
     for key in keys {
         let value = format!("{key}:{}", "x".repeat(value_len));
         server.behaviour_mut().put(key, &value).expect("put");
     }
-    let mut asker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    asker.connect(&mut server).await;
-    let control = asker.behaviour().new_control();
-    let id = *server.local_peer_id();
-    tokio::spawn(asker.loop_on_next());
+    let asker = RawPeer::connected_to(&mut server).await;
     tokio::spawn(server.loop_on_next());
-    (control, id)
+    asker
 }
 
 #[tokio::test]
 async fn a_node_answers_a_batch_in_order_up_to_its_key_limit() {
     let keys = keys(20);
-    let (mut control, server) = served(
+    let asker = served(
         || {
             test_config()
                 .max_keys_per_ask(5)
@@ -319,7 +286,7 @@ async fn a_node_answers_a_batch_in_order_up_to_its_key_limit() {
         10,
     )
     .await;
-    let answer = ask_raw(&mut control, server, &keys[5..15]).await;
+    let answer = ask_raw(&asker, &keys[5..15]).await;
     // Keys 5..15 asked; 5..10 held, 10..15 not: five entries at most.
     let entries: Vec<Entry> = std::iter::once(Entry {
         status: answer.status,
@@ -350,8 +317,8 @@ async fn a_node_answers_a_batch_within_its_message_limit() {
             .build()
             .expect("valid config")
     };
-    let (mut control, server) = served(config, &keys, 500).await;
-    let answer = ask_raw(&mut control, server, &keys).await;
+    let asker = served(config, &keys, 500).await;
+    let answer = ask_raw(&asker, &keys).await;
     let size = quick_protobuf::MessageWrite::get_size(&answer);
     // Records of ~650 bytes each: the answer stops before the limit
     // (plus the 16 bytes an Answer may add around one record).

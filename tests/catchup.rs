@@ -6,12 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw_peer::{RawPeer, Reply};
 use common::*;
-use futures::{AsyncReadExt, StreamExt};
+use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::{protocol::PROTOCOL, Event, GetOutcome, Source};
+use pointer::{Event, GetOutcome, Source};
 
 #[tokio::test]
 async fn late_joiner_gets_the_value_by_asking() {
@@ -84,43 +84,19 @@ async fn value_outlives_its_publisher() {
     }
 }
 
-/// A peer that accepts fetch streams and never answers them.
-fn silent_peer() -> Swarm<libp2p_stream::Behaviour> {
-    Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new())
-}
-
 #[tokio::test]
 async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
     let timeout = Duration::from_millis(500);
-    let mut asker = Swarm::new_ephemeral_tokio(|key| {
-        pointer::Behaviour::new(
-            &key,
-            pointer::MemoryStore::new(),
-            test_config()
-                .fetch_timeout(timeout)
-                .build()
-                .expect("valid config"),
-        )
-        .expect("config")
-    });
-    let mut silent = silent_peer();
-    let mut incoming = silent
-        .behaviour()
-        .new_control()
-        .accept(PROTOCOL)
-        .expect("first registration");
-    silent.listen().with_memory_addr_external().await;
-    asker.connect(&mut silent).await;
-    // Hold every stream open without answering.
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Some((_, mut stream)) = incoming.next().await {
-            let mut buf = [0u8; 64];
-            let _ = stream.read(&mut buf).await;
-            held.push(stream);
-        }
-    });
-    tokio::spawn(silent.loop_on_next());
+    // The default validator, as `Behaviour::new` gives.
+    let config = || {
+        test_config()
+            .fetch_timeout(timeout)
+            .build()
+            .expect("valid config")
+    };
+    let mut asker = node_with_validator(config, pointer::OwnedKeys).await;
+    // A peer that reads every ask and holds its stream open unanswered.
+    let _silent = RawPeer::serving(&mut asker, |_| Reply::Hold).await;
 
     let started = Instant::now();
     let id = asker.behaviour_mut().get("k");
@@ -141,7 +117,6 @@ async fn get_from_a_silent_peer_times_out_within_the_fetch_timeout() {
     assert_eq!(outcome, GetOutcome::TimedOut);
     let took = started.elapsed();
     assert!(took >= timeout && took < timeout * 4, "took {took:?}");
-    let _: PeerId = *asker.local_peer_id();
 }
 
 #[tokio::test]

@@ -8,15 +8,13 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use asynchronous_codec::Framed;
+use common::raw_peer::{Outcome, RawPeer, Reply};
 use common::*;
-use futures::{SinkExt as _, StreamExt as _};
-use libp2p::{PeerId, Swarm};
+use libp2p::PeerId;
 use libp2p_swarm_test::SwarmExt;
 use pointer::proto::pointer::{Answer, Ask, Range, RangeReply, Reconciled, Status};
-use pointer::protocol::{OutboundFailure, PROTOCOL};
+use pointer::protocol::OutboundFailure;
 use pointer::{Event, GetOutcome};
-use quick_protobuf_codec::Codec;
 
 fn whole(count: u64) -> Range {
     Range {
@@ -33,8 +31,9 @@ fn ranges_ask(ranges: Vec<Range>) -> Ask {
     }
 }
 
-/// A node holding 100 keys, and a raw peer's stream control to it.
-async fn served(config: pointer::Config) -> (libp2p_stream::Control, PeerId) {
+/// A node holding 100 keys, running on its own, and a raw peer
+/// connected to it.
+async fn served(config: pointer::Config) -> RawPeer {
     let mut server = node_with(|| config).await;
     for i in 0..100 {
         server
@@ -42,22 +41,9 @@ async fn served(config: pointer::Config) -> (libp2p_stream::Control, PeerId) {
             .put(&format!("k{i:03}"), "v")
             .expect("put");
     }
-    let mut asker = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    asker.connect(&mut server).await;
-    let control = asker.behaviour().new_control();
-    let id = *server.local_peer_id();
-    tokio::spawn(asker.loop_on_next());
+    let asker = RawPeer::connected_to(&mut server).await;
     tokio::spawn(server.loop_on_next());
-    (control, id)
-}
-
-/// Sends one `Ask`; the `Answer`, or `None` if the stream ended without one.
-async fn send(control: &mut libp2p_stream::Control, to: PeerId, ask: Ask) -> Option<Answer> {
-    let stream = control.open_stream(to, PROTOCOL).await.expect("opens");
-    let mut framed = Framed::new(stream, Codec::<Ask, Answer>::new(1 << 20));
-    framed.send(ask).await.expect("ask sent");
-    framed.close().await.expect("half-close");
-    framed.next().await.and_then(Result::ok)
+    asker
 }
 
 #[tokio::test]
@@ -66,10 +52,11 @@ async fn a_peer_gets_at_most_max_reconcile_ranges_replies() {
         .max_reconcile_ranges(4)
         .build()
         .expect("valid");
-    let (mut control, server) = served(config).await;
-    let answer = send(&mut control, server, ranges_ask(vec![whole(7); 50]))
+    let asker = served(config).await;
+    let answer = asker
+        .ask(ranges_ask(vec![whole(7); 50]))
         .await
-        .expect("an answer");
+        .expect_answer();
     assert_eq!(answer.ranges.len(), 4, "capped at max_reconcile_ranges");
     // The whole key space, 100 items: cut into 16 parts.
     assert!(answer.ranges.iter().all(|r| r.kind == Reconciled::Split));
@@ -80,16 +67,14 @@ async fn a_peer_gets_at_most_max_reconcile_ranges_replies() {
 
 #[tokio::test]
 async fn reversed_or_broken_ranges_are_answered_or_refused_without_harm() {
-    let (mut control, server) = served(test_config().build().expect("valid")).await;
+    let asker = served(test_config().build().expect("valid")).await;
     // A range whose end comes before its start holds nothing.
     let reversed = Range {
         lower: "z".into(),
         upper: "a".into(),
         ..whole(0)
     };
-    let answer = send(&mut control, server, ranges_ask(vec![reversed]))
-        .await
-        .expect("an answer");
+    let answer = asker.ask(ranges_ask(vec![reversed])).await.expect_answer();
     assert_eq!(answer.ranges.len(), 1);
     assert_eq!(answer.ranges[0].kind, Reconciled::Listed);
     assert!(answer.ranges[0].items.is_empty());
@@ -98,16 +83,17 @@ async fn reversed_or_broken_ranges_are_answered_or_refused_without_harm() {
         sum: vec![1, 2, 3],
         ..whole(1)
     };
-    assert_eq!(
-        send(&mut control, server, ranges_ask(vec![broken])).await,
-        None
+    let outcome = asker.ask(ranges_ask(vec![broken])).await;
+    assert!(
+        matches!(outcome, Outcome::Closed | Outcome::Failed(_)),
+        "{outcome:?}"
     );
     // And the node still serves.
     let plain = Ask {
         key: "k001".into(),
         ..Ask::default()
     };
-    let answer = send(&mut control, server, plain).await.expect("an answer");
+    let answer = asker.ask(plain).await.expect_answer();
     assert_eq!(answer.status, Status::Ok_pb);
     assert!(answer.op.is_some());
 }
@@ -121,41 +107,24 @@ enum Splits {
     One,
 }
 
-/// A raw peer that answers every `Ask` of the node it dials: key asks
-/// with `NotExist`, range asks by `splits`. Returns the peer, and how many
-/// range asks it answered.
+/// A raw peer that answers every `Ask` of the node it connects to: key
+/// asks with `NotExist`, range asks by `splits`. Returns the peer, and how
+/// many range asks it answered.
 async fn splitter(node: &mut Node, splits: Splits) -> (PeerId, Arc<AtomicUsize>) {
-    let mut raw = Swarm::new_ephemeral_tokio(|_| libp2p_stream::Behaviour::new());
-    let mut incoming = raw
-        .behaviour()
-        .new_control()
-        .accept(PROTOCOL)
-        .expect("not accepted yet");
-    let peer = *raw.local_peer_id();
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
-    tokio::spawn(async move {
-        while let Some((_, stream)) = incoming.next().await {
-            let mut framed = Framed::new(stream, Codec::<Answer, Ask>::new(1 << 20));
-            let Some(Ok(ask)) = framed.next().await else {
-                continue;
-            };
-            if !ask.ranges.is_empty() {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-            let ranges = ask.ranges.iter().map(|r| split(r, splits)).collect();
-            let answer = Answer {
-                status: Status::NotExist,
-                ranges,
-                ..Answer::default()
-            };
-            let _ = framed.send(answer).await;
-            let _ = framed.close().await;
+    let raw = RawPeer::serving(node, move |ask| {
+        if !ask.ranges.is_empty() {
+            counter.fetch_add(1, Ordering::SeqCst);
         }
-    });
-    raw.connect(node).await;
-    tokio::spawn(raw.loop_on_next());
-    (peer, asked)
+        Reply::Answer(Answer {
+            status: Status::NotExist,
+            ranges: ask.ranges.iter().map(|r| split(r, splits)).collect(),
+            ..Answer::default()
+        })
+    })
+    .await;
+    (raw.id, asked)
 }
 
 fn split(range: &Range, splits: Splits) -> RangeReply {

@@ -5,6 +5,7 @@
 
 pub mod heal;
 pub mod partition;
+pub mod raw_peer;
 pub mod rogue;
 
 use std::collections::HashMap;
