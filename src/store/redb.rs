@@ -303,10 +303,7 @@ impl RedbStore {
             }
             return Ok(());
         }
-        let mut records: Vec<Record> = self.staged.records().cloned().collect();
-        // In key order the inserts walk the tree's pages in order, not at
-        // random.
-        records.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        let records: Vec<Record> = self.staged.records().cloned().collect();
         self.write_batch(&records, durable)?;
         self.staged.clear();
         Ok(())
