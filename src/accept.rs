@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use crate::order::precedence;
 use crate::record::Record;
 use crate::validator::Validator;
-use crate::wire::DecodeError;
+pub use crate::decode_error::DecodeError;
 
 /// Size and time limits every record must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

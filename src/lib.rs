@@ -200,6 +200,9 @@ pub mod proto {
 
 pub use behaviour::{topic, Behaviour, BuildError};
 pub use config::{Config, ConfigBuilder, ConfigError};
+// A record refused as malformed says why with it; `wire`, where it lived,
+// is hidden.
+pub use decode_error::DecodeError;
 pub use event::{Event, GetOutcome, QueryId, Source};
 
 /// The old name of [`Behaviour`].
