@@ -10,10 +10,10 @@
 
 use std::cmp::Ordering;
 
+pub use crate::decode_error::DecodeError;
 use crate::order::precedence;
 use crate::record::Record;
 use crate::validator::Validator;
-pub use crate::decode_error::DecodeError;
 
 /// Size and time limits every record must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
