@@ -272,6 +272,17 @@ impl RedbStore {
             .count()
     }
 
+    /// [`RedbStore::len`], remembering for each staged key whether the file
+    /// holds it, so that staging near the limit reads each key once, not
+    /// every staged key again per record.
+    fn exact_len(&mut self) -> usize {
+        let Self {
+            staged, reader, db, ..
+        } = self;
+        let new = staged.new_keys(|key| load_from(db, reader, key).map(|bytes| bytes.is_some()));
+        self.len + new
+    }
+
     /// Whether the store holds no record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -280,14 +291,7 @@ impl RedbStore {
     /// The stored bytes of `key`, read from the snapshot of the last
     /// commit.
     fn load(&self, key: &str) -> std::result::Result<Option<Vec<u8>>, ::redb::Error> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let table = match reader.take() {
-            Some(table) => table,
-            None => self.db.begin_read()?.open_table(RECORDS)?,
-        };
-        let bytes = table.get(key)?.map(|guard| guard.value().to_vec());
-        *reader = Some(table);
-        Ok(bytes)
+        load_from(&self.db, &self.reader, key)
     }
 
     /// Writes the staged records in one transaction (`durable`: with an
@@ -426,7 +430,7 @@ impl RecordStore for RedbStore {
         let near = self.len + self.staged.len() >= self.config.max_records;
         if near && self.staged.get(key).is_none() {
             let in_file = self.load(key).map_err(backend)?.is_some();
-            if !in_file && self.len() >= self.config.max_records {
+            if !in_file && self.exact_len() >= self.config.max_records {
                 return Err(Error::MaxRecords {
                     limit: self.config.max_records,
                 });
@@ -524,6 +528,23 @@ fn open_range(
     let table = txn.open_table(RECORDS)?;
     // The range holds the transaction open by itself; `txn` may go.
     Ok(table.range::<&str>(..)?)
+}
+
+/// The stored bytes of `key` in `db`, through the read snapshot kept in
+/// `reader` (opened when there is none).
+fn load_from(
+    db: &Database,
+    reader: &Mutex<Option<ReadOnlyTable<&'static str, &'static [u8]>>>,
+    key: &str,
+) -> std::result::Result<Option<Vec<u8>>, ::redb::Error> {
+    let mut reader = reader.lock().unwrap_or_else(PoisonError::into_inner);
+    let table = match reader.take() {
+        Some(table) => table,
+        None => db.begin_read()?.open_table(RECORDS)?,
+    };
+    let bytes = table.get(key)?.map(|guard| guard.value().to_vec());
+    *reader = Some(table);
+    Ok(bytes)
 }
 
 /// Inserts every record; returns the record count before and after.
