@@ -232,8 +232,7 @@ impl<S: RecordStore> Replica<S> {
             .into_iter()
             .filter(|r| check_shape(r, now_ms, &self.limits).is_ok())
             .filter(|r| {
-                self.store
-                    .get(r.key())
+                Self::held(&self.store, &self.index, self.stale, r.key())
                     .is_none_or(|held| precedence(r, &held) == Ordering::Greater)
             })
             .collect();
@@ -261,10 +260,16 @@ impl<S: RecordStore> Replica<S> {
         // around the replica): a key it lacks costs no store read. On disk,
         // those were most of a catch-up's reads (the asks' versions and
         // the checks of records not held yet).
-        if !self.stale && !self.index.contains(key) {
+        Self::held(&self.store, &self.index, self.stale, key)
+    }
+
+    /// [`Replica::get`] over the replica's parts, for callers that hold
+    /// other fields mutably.
+    fn held<'a>(store: &'a S, index: &Index, stale: bool, key: &str) -> Option<Cow<'a, Record>> {
+        if !stale && !index.contains(key) {
             return None;
         }
-        self.store.get(key)
+        store.get(key)
     }
 
     /// The underlying store.
@@ -291,7 +296,7 @@ impl<S: RecordStore> Replica<S> {
     /// Judges a record from the network and stores it if it wins.
     pub fn receive(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
         let verdict = {
-            let stored = self.store.get(record.key());
+            let stored = Self::held(&self.store, &self.index, self.stale, record.key());
             let keys = &mut self.author_keys;
             let prechecked = &mut self.prechecked;
             judge_with(

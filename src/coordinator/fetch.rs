@@ -2,6 +2,7 @@
 //! `Ask`s, what an answer teaches us, and how `get`s end.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use libp2p::PeerId;
 use rand::seq::SliceRandom;
@@ -32,6 +33,36 @@ pub(crate) enum CatchUp {
     /// showed a newer version while the ask was out, so its answer may be
     /// older than what it now holds): asked again once it is answered.
     Again,
+}
+
+/// The catch-up asks to each peer, by peer and then by key, so a lookup
+/// hashes the key alone and needs no owned copy of it. A catch-up of a
+/// million keys holds a million of these at once; keyed by `(PeerId,
+/// String)` each entry carried a copy of the peer id, and every lookup
+/// allocated.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUps(HashMap<PeerId, HashMap<String, CatchUp>>);
+
+impl CatchUps {
+    fn get_mut(&mut self, peer: &PeerId, key: &str) -> Option<&mut CatchUp> {
+        self.0.get_mut(peer)?.get_mut(key)
+    }
+
+    fn insert(&mut self, peer: PeerId, key: &str, state: CatchUp) {
+        self.0
+            .entry(peer)
+            .or_default()
+            .insert(key.to_owned(), state);
+    }
+
+    fn remove(&mut self, peer: &PeerId, key: &str) -> Option<CatchUp> {
+        let keys = self.0.get_mut(peer)?;
+        let state = keys.remove(key);
+        if keys.is_empty() {
+            self.0.remove(peer);
+        }
+        state
+    }
 }
 
 /// One `Ask` in flight: the keys it carries, in the order they were asked.
@@ -102,11 +133,8 @@ impl<S: RecordStore> Coordinator<S> {
             return false;
         }
         if query.is_none() {
-            match self.catching_up.get_mut(&(peer, key.to_owned())) {
-                None => {
-                    self.catching_up
-                        .insert((peer, key.to_owned()), CatchUp::Waiting);
-                }
+            match self.catching_up.get_mut(&peer, key) {
+                None => self.catching_up.insert(peer, key, CatchUp::Waiting),
                 Some(state) => {
                     if *state == CatchUp::Sent {
                         *state = CatchUp::Again;
@@ -143,7 +171,7 @@ impl<S: RecordStore> Coordinator<S> {
                 .collect();
             let sent = keys.iter().map(|k| k.have).collect();
             for w in wanted.iter().filter(|w| w.query.is_none()) {
-                if let Some(state) = self.catching_up.get_mut(&(peer, w.key.clone())) {
+                if let Some(state) = self.catching_up.get_mut(&peer, &w.key) {
                     if *state == CatchUp::Waiting {
                         *state = CatchUp::Sent;
                     }
@@ -231,7 +259,7 @@ impl<S: RecordStore> Coordinator<S> {
         now_ms: i64,
     ) {
         let again = wanted.query.is_none()
-            && self.catching_up.remove(&(peer, wanted.key.clone())) == Some(CatchUp::Again);
+            && self.catching_up.remove(&peer, &wanted.key) == Some(CatchUp::Again);
         let mut theirs = None;
         match entry {
             Ok(Entry::Record(record)) => {
@@ -262,7 +290,7 @@ impl<S: RecordStore> Coordinator<S> {
         for Wanted { key, query } in wanted {
             match query {
                 None => {
-                    self.catching_up.remove(&(peer, key.clone()));
+                    self.catching_up.remove(&peer, &key);
                 }
                 Some(query) => queries.push(query),
             }
@@ -344,5 +372,30 @@ impl<S: RecordStore> Coordinator<S> {
         let ranges = self.reply_ranges(peer, ranges);
         let reply = Reply { entries, ranges };
         self.outputs.push_back(Output::Reply { id, reply });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catch-up of a million keys fills the map; once they are answered
+    /// the peer's map goes with them, rather than keeping its capacity (a
+    /// hundred bytes per key caught up) for as long as the node runs.
+    #[test]
+    fn a_peer_whose_catch_ups_are_over_keeps_no_map() {
+        let peer = PeerId::random();
+        let other = PeerId::random();
+        let mut catch_ups = CatchUps::default();
+        catch_ups.insert(peer, "a", CatchUp::Waiting);
+        catch_ups.insert(peer, "b", CatchUp::Sent);
+        catch_ups.insert(other, "a", CatchUp::Waiting);
+        assert_eq!(catch_ups.get_mut(&peer, "b"), Some(&mut CatchUp::Sent));
+        assert_eq!(catch_ups.remove(&peer, "a"), Some(CatchUp::Waiting));
+        assert_eq!(catch_ups.remove(&peer, "a"), None);
+        assert!(catch_ups.0.contains_key(&peer));
+        assert_eq!(catch_ups.remove(&peer, "b"), Some(CatchUp::Sent));
+        assert!(!catch_ups.0.contains_key(&peer));
+        assert_eq!(catch_ups.get_mut(&other, "a"), Some(&mut CatchUp::Waiting));
     }
 }

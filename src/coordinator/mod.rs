@@ -250,7 +250,7 @@ pub struct Coordinator<S: RecordStore> {
     fetches: HashMap<u64, Fetch>,
     dispatch: Dispatch<PeerId, Wanted>,
     /// Catch-up asks (no `get`) waiting or in flight, per peer and key.
-    catching_up: HashMap<(PeerId, String), fetch::CatchUp>,
+    catching_up: fetch::CatchUps,
     queries: Queries,
     /// Range reconciliations running, by peer (spec §18).
     sessions: BTreeMap<PeerId, reconcile::Session>,
@@ -300,7 +300,7 @@ impl<S: RecordStore> Coordinator<S> {
             connected: BTreeSet::new(),
             fetches: HashMap::new(),
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
-            catching_up: HashMap::new(),
+            catching_up: fetch::CatchUps::default(),
             queries: Queries::default(),
             sessions: BTreeMap::new(),
             range_fetches: HashMap::new(),
