@@ -229,9 +229,9 @@ impl Index {
 
     /// Folds the pending changes into the arrays in place: overwrites are
     /// written where they stand, removals close their gaps, and new keys
-    /// are merged in from the back. The arrays grow by exactly what is
-    /// added, and no array is allocated afresh: at a million keys a fresh
-    /// copy per merge had the kernel zero tens of megabytes each time.
+    /// are merged in from the back. No array is allocated afresh: at a
+    /// million keys a fresh copy per merge had the kernel zero tens of
+    /// megabytes each time.
     fn merge(&mut self) {
         if self.pending.is_empty() {
             return;
