@@ -248,6 +248,12 @@ enum Side {
 }
 
 impl Pair {
+    /// `b` with a default answering node connected to it: the shape of
+    /// most tests, which vary only `b`'s limits or store.
+    async fn to(b: Fetch) -> Self {
+        Self::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await
+    }
+
     async fn new(a: Option<Fetch>, b: Option<Fetch>) -> Self {
         let (mut a, mut b) = (node(a), node(b));
         b.listen().with_memory_addr_external().await;
@@ -408,7 +414,7 @@ async fn round_trip_ok_and_not_exist() {
     bounded(async {
         let mut b = Fetch::new(limits(), Mode::Answer);
         b.store.insert("k".into(), record("k", "v"));
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
         let peer = pair.b_id();
 
         let found = pair.fetch_a().ask(peer, "k");
@@ -431,7 +437,7 @@ async fn many_keys_travel_in_one_ask_and_are_answered_in_order() {
         let mut b = Fetch::new(limits(), Mode::Answer);
         b.store.insert("one".into(), record("one", "1"));
         b.store.insert("three".into(), record("three", "3"));
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
         let peer = pair.b_id();
 
         let id = pair.fetch_a().ask_many(peer, &["one", "two", "three"]);
@@ -522,7 +528,7 @@ async fn versions_travel_and_a_current_record_is_not_sent_again() {
         let mut b = Fetch::new(limits(), Mode::Answer);
         b.store.insert("same".into(), record("same", "v"));
         b.store.insert("new".into(), new.clone());
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
         let peer = pair.b_id();
 
         let have = |key: &str, held: &Record| AskKey {

@@ -9,7 +9,7 @@ use crate::wire::DecodeError;
 async fn garbage_is_rejected_and_the_node_keeps_answering() {
     bounded(async {
         let b = Fetch::new(limits(), Mode::Answer);
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
 
         // A frame of 4 bytes whose field 1 claims 5 bytes.
         let overrun = [0x04, 0x0a, 0x05, 0xff, 0xfe];
@@ -34,7 +34,7 @@ async fn garbage_is_rejected_and_the_node_keeps_answering() {
 async fn truncated_frame_is_rejected_and_the_node_keeps_answering() {
     bounded(async {
         let b = Fetch::new(limits(), Mode::Answer);
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
 
         // 10 bytes announced, 3 sent, then the write side is closed.
         assert!(abuse(&mut pair, &[0x0a, 0x0a, 0x01, b'k'], true)
@@ -66,7 +66,7 @@ async fn oversize_prefix_is_rejected_without_reading_the_body() {
             ..limits()
         };
         let b = Fetch::new(small, Mode::Answer);
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
 
         // Announce 257 bytes (varint 0x81 0x02), send none, keep the stream
         // open: `b` must not wait.
@@ -90,7 +90,7 @@ async fn streams_beyond_the_inbound_cap_are_refused() {
             ..limits()
         };
         let b = Fetch::new(capped, Mode::Answer);
-        let mut pair = Pair::new(Some(Fetch::new(limits(), Mode::Answer)), Some(b)).await;
+        let mut pair = Pair::to(b).await;
         let mut control = pair.a.behaviour().raw.new_control();
         let peer = pair.b_id();
 
