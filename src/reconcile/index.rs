@@ -274,9 +274,7 @@ impl Index {
             if gone.next_if_eq(&&at).is_some() {
                 continue;
             }
-            self.keys.swap(kept, at);
-            self.hashes[kept] = self.hashes[at];
-            self.times[kept] = self.times[at];
+            self.move_item(at, kept);
             kept += 1;
         }
         self.keys.truncate(kept);
@@ -309,15 +307,21 @@ impl Index {
             while base > 0 && self.keys[base - 1] > key {
                 base -= 1;
                 to -= 1;
-                self.keys.swap(to, base);
-                self.hashes[to] = self.hashes[base];
-                self.times[to] = self.times[base];
+                self.move_item(base, to);
             }
             to -= 1;
             self.keys[to] = key;
             self.hashes[to] = hash;
             self.times[to] = time;
         }
+    }
+
+    /// Moves the item at `from` to `to`; what `from` holds after is a
+    /// leftover, to be overwritten or truncated.
+    fn move_item(&mut self, from: usize, to: usize) {
+        self.keys.swap(to, from);
+        self.hashes[to] = self.hashes[from];
+        self.times[to] = self.times[from];
     }
 
     /// Recomputes the running sums from position `from` on.
