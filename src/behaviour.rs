@@ -567,6 +567,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             inbound_total: self.inbound_streams.clone(),
             max_inbound_total: config.max_inbound_fetch_streams_total,
             max_outbound_streams: config.max_outbound_fetch_streams,
+            verify_threads: config.verify_threads,
         })
     }
 }

@@ -64,28 +64,42 @@ mod tests {
             .map(|i| {
                 let good =
                     Record::sign(&format!("k{i}"), Op::Mut, "v", i, &signers[i as usize % 3]);
+                let mut sig = *good.signature().as_bytes();
                 if i % 7 == 0 {
-                    let mut sig = *good.signature().as_bytes();
                     sig[5] ^= 1;
-                    Record::from_parts(
-                        good.key().to_owned(),
-                        good.op(),
-                        good.value().to_owned(),
-                        good.time(),
-                        *good.author(),
-                        Signature::from_bytes(sig),
-                    )
-                } else {
-                    good
                 }
+                unchecked(&good, Signature::from_bytes(sig))
             })
             .collect();
-        let refs: Vec<&Record> = records.iter().collect();
-        let expected: Vec<bool> = records.iter().map(Record::verify).collect();
+        let expected: Vec<bool> = records
+            .iter()
+            .map(|r| unchecked(r, *r.signature()).verify())
+            .collect();
         assert_eq!(expected.iter().filter(|ok| !**ok).count(), 15);
         for threads in [1, 2, 3, 8, 1000] {
+            let fresh: Vec<Record> = records
+                .iter()
+                .map(|r| unchecked(r, *r.signature()))
+                .collect();
+            let refs: Vec<&Record> = fresh.iter().collect();
             assert_eq!(verify_all(&refs, threads), expected, "{threads} threads");
+            // Each record remembers its own outcome, whichever thread made it.
+            let remembered: Vec<Option<bool>> = fresh.iter().map(Record::checked).collect();
+            let expected_memo: Vec<Option<bool>> = expected.iter().copied().map(Some).collect();
+            assert_eq!(remembered, expected_memo, "{threads} threads");
         }
         assert!(verify_all(&[], 4).is_empty());
+    }
+
+    /// `record`'s fields with `signature`, never checked.
+    fn unchecked(record: &Record, signature: Signature) -> Record {
+        Record::from_parts(
+            record.key().to_owned(),
+            record.op(),
+            record.value().to_owned(),
+            record.time(),
+            *record.author(),
+            signature,
+        )
     }
 }

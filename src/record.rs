@@ -7,9 +7,12 @@
 //! another key, nor claimed by another author.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use libp2p::{identity, PeerId};
+
+use crate::parallel_verify;
 
 /// Domain separation tag that starts every signed byte string.
 pub const SIGNING_DOMAIN: &[u8] = b"pointer/record/v1\0";
@@ -100,6 +103,12 @@ impl fmt::Debug for Signature {
 /// [`Record::from_parts`] or decoded from the wire is *unverified* until
 /// [`Record::verify`] says otherwise; `Behaviour` verifies every record it did
 /// not sign itself before storing it.
+///
+/// A record remembers the outcome of its first check, and its clones carry
+/// it: its fields cannot change once it is built, so the outcome cannot
+/// either. A check made on one thread (an answer's records are checked on
+/// their connection's task as they are decoded) is not made again where the
+/// record is judged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
     key: String,
@@ -108,7 +117,46 @@ pub struct Record {
     time: i64,
     author: Author,
     signature: Signature,
+    checked: Checked,
 }
+
+/// The remembered outcome of a record's signature check, if it was made.
+/// Not part of what a record is: two records with the same fields are equal
+/// whether or not either was checked.
+#[derive(Default)]
+struct Checked(AtomicU8);
+
+impl Checked {
+    const VALID: u8 = 1;
+    const INVALID: u8 = 2;
+
+    fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            Self::VALID => Some(true),
+            Self::INVALID => Some(false),
+            _ => None,
+        }
+    }
+
+    fn set(&self, valid: bool) {
+        let outcome = if valid { Self::VALID } else { Self::INVALID };
+        self.0.store(outcome, Ordering::Relaxed);
+    }
+}
+
+impl Clone for Checked {
+    fn clone(&self) -> Self {
+        Checked(AtomicU8::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl PartialEq for Checked {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Checked {}
 
 impl Record {
     /// Signs a write of `value` to `key` at `time` (milliseconds since the
@@ -143,6 +191,7 @@ impl Record {
             time,
             author,
             signature,
+            checked: Checked::default(),
         }
     }
 
@@ -188,20 +237,50 @@ impl Record {
 
     /// Checks the signature with Ed25519 `verify_strict`, which refuses
     /// small-order keys and non-canonical signatures, so one record has
-    /// exactly one valid encoding of its signature.
+    /// exactly one valid encoding of its signature. The outcome is
+    /// remembered: checking the record (or a clone) again costs nothing.
     pub fn verify(&self) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.author.0) else {
-            return false;
-        };
-        self.verify_with(&key)
+        if let Some(valid) = self.checked.get() {
+            return valid;
+        }
+        match VerifyingKey::from_bytes(&self.author.0) {
+            Ok(key) => self.verify_with(&key),
+            Err(_) => {
+                self.checked.set(false);
+                false
+            }
+        }
+    }
+
+    /// Checks each of `records` as [`Record::verify`] does, spread over up
+    /// to `threads` threads (a lot of fewer than 16 records on the calling
+    /// thread), decompressing each author's key once per thread; each
+    /// record remembers its outcome ([`Record::checked`]). The outcomes are
+    /// those of the checks one by one: no batch verification, which can
+    /// accept signatures `verify_strict` refuses.
+    pub fn verify_each(records: &[&Record], threads: usize) {
+        parallel_verify::verify_all(records, threads);
+    }
+
+    /// The outcome of this record's signature check ([`Record::verify`]),
+    /// if one was made: on this record, on the record it was cloned from,
+    /// or, for a record fetched from a peer, on its connection's task as
+    /// the answer was decoded.
+    pub fn checked(&self) -> Option<bool> {
+        self.checked.get()
     }
 
     /// [`Record::verify`] with the author's key already decompressed; `key`
     /// must be the decompression of [`Record::author`].
     pub(crate) fn verify_with(&self, key: &VerifyingKey) -> bool {
         debug_assert_eq!(key.as_bytes(), &self.author.0, "the author's own key");
+        if let Some(valid) = self.checked.get() {
+            return valid;
+        }
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        key.verify_strict(&self.signed_bytes(), &signature).is_ok()
+        let valid = key.verify_strict(&self.signed_bytes(), &signature).is_ok();
+        self.checked.set(valid);
+        valid
     }
 }
 
@@ -316,6 +395,42 @@ mod tests {
             ..r
         };
         assert!(!bad.verify());
+    }
+
+    /// The outcome of a check travels with the record and its clones, and
+    /// is the very outcome `verify_strict` gives; two records with the same
+    /// fields stay equal whether or not either was checked.
+    #[test]
+    fn a_record_remembers_its_check_and_equality_ignores_it() {
+        let good = Record::sign("k", Op::Mut, "v", 1, &key(1));
+        let mut sig = *good.signature().as_bytes();
+        sig[0] ^= 1;
+        let bad = Record::from_parts(
+            "k".into(),
+            Op::Mut,
+            "v".into(),
+            1,
+            good.author,
+            Signature(sig),
+        );
+        let garbage = Record::from_parts(
+            "k".into(),
+            Op::Mut,
+            "v".into(),
+            1,
+            Author([0xff; 32]),
+            good.signature,
+        );
+        let unchecked = good.clone();
+        assert_eq!(good.checked(), None);
+        Record::verify_each(&[&good, &bad, &garbage], 1);
+        let outcomes = [&good, &bad, &garbage].map(Record::checked);
+        assert_eq!(outcomes, [Some(true), Some(false), Some(false)]);
+        assert_eq!(good.clone().checked(), Some(true));
+        assert_eq!(unchecked.checked(), None);
+        assert_eq!(good, unchecked);
+        assert!(good.verify() && !bad.verify() && !garbage.verify());
+        assert_eq!(unchecked.verify(), good.verify());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use ed25519_dalek::SigningKey;
 
@@ -14,7 +14,7 @@ use crate::exchange::Version;
 use crate::order::precedence;
 use crate::parallel_verify::{verify_all, MIN_PARALLEL};
 use crate::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
-use crate::record::{Author, Op, Record, Signature};
+use crate::record::{Author, Op, Record};
 use crate::store::{self, RecordStore};
 use crate::validator::Validator;
 use crate::wire;
@@ -63,9 +63,6 @@ pub struct Replica<S> {
     limits: Limits,
     max_message_bytes: usize,
     author_keys: AuthorKeys,
-    /// Signature checks made ahead for a burst ([`Replica::precheck`]), by
-    /// signature, with the record each was made for.
-    prechecked: HashMap<Signature, (Record, bool)>,
     verify_threads: usize,
     /// What range reconciliation reads: every key held, with its record's
     /// hash. Kept in step with every write made through the replica.
@@ -95,7 +92,6 @@ impl<S: RecordStore> Replica<S> {
             limits,
             max_message_bytes,
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
-            prechecked: HashMap::new(),
             verify_threads: 1,
             index: Index::default(),
             tombstones: BTreeSet::new(),
@@ -219,17 +215,17 @@ impl<S: RecordStore> Replica<S> {
 
     /// Checks ahead, on `verify_threads` threads, the signatures of those
     /// of `records` that would reach the signature check (right shape,
-    /// newer than what is held); the next [`Replica::receive`] of each uses
-    /// the result. Deciding as `receive` would alone, only sooner: a
-    /// record's check is the same `verify_strict`, and a result is used
-    /// only for the very record it was made for.
+    /// newer than what is held) and were not checked yet; each record
+    /// remembers its outcome, which [`Replica::receive`] then uses. Deciding
+    /// as `receive` would alone, only sooner: a record's check is the same
+    /// `verify_strict`, and its outcome is the record's own.
     pub fn precheck<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>, now_ms: i64) {
-        self.prechecked.clear();
         if self.verify_threads < 2 {
             return;
         }
         let candidates: Vec<&Record> = records
             .into_iter()
+            .filter(|r| r.checked().is_none())
             .filter(|r| check_shape(r, now_ms, &self.limits).is_ok())
             .filter(|r| {
                 Self::held(&self.store, &self.index, self.stale, r.key())
@@ -239,11 +235,7 @@ impl<S: RecordStore> Replica<S> {
         if candidates.len() < MIN_PARALLEL {
             return;
         }
-        let results = verify_all(&candidates, self.verify_threads);
-        for (record, ok) in candidates.into_iter().zip(results) {
-            self.prechecked
-                .insert(*record.signature(), (record.clone(), ok));
-        }
+        verify_all(&candidates, self.verify_threads);
     }
 
     /// Keeps the decompressed keys of at most `authors` authors, so their
@@ -298,17 +290,13 @@ impl<S: RecordStore> Replica<S> {
         let verdict = {
             let stored = Self::held(&self.store, &self.index, self.stale, record.key());
             let keys = &mut self.author_keys;
-            let prechecked = &mut self.prechecked;
             judge_with(
                 &record,
                 stored.as_deref(),
                 now_ms,
                 &self.limits,
                 self.validator.as_ref(),
-                |r| match prechecked.remove(r.signature()) {
-                    Some((checked, ok)) if checked == *r => ok,
-                    _ => keys.verify(r),
-                },
+                |r| keys.verify(r),
             )
         };
         match verdict {

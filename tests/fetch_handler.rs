@@ -58,6 +58,7 @@ fn limits() -> FetchLimits {
         inbound_total: Default::default(),
         max_inbound_total: 16,
         max_outbound_streams: 4,
+        verify_threads: 2,
     }
 }
 
@@ -453,6 +454,49 @@ async fn many_keys_travel_in_one_ask_and_are_answered_in_order() {
         let all = ["one", "two", "three"];
         let served = |e: &FetchEvent| matches!(e, FetchEvent::Served { keys } if keys == &all);
         pair.wait(Side::B, served).await;
+    })
+    .await
+}
+
+/// The handler checks an answer's signatures on the connection's task, so
+/// the records reach the behaviour with the outcome of `verify_strict`
+/// already made: the honest one valid, the forged one not.
+#[tokio::test]
+async fn an_answers_records_arrive_with_their_signatures_checked() {
+    bounded(async {
+        let honest = record("honest", "v");
+        let mut signature = *record("forged", "v").signature().as_bytes();
+        signature[9] ^= 1;
+        let forged = Record::from_parts(
+            "forged".into(),
+            Op::Mut,
+            "v".into(),
+            honest.time(),
+            *honest.author(),
+            record::Signature::from_bytes(signature),
+        );
+        let mut b = Fetch::new(limits(), Mode::Answer);
+        b.store.insert("honest".into(), honest.clone());
+        b.store.insert("forged".into(), forged.clone());
+        assert_eq!((honest.checked(), forged.checked()), (None, None));
+        let mut pair = Pair::to(b).await;
+        let peer = pair.b_id();
+
+        let id = pair.fetch_a().ask_many(peer, &["honest", "forged"]);
+        let answer = pair.answer_to(id).await.expect("answer");
+        assert_eq!(
+            answer,
+            decoded([Entry::Record(honest), Entry::Record(forged)])
+        );
+        let checked: Vec<Option<bool>> = answer
+            .entries
+            .iter()
+            .map(|entry| match entry {
+                Ok(Entry::Record(record)) => record.checked(),
+                other => panic!("expected a record, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(checked, [Some(true), Some(false)]);
     })
     .await
 }
