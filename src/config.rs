@@ -228,7 +228,8 @@ impl Config {
         self.topic_shards
     }
 
-    /// Threads the signatures of one answer are checked on.
+    /// Threads the signatures of one answer are checked on (see
+    /// [`ConfigBuilder::verify_threads`]).
     pub fn verify_threads(&self) -> usize {
         self.verify_threads
     }
@@ -576,10 +577,14 @@ impl ConfigBuilder {
 
     /// Threads the signature checks of one `Answer` are spread over (each
     /// still the `verify_strict` a single check makes, so the outcome is
-    /// the same; answers of fewer than 16 records are checked on the
-    /// node's own thread). A fresh node catching up many keys is bound by
-    /// these checks. Default: the machine's available parallelism; 1 keeps
-    /// every check on the node's thread.
+    /// the same; answers of fewer than 16 records are checked on one
+    /// thread). The checks run on the answer's connection task as it is
+    /// decoded, so the node's own loop stores one answer while the next is
+    /// checked; a [`Coordinator`](crate::coordinator::Coordinator) driven
+    /// directly spreads the checks of answers it is given unchecked over
+    /// these threads itself. A fresh node catching up many keys is bound by these checks.
+    /// Default: the machine's available parallelism; 1 keeps each answer's
+    /// checks on its connection's task alone.
     pub fn verify_threads(mut self, threads: usize) -> Self {
         self.0.verify_threads = threads;
         self
