@@ -140,6 +140,9 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
     inbound_streams: Arc<AtomicUsize>,
+    /// Threads the fetch handlers have borrowed for signature checks, shared
+    /// so that all connections together borrow at most `verify_threads - 1`.
+    verify_threads_lent: Arc<AtomicUsize>,
     /// Metrics (feature `metrics`), or hooks that do nothing.
     probe: Probe,
 }
@@ -215,6 +218,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             events: VecDeque::new(),
             waker: None,
             inbound_streams: Arc::default(),
+            verify_threads_lent: Arc::default(),
             probe: Probe::default(),
         };
         pointer.execute();
@@ -568,6 +572,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             max_inbound_total: config.max_inbound_fetch_streams_total,
             max_outbound_streams: config.max_outbound_fetch_streams,
             verify_threads: config.verify_threads,
+            verify_threads_lent: self.verify_threads_lent.clone(),
         })
     }
 }

@@ -580,11 +580,13 @@ impl ConfigBuilder {
     /// the same; answers of fewer than 16 records are checked on one
     /// thread). The checks run on the answer's connection task as it is
     /// decoded, so the node's own loop stores one answer while the next is
-    /// checked; a [`Coordinator`](crate::coordinator::Coordinator) driven
-    /// directly spreads the checks of answers it is given unchecked over
-    /// these threads itself. A fresh node catching up many keys is bound by these checks.
-    /// Default: the machine's available parallelism; 1 keeps each answer's
-    /// checks on its connection's task alone.
+    /// checked; the threads beyond that task are shared by all connections
+    /// (at most `threads - 1` run at once in the node). A
+    /// [`Coordinator`](crate::coordinator::Coordinator) driven directly
+    /// spreads the checks of answers it is given unchecked over these
+    /// threads itself. A fresh node catching up many keys is bound by
+    /// these checks. Default: the machine's available parallelism; 1 keeps
+    /// each answer's checks on its connection's task alone.
     pub fn verify_threads(mut self, threads: usize) -> Self {
         self.0.verify_threads = threads;
         self

@@ -56,9 +56,14 @@ pub struct FetchLimits {
     /// Concurrent outbound asks; extra asks fail with
     /// [`OutboundFailure::TooManyRequests`] instead of queueing.
     pub max_outbound_streams: usize,
-    /// Threads the signature checks of one answer are spread over, on the
-    /// connection's task.
+    /// Threads the signature checks of one answer are spread over: the
+    /// connection's task, and up to `verify_threads - 1` more borrowed from
+    /// `verify_threads_lent`, which every handler of the node shares, so
+    /// that answers arriving on many connections at once start no more
+    /// than that many threads in all.
     pub verify_threads: usize,
+    /// Threads lent to signature checks right now, over all connections.
+    pub verify_threads_lent: Arc<AtomicUsize>,
 }
 
 /// A command from the behaviour.
@@ -186,9 +191,10 @@ impl Handler {
         self.negotiating = self.negotiating.saturating_sub(1);
         let exchange = protocol::ask(stream, ask.request, self.limits.max_message_size);
         let threads = self.limits.verify_threads;
+        let lent = self.limits.verify_threads_lent.clone();
         let exchange = async move {
             let answered = exchange.await?;
-            check_signatures(&answered, threads);
+            check_signatures(&answered, threads, &lent);
             Ok(answered)
         };
         match self
@@ -245,12 +251,13 @@ impl Handler {
 }
 
 /// Checks the signatures of an answer's records here, on the connection's
-/// task, as the answer is decoded, spread over `threads` threads: each
-/// record remembers its outcome ([`Record::checked`]), so the behaviour's
-/// loop judges and stores one answer while the next is being checked. The
-/// task is busy for as long as one answer's checks take (256 records, the
-/// default most per answer, take about 4 ms on two threads).
-fn check_signatures(answered: &Answered, threads: usize) {
+/// task, as the answer is decoded, with as many of `threads - 1` more
+/// threads as `lent` still has: each record remembers its outcome
+/// ([`Record::checked`]), so the behaviour's loop judges and stores one
+/// answer while the next is being checked. The task is busy for as long as
+/// one answer's checks take (256 records, the default most per answer,
+/// take about 4 ms on two threads).
+fn check_signatures(answered: &Answered, threads: usize, lent: &AtomicUsize) {
     let records: Vec<&Record> = answered
         .entries
         .iter()
@@ -259,7 +266,30 @@ fn check_signatures(answered: &Answered, threads: usize) {
             _ => None,
         })
         .collect();
-    Record::verify_each(&records, threads);
+    let extra = Lent::borrow(lent, threads.saturating_sub(1));
+    Record::verify_each(&records, 1 + extra.0);
+}
+
+/// Threads borrowed from the node's shared count, given back when dropped.
+struct Lent<'a>(usize, &'a AtomicUsize);
+
+impl<'a> Lent<'a> {
+    /// As many of `wanted` threads as keep the count lent within `wanted`:
+    /// each handler asks for the same `verify_threads - 1`.
+    fn borrow(lent: &'a AtomicUsize, wanted: usize) -> Lent<'a> {
+        let mut granted = 0;
+        let _ = lent.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            granted = wanted.saturating_sub(now);
+            (granted > 0).then_some(now + granted)
+        });
+        Lent(granted, lent)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.1.fetch_sub(self.0, Ordering::AcqRel);
+    }
 }
 
 /// One inbound stream counted in the node-wide total, for as long as its
@@ -401,6 +431,7 @@ mod tests {
             max_inbound_total: 16,
             max_outbound_streams,
             verify_threads: 1,
+            verify_threads_lent: Arc::default(),
         }
     }
 
@@ -408,6 +439,21 @@ mod tests {
         handler: &mut Handler,
     ) -> Poll<ConnectionHandlerEvent<ReadyUpgrade<StreamProtocol>, OutboundAsk, HandlerOut>> {
         handler.poll(&mut Context::from_waker(noop_waker_ref()))
+    }
+
+    /// However many connections check answers at once, they borrow no
+    /// more threads in all than one answer may use, and give them back.
+    #[test]
+    fn connections_together_borrow_at_most_the_threads_lent() {
+        let lent = AtomicUsize::new(0);
+        let first = Lent::borrow(&lent, 3);
+        let second = Lent::borrow(&lent, 3);
+        assert_eq!((first.0, second.0), (3, 0));
+        drop(first);
+        let one = Lent::borrow(&lent, 1);
+        assert_eq!(Lent::borrow(&lent, 3).0, 2, "what is left");
+        drop((one, second));
+        assert_eq!(lent.load(Ordering::Relaxed), 0, "every thread given back");
     }
 
     #[test]

@@ -243,12 +243,18 @@ impl Record {
         if let Some(valid) = self.checked.get() {
             return valid;
         }
+        let valid = self.verify_afresh();
+        self.checked.set(valid);
+        valid
+    }
+
+    /// [`Record::verify`] without the remembered outcome, neither read nor
+    /// written: for checks that must not trust the code that remembered it
+    /// (the simulator's audit of what nodes stored).
+    pub(crate) fn verify_afresh(&self) -> bool {
         match VerifyingKey::from_bytes(&self.author.0) {
-            Ok(key) => self.verify_with(&key),
-            Err(_) => {
-                self.checked.set(false);
-                false
-            }
+            Ok(key) => self.verify_strict_with(&key),
+            Err(_) => false,
         }
     }
 
@@ -270,17 +276,24 @@ impl Record {
         self.checked.get()
     }
 
-    /// [`Record::verify`] with the author's key already decompressed; `key`
-    /// must be the decompression of [`Record::author`].
+    /// [`Record::verify`] with the author's key already decompressed. A
+    /// `key` that is not [`Record::author`]'s decides nothing: the record
+    /// is checked with its own, so no clone can inherit a wrong outcome.
     pub(crate) fn verify_with(&self, key: &VerifyingKey) -> bool {
-        debug_assert_eq!(key.as_bytes(), &self.author.0, "the author's own key");
         if let Some(valid) = self.checked.get() {
             return valid;
         }
-        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
-        let valid = key.verify_strict(&self.signed_bytes(), &signature).is_ok();
+        if key.as_bytes() != &self.author.0 {
+            return self.verify();
+        }
+        let valid = self.verify_strict_with(key);
         self.checked.set(valid);
         valid
+    }
+
+    fn verify_strict_with(&self, key: &VerifyingKey) -> bool {
+        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.0);
+        key.verify_strict(&self.signed_bytes(), &signature).is_ok()
     }
 }
 
@@ -425,6 +438,23 @@ mod tests {
         assert_eq!(good, unchecked);
         assert!(good.verify() && !bad.verify() && !garbage.verify());
         assert_eq!(unchecked.verify(), good.verify());
+        // A key that is not the author's decides nothing: the record is
+        // checked with its own.
+        let stranger = key(2).verifying_key();
+        let fresh = |r: &Record| {
+            Record::from_parts(
+                r.key.clone(),
+                r.op,
+                r.value.clone(),
+                r.time,
+                r.author,
+                r.signature,
+            )
+        };
+        assert!(fresh(&good).verify_with(&stranger));
+        let checked = fresh(&bad);
+        assert!(!checked.verify_with(&key(1).verifying_key()));
+        assert_eq!(checked.checked(), Some(false));
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn limits() -> FetchLimits {
         max_inbound_total: 16,
         max_outbound_streams: 4,
         verify_threads: 2,
+        verify_threads_lent: Default::default(),
     }
 }
 
