@@ -88,7 +88,6 @@ fn parse_topic(topic: &TopicHash, shards: u16) -> Option<Topic> {
 struct Timers {
     republish: Option<Delay>,
     flush: Option<Delay>,
-    push: Option<Delay>,
     discover: Option<Delay>,
 }
 
@@ -97,14 +96,13 @@ impl Timers {
         match timer {
             Timer::Republish => &mut self.republish,
             Timer::Flush => &mut self.flush,
-            Timer::Push => &mut self.push,
             Timer::Discover => &mut self.discover,
         }
     }
 
     /// The first timer that fired; it is disarmed.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Option<Timer> {
-        [Timer::Republish, Timer::Flush, Timer::Push, Timer::Discover]
+        [Timer::Republish, Timer::Flush, Timer::Discover]
             .into_iter()
             .find(|timer| {
                 let slot = self.slot(*timer);

@@ -44,6 +44,7 @@ pub struct Config {
     pub(crate) reconcile_min_keys: usize,
     pub(crate) max_reconcile_ranges: usize,
     pub(crate) max_reconcile_rounds: usize,
+    pub(crate) max_reconcile_pending: usize,
     pub(crate) settled_after: Duration,
     pub(crate) settled_republish_every: u32,
 }
@@ -85,6 +86,7 @@ impl Default for Config {
             reconcile_min_keys: 1024,
             max_reconcile_ranges: 16,
             max_reconcile_rounds: 4096,
+            max_reconcile_pending: 8192,
             settled_after: Duration::from_secs(10 * 60),
             settled_republish_every: 32,
         }
@@ -147,6 +149,11 @@ impl Config {
         self.max_keys_per_ask
     }
 
+    /// Most key ranges one reconciliation keeps waiting to be asked.
+    pub fn max_reconcile_pending(&self) -> usize {
+        self.max_reconcile_pending
+    }
+
     /// Fewest keys watched for a node to reconcile ranges (spec §18).
     pub fn reconcile_min_keys(&self) -> usize {
         self.reconcile_min_keys
@@ -167,7 +174,11 @@ impl Config {
         self.author_key_cache
     }
 
-    /// Wait before a record the mesh may lack is pushed to it.
+    /// The value given to [`ConfigBuilder::push_delay`], which no longer
+    /// applies: a peer that gossips an older record is asked back at once.
+    #[deprecated(
+        note = "a peer that gossips an older record is asked back at once; no push follows"
+    )]
     pub fn push_delay(&self) -> Duration {
         self.push_delay
     }
@@ -251,6 +262,7 @@ impl fmt::Debug for Config {
             .field("settled_republish_every", &self.settled_republish_every)
             .field("max_reconcile_ranges", &self.max_reconcile_ranges)
             .field("max_reconcile_rounds", &self.max_reconcile_rounds)
+            .field("max_reconcile_pending", &self.max_reconcile_pending)
             .field("author_key_cache", &self.author_key_cache)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
@@ -393,6 +405,19 @@ impl ConfigBuilder {
         self
     }
 
+    /// Most key ranges one reconciliation with a peer keeps waiting to be
+    /// asked. Ranges are compared depth first, so an honest reconciliation
+    /// keeps about a split's parts per level of the tree waiting (16 per
+    /// range asked, a few levels deep at a million keys); a peer whose
+    /// splits would queue more is cut off, and the next republish firing
+    /// starts afresh. What a peer's splits make us hold is therefore at
+    /// most this many ranges (each two keys of at most `max_key_bytes`).
+    /// Default: 8,192.
+    pub fn max_reconcile_pending(mut self, ranges: usize) -> Self {
+        self.0.max_reconcile_pending = ranges;
+        self
+    }
+
     /// How old a record must be (by its own time, against the local clock)
     /// to count as *settled*: a node that reconciles by key ranges
     /// republishes a settled record only at one firing in
@@ -479,10 +504,14 @@ impl ConfigBuilder {
         self
     }
 
-    /// How long a node waits before it publishes again a record a peer
-    /// showed it is behind on (it gossiped an older record), instead of
-    /// waiting for the next republish. Pushes due within this delay go out
-    /// in one pass. Default: 100 ms.
+    /// Formerly the wait before a node published its record to the whole
+    /// mesh when a peer gossiped an older one. That push let one replayed
+    /// stale record make the node send its record to every follower; the
+    /// node now asks the sender back instead (spec §7), so the delay no
+    /// longer applies. Kept, with no effect, for one release.
+    #[deprecated(
+        note = "a peer that gossips an older record is asked back at once; no push follows"
+    )]
     pub fn push_delay(mut self, delay: Duration) -> Self {
         self.0.push_delay = delay;
         self
@@ -698,6 +727,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("verify_threads", c.verify_threads),
         ("max_reconcile_ranges", c.max_reconcile_ranges),
         ("max_reconcile_rounds", c.max_reconcile_rounds),
+        ("max_reconcile_pending", c.max_reconcile_pending),
         (
             "settled_republish_every",
             c.settled_republish_every as usize,
@@ -715,7 +745,6 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("invalid_record_budget", c.invalid_record_window, true),
         ("tombstone_ttl", c.tombstone_ttl, false),
         ("store_flush_interval", c.store_flush_interval, false),
-        ("push_delay", c.push_delay, false),
         ("discovery_interval", c.discovery_interval, true),
         ("settled_after", c.settled_after, false),
         ("ban_duration", c.ban_duration, false),

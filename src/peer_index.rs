@@ -10,7 +10,8 @@
 //!   the key changes we ask them with the new version, which makes a
 //!   watcher that is behind ask back (spec §10).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use libp2p::PeerId;
@@ -36,7 +37,9 @@ pub(crate) struct PeerIndex {
 
 #[derive(Debug, Default)]
 struct Peer {
-    keys: HashSet<Arc<str>>,
+    /// Ordered, so that the keys of a peer within a key range are found
+    /// without reading the others ([`PeerIndex::keys_in`]).
+    keys: BTreeSet<Arc<str>>,
     bytes: usize,
 }
 
@@ -102,6 +105,24 @@ impl PeerIndex {
     /// The peers of `key`.
     pub fn of(&self, key: &str) -> &[PeerId] {
         self.by_key.get(key).map_or(&[], |peers| peers.as_slice())
+    }
+
+    /// The keys `peer` is attached to from `lower` (included) to `upper`
+    /// (excluded; `None` for no end), in order. Costs those keys, not the
+    /// peer's others.
+    pub fn keys_in(&self, peer: &PeerId, lower: &str, upper: Option<&str>) -> Vec<String> {
+        let Some(entry) = self.by_peer.get(peer) else {
+            return Vec::new();
+        };
+        if upper.is_some_and(|u| u <= lower) {
+            return Vec::new();
+        }
+        let upper = upper.map_or(Bound::Unbounded, Bound::Excluded);
+        entry
+            .keys
+            .range::<str, _>((Bound::Included(lower), upper))
+            .map(|k| k.to_string())
+            .collect()
     }
 
     /// How many keys `peer` is attached to.

@@ -199,11 +199,12 @@ impl<S: RecordStore> Replica<S> {
         ask: &RangeAsk,
         reply: RangeReply,
         max_items: usize,
+        candidates: impl FnOnce(&Index, &KeyRange) -> Vec<String>,
     ) -> Result<reconcile::Learnt, reconcile::BadReply> {
         self.refresh();
         let store = &self.store;
         let version_of = |k: &str| Self::version_of(store, k);
-        reconcile::learn(&self.index, ask, reply, version_of, max_items)
+        reconcile::learn(&self.index, ask, reply, version_of, max_items, candidates)
     }
 
     /// Checks the signatures of a burst on up to `threads` threads
@@ -308,9 +309,25 @@ impl<S: RecordStore> Replica<S> {
                 Ok(())
             }
             Verdict::Same => Err(Refusal::Same),
-            Verdict::Older => Err(Refusal::Older),
+            Verdict::Older => Err(self.vet_older(&record)),
             Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
         }
+    }
+
+    /// A record older than ours makes the node react (it asks the sender
+    /// back, spec §7), so it is checked as a newer one would be before it
+    /// counts as `Older`: a forged stale record is refused and charged to
+    /// its sender instead of being answered, and one our validator refuses
+    /// earns no reaction. An identical record (`Same`) still costs only a
+    /// comparison: it is the common echo of a republish.
+    fn vet_older(&mut self, record: &Record) -> Refusal {
+        if !self.author_keys.verify(record) {
+            return Refusal::Invalid(RejectReason::BadSignature);
+        }
+        if !self.validator.may_write(record.key(), record.author()) {
+            return Refusal::Invalid(RejectReason::Unauthorized);
+        }
+        Refusal::Older
     }
 
     /// Runs every check on a record that is not to be stored (one a node

@@ -6,8 +6,8 @@
 //! interval. Nodes that fire late hear the early ones and stay quiet, so an
 //! idle network sends about one copy per key and neighbourhood per
 //! interval instead of one per node. A key for which a peer sent an *older*
-//! record is pushed promptly (within the push delay, not at the next
-//! firing), and again at the next firing regardless: that peer is behind.
+//! record is republished at the next firing regardless (the coordinator
+//! also asks that peer back at once): that peer is behind.
 //! Only records heard by gossip suppress a republish: one learnt through a
 //! fetch did not pass our mesh neighbours.
 //!
@@ -51,7 +51,6 @@ pub struct Trickle {
     interval: Duration,
     heard: HashSet<String>,
     behind: HashSet<String>,
-    push: HashSet<String>,
     rest_of_interval: Duration,
 }
 
@@ -62,7 +61,6 @@ impl Trickle {
             interval,
             heard: HashSet::new(),
             behind: HashSet::new(),
-            push: HashSet::new(),
             rest_of_interval: Duration::ZERO,
         }
     }
@@ -72,18 +70,11 @@ impl Trickle {
         self.heard.insert(key.to_owned());
     }
 
-    /// A peer sent a record older than ours: it missed an update. Returns
-    /// whether the key is newly due for a prompt push.
-    pub fn heard_older(&mut self, key: &str) -> bool {
+    /// A peer sent a record older than ours: it missed an update, and
+    /// perhaps others did too, so our next firing republishes the key even
+    /// if we heard it meanwhile.
+    pub fn heard_older(&mut self, key: &str) {
         self.behind.insert(key.to_owned());
-        self.push.insert(key.to_owned())
-    }
-
-    /// The keys due for a prompt push, in a reproducible order; forgets them.
-    pub fn take_push(&mut self) -> Vec<String> {
-        let mut keys: Vec<String> = self.push.drain().collect();
-        keys.sort_unstable();
-        keys
     }
 
     /// Delay until the next firing, given `unit` drawn uniformly from
@@ -179,21 +170,6 @@ mod tests {
         assert_eq!(t.fire(["a", "b"]), ["b"]);
         // The next interval starts fresh.
         assert_eq!(t.fire(["a", "b"]), ["a", "b"]);
-    }
-
-    #[test]
-    fn a_peer_behind_is_pushed_promptly_once() {
-        let mut t = Trickle::new(Duration::from_secs(60));
-        assert!(t.heard_older("a"));
-        assert!(!t.heard_older("a"), "already due");
-        assert!(t.heard_older("c"));
-        t.heard_same("a");
-        assert_eq!(
-            t.take_push(),
-            ["a", "c"],
-            "behind peers are pushed even if heard"
-        );
-        assert!(t.take_push().is_empty());
     }
 
     #[test]

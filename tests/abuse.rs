@@ -6,6 +6,7 @@ mod common;
 
 use common::raw_peer::{length_prefix, RawPeer};
 use common::*;
+use libp2p_swarm_test::SwarmExt;
 use pointer::protocol::InboundFailure;
 use pointer::{Event, GetOutcome, RecordStore};
 
@@ -102,4 +103,28 @@ async fn stalled_streams_over_several_connections_hit_the_total_bound() {
         "{error:?}"
     );
     drop(held);
+}
+
+/// An `Ask` naming one key again and again: each copy made the node read
+/// and copy the record once more before the message limit cut the answer.
+/// The answer now stops at the first key named twice.
+#[tokio::test]
+async fn an_ask_naming_a_key_twice_is_answered_up_to_the_repeat() {
+    let mut nodes = vec![node().await];
+    nodes[0].behaviour_mut().put("a", "1").expect("put");
+    nodes[0].behaviour_mut().put("b", "2").expect("put");
+    let asker = RawPeer::connected_to(&mut nodes[0]).await;
+    tokio::spawn(nodes.pop().expect("the node").loop_on_next());
+    let more = ["b", "a", "b"]
+        .into_iter()
+        .chain(std::iter::repeat_n("a", 250));
+    let ask = pointer::proto::pointer::Ask {
+        key: "a".into(),
+        more: more.map(String::from).collect(),
+        ..Default::default()
+    };
+    let answer = asker.ask(ask).await.expect_answer();
+    assert!(answer.op.is_some(), "a is answered");
+    assert_eq!(answer.more.len(), 1, "b, then a again: the answer stops");
+    assert!(answer.more[0].op.is_some(), "b is answered");
 }

@@ -77,8 +77,13 @@ async fn a_record_copied_onto_another_topic_does_not_shadow_it_on_its_own() {
 /// value makes each one distinct, so gossipsub does not drop them as
 /// duplicates before Pointer checks them.
 fn forged(rogue: &Rogue, key: &str, i: usize) -> Record {
+    forged_at(rogue, key, i, now_ms())
+}
+
+/// [`forged`], dated `time`.
+fn forged_at(rogue: &Rogue, key: &str, i: usize, time: i64) -> Record {
     let signer = signing_key(&rogue.keypair).expect("ed25519");
-    let good = Record::sign(key, Op::Mut, &format!("x{i}"), now_ms(), &signer);
+    let good = Record::sign(key, Op::Mut, &format!("x{i}"), time, &signer);
     let mut sig = *good.signature().as_bytes();
     sig[0] ^= 1;
     Record::from_parts(
@@ -366,5 +371,103 @@ async fn every_get_finds(nodes: &mut [Node], rogue: &Rogue, keys: &[String], val
     assert!(
         rogue.asks_answered() > 0,
         "the rogue was never asked: the attack was not exercised"
+    );
+}
+
+/// The target holds a large record of `k`, and the rogue has heard it
+/// (what it hears after that is the target's reaction to the attack).
+async fn holding_a_large_record() -> (Vec<Node>, Rogue, Record) {
+    let (mut nodes, rogue) = arena(&["k"]).await;
+    // On the key's topic, the rogue hears whatever the target sends its
+    // mesh there.
+    rogue.subscribe(topic_of("k"));
+    until(&mut nodes, "the target asks its new follower", |_| {
+        rogue.asks_answered() >= 1
+    })
+    .await;
+    let old = nodes[0].behaviour_mut().put("k", "old").expect("put");
+    let large = "x".repeat(60_000);
+    nodes[0].behaviour_mut().put("k", &large).expect("put");
+    until(&mut nodes, "the rogue hears the large record", |_| {
+        rogue.heard().1 >= large.len()
+    })
+    .await;
+    (nodes, rogue, old)
+}
+
+/// A stale forgery: records dated before the one the target holds, with
+/// broken signatures, each under a new gossip message id (the unsigned
+/// round). The target reacted to an older record before checking it, by
+/// pushing its own 60 KB record to the mesh: hundreds of times the bytes
+/// the rogue sent. Now an older record's signature is checked before any
+/// reaction, so each forgery is refused as a bad signature and charged,
+/// the rogue is banned, and nothing is sent back.
+#[tokio::test]
+async fn stale_forgeries_are_charged_and_never_answered() {
+    let (mut nodes, rogue, old) = holding_a_large_record().await;
+    let heard = rogue.heard();
+    for round in 0..30 {
+        let stale = forged_at(&rogue, "k", 0, old.time() - 1);
+        rogue.publish(topic_of("k"), wire::encode_republish(&stale, round));
+    }
+    let reason = until_banned(&mut nodes, &rogue).await;
+    assert!(
+        matches!(
+            reason,
+            Misbehaviour::InvalidRecords {
+                last: pointer::accept::RejectReason::BadSignature,
+                ..
+            }
+        ),
+        "{reason:?}"
+    );
+    assert_eq!(rogue.heard(), heard, "the target sent the rogue nothing");
+}
+
+/// A replayed stale record: the target's own earlier write, validly
+/// signed, sent again and again under new message ids. The sender shows it
+/// is behind, so the target asks it back with its version (a few dozen
+/// bytes, one ask in flight per key and peer), and publishes nothing: the
+/// reaction goes to the peer that caused it, never its 60 KB record to the
+/// whole mesh. Replaying a record is no misbehaviour, so no ban.
+#[tokio::test]
+async fn a_replayed_stale_record_costs_a_small_ask_to_its_sender_only() {
+    let (mut nodes, rogue, old) = holding_a_large_record().await;
+    let heard = rogue.heard();
+    let asks_before = rogue.asks_answered();
+    let replays = 20;
+    for round in 0..replays {
+        rogue.publish(topic_of("k"), wire::encode_republish(&old, round));
+    }
+    // A forgery last: once it is refused, every replay before it (same
+    // sender, same topic, in order) has been judged.
+    let sentinel = forged_at(&rogue, "k", 1, old.time() - 1);
+    rogue.publish(topic_of("k"), wire::encode_republish(&sentinel, 0));
+    let rogue_peer = rogue.peer;
+    wait_for(&mut nodes, "the sentinel's refusal", |i, e| match e {
+        Event::RecordRejected { peer, .. } if i == 0 && *peer == rogue_peer => Some(()),
+        _ => None,
+    })
+    .await;
+    until(&mut nodes, "the target asks the rogue back", |_| {
+        rogue.asks_answered() > asks_before
+    })
+    .await;
+    // A get round trip between the honest nodes: anything the replays
+    // made the target publish has gone out by its end.
+    let outcome = get(&mut nodes, 1, "absent").await;
+    assert!(
+        matches!(outcome, pointer::GetOutcome::NotFound),
+        "{outcome:?}"
+    );
+    assert_eq!(rogue.heard(), heard, "no record was pushed to the mesh");
+    let asks = rogue.asks_answered() - asks_before;
+    assert!(
+        asks <= replays as usize,
+        "{asks} asks for {replays} replays"
+    );
+    assert!(
+        nodes[0].is_connected(&rogue.peer),
+        "replaying is not banned"
     );
 }

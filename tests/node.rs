@@ -316,6 +316,13 @@ fn without_json_the_output_is_readable_text() {
     n.expect("an error", |l| {
         text(l) == "error: unknown command \"bogus\"; type help"
     });
+    // Keys come from peers too: one holding a terminal escape is shown
+    // quoted and escaped, never raw, so it cannot drive the terminal or
+    // fake a line of output.
+    n.send("sub a\x1b[2Jb");
+    n.expect("the escaped key", |l| {
+        text(l) == "following \"a\\u{1b}[2Jb\""
+    });
 }
 
 /// The parser behind the lines above: values keep their spaces, keys are

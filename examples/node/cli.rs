@@ -83,6 +83,29 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 
+    /// Most connections open at once, in total.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: u32,
+
+    /// Most connections to one peer at once (a direct and a relayed one
+    /// may stand side by side while hole punching).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_connections_per_peer: u32,
+
+    /// Most inbound connections from one IP address at once, whatever
+    /// identities they present.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_connections_per_ip: usize,
+
+    /// Most inbound connections still in their handshake at once.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_pending_connections: u32,
+
+    /// Refuse new connections once the process uses this percentage of
+    /// the machine's memory.
+    #[arg(long, value_name = "PERCENT", default_value_t = 90.0)]
+    pub max_memory_percent: f64,
+
     /// Print one JSON object per line instead of readable text.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +121,19 @@ impl Args {
             .iter()
             .map(|a| a.parse().expect("default listen addresses are valid"))
             .collect()
+    }
+}
+
+impl Args {
+    /// The connection bounds the flags give.
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            total: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+            pending: self.max_pending_connections,
+            per_ip: self.max_connections_per_ip,
+            max_memory_fraction: self.max_memory_percent / 100.0,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod command;
 mod events;
 mod identity;
 mod input;
+mod limits;
 mod metrics;
 mod net;
 mod node;
@@ -101,6 +102,7 @@ async fn run<S: RecordStore + 'static>(
         mdns: !args.no_mdns,
         dht: !args.no_dht,
         relay_server: args.relay_server,
+        limits: args.limits(),
     };
     // One registry for Pointer's metrics and libp2p's, with --metrics.
     let mut registry = args.metrics.map(|_| Registry::default());

@@ -10,6 +10,7 @@ use libp2p::{autonat, dcutr, identify, mdns, noise, ping, relay, tcp, yamux, Swa
 use pointer::discovery::Kad;
 use pointer::{Config, RecordStore, Validator};
 
+use crate::limits::{self, Limits};
 use crate::Error;
 
 /// Connections stay open while idle. libp2p closes idle ones after 10 s by
@@ -23,6 +24,9 @@ const AGENT: &str = concat!("pointer-node/", env!("CARGO_PKG_VERSION"));
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "NodeEvent")]
 pub struct Behaviour<S: RecordStore + 'static> {
+    /// First, so a connection past a limit is denied before any other
+    /// behaviour sets up a handler for it.
+    guard: limits::Guard,
     pub pointer: pointer::Behaviour<S, Toggle<Kad>>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -41,6 +45,8 @@ pub struct Options {
     pub dht: bool,
     /// Serve as a circuit relay for other nodes.
     pub relay_server: bool,
+    /// Bounds on connections.
+    pub limits: Limits,
 }
 
 /// What the behaviours report. A named enum (rather than the derived one)
@@ -55,6 +61,12 @@ pub enum NodeEvent {
     RelayServer(Box<relay::Event>),
     Dcutr(dcutr::Event),
     Autonat(autonat::Event),
+}
+
+impl From<std::convert::Infallible> for NodeEvent {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
 }
 
 impl From<relay::client::Event> for NodeEvent {
@@ -130,6 +142,7 @@ pub fn build<S: RecordStore + 'static>(
             None => pointer,
         };
         Ok(Behaviour {
+            guard: limits::Guard::new(options.limits),
             pointer,
             identify: identify::Behaviour::new(
                 identify::Config::new("/pointer/node/1".into(), key.public())

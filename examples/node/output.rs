@@ -273,27 +273,35 @@ impl fmt::Display for Line {
                 owned_name,
                 ..
             } => {
-                write!(f, "put {key} = {value:?}")?;
+                write!(f, "put {} = {value:?}", Shown(key))?;
                 match owned_name {
                     Some(name) => write!(f, " (your owned key for {name:?})"),
                     None => Ok(()),
                 }
             }
-            Line::Del { key, .. } => write!(f, "deleted {key}"),
-            Line::Updated(r) => write!(f, "updated {} = {:?}{}", r.key, value(r), via(r)),
-            Line::Deleted(r) => write!(f, "deleted {}{}", r.key, via(r)),
+            Line::Del { key, .. } => write!(f, "deleted {}", Shown(key)),
+            Line::Updated(r) => {
+                let key = Shown(&r.key);
+                write!(f, "updated {key} = {:?}{}", value(r), via(r))
+            }
+            Line::Deleted(r) => write!(f, "deleted {}{}", Shown(&r.key), via(r)),
             Line::Get {
                 key, status, value, ..
-            } => match value {
-                Some(value) => write!(f, "{key} = {value:?}"),
-                None if *status == "timed_out" => write!(f, "{key}: no peer answered in time"),
-                None => write!(f, "{key}: not found"),
-            },
-            Line::Sub { key, new: true } => write!(f, "following {key}"),
-            Line::Sub { key, new: false } => write!(f, "already following {key}"),
+            } => {
+                let key = Shown(key);
+                match value {
+                    Some(value) => write!(f, "{key} = {value:?}"),
+                    None if *status == "timed_out" => {
+                        write!(f, "{key}: no peer answered in time")
+                    }
+                    None => write!(f, "{key}: not found"),
+                }
+            }
+            Line::Sub { key, new: true } => write!(f, "following {}", Shown(key)),
+            Line::Sub { key, new: false } => write!(f, "already following {}", Shown(key)),
             Line::Unsub { key, was_following } => match was_following {
-                true => write!(f, "stopped following {key}"),
-                false => write!(f, "was not following {key}"),
+                true => write!(f, "stopped following {}", Shown(key)),
+                false => write!(f, "was not following {}", Shown(key)),
             },
             Line::List { records } => list(f, records),
             Line::Peers { peers } => {
@@ -317,8 +325,12 @@ impl fmt::Display for Line {
                 peer_id,
                 key,
                 reason,
-            } => write!(f, "rejected a record for {key} from {peer_id}: {reason}"),
+            } => {
+                let key = Shown(key);
+                write!(f, "rejected a record for {key} from {peer_id}: {reason}")
+            }
             Line::PublishFailed { key, reason } => {
+                let key = Shown(key);
                 write!(
                     f,
                     "note: {key} not published: {reason}; peers that ask get it"
@@ -334,14 +346,35 @@ fn list(f: &mut fmt::Formatter<'_>, records: &[RecordLine]) -> fmt::Result {
     write!(f, "records: {}", records.len())?;
     for r in records {
         match &r.value {
-            Some(value) => write!(f, "\n  {} = {value:?}", r.key)?,
-            None => write!(f, "\n  {} (deleted)", r.key)?,
+            Some(value) => write!(f, "\n  {} = {value:?}", Shown(&r.key))?,
+            None => write!(f, "\n  {} (deleted)", Shown(&r.key))?,
         }
         if r.following == Some(true) {
             write!(f, " [following]")?;
         }
     }
     Ok(())
+}
+
+/// A key as the readable output shows it: as it is when every character
+/// prints and none is a space, quoted and escaped otherwise. Keys come
+/// from remote peers; printed raw, one holding a newline or a terminal
+/// escape could fake lines of output or drive the user's terminal.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = !self.0.is_empty()
+            && !self.0.starts_with('"')
+            && self
+                .0
+                .chars()
+                .all(|c| !c.is_control() && !c.is_whitespace());
+        match plain {
+            true => f.write_str(self.0),
+            false => write!(f, "{:?}", self.0),
+        }
+    }
 }
 
 fn value(r: &RecordLine) -> &str {

@@ -14,7 +14,6 @@ fn every_knob() -> ConfigBuilder {
         .max_keys_per_ask(7)
         .author_key_cache(8)
         .store_flush_interval(Duration::from_millis(6))
-        .push_delay(Duration::from_millis(9))
         .invalid_record_budget(11, Duration::from_secs(12))
         .ban_duration(Duration::from_secs(13))
         .max_banned_peers(14)
@@ -45,7 +44,6 @@ fn builder_sets_every_limit() {
     assert_eq!(c.max_keys_per_ask(), 7);
     assert_eq!(c.author_key_cache(), 8);
     assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
-    assert_eq!(c.push_delay(), Duration::from_millis(9));
     assert_eq!(c.invalid_record_budget(), (11, Duration::from_secs(12)));
     assert_eq!(c.ban_duration(), Duration::from_secs(13));
     assert_eq!(c.max_banned_peers(), 14);
@@ -201,15 +199,18 @@ fn reconciliation_knobs_have_defaults_and_bounds() {
     assert_eq!(c.reconcile_min_keys(), 1024);
     assert_eq!(c.max_reconcile_ranges(), 16);
     assert_eq!(c.max_reconcile_rounds(), 4096);
+    assert_eq!(c.max_reconcile_pending(), 8192);
     let set = Config::builder()
         .reconcile_min_keys(0)
         .max_reconcile_ranges(MAX_RECONCILE_RANGES)
         .max_reconcile_rounds(3)
+        .max_reconcile_pending(5)
         .build()
         .expect("in bounds");
     assert_eq!(set.reconcile_min_keys(), 0, "0 always reconciles ranges");
     assert_eq!(set.max_reconcile_ranges(), MAX_RECONCILE_RANGES);
     assert_eq!(set.max_reconcile_rounds(), 3);
+    assert_eq!(set.max_reconcile_pending(), 5);
     for (knob, builder) in [
         (
             "max_reconcile_ranges",
@@ -218,6 +219,10 @@ fn reconciliation_knobs_have_defaults_and_bounds() {
         (
             "max_reconcile_rounds",
             Config::builder().max_reconcile_rounds(0),
+        ),
+        (
+            "max_reconcile_pending",
+            Config::builder().max_reconcile_pending(0),
         ),
     ] {
         assert_eq!(builder.build().err(), Some(ConfigError::Zero { knob }));

@@ -348,12 +348,26 @@ impl<S: RecordStore> Coordinator<S> {
     /// behind: if we watch the key we ask it back at once. An asker that
     /// names a version but does not follow the key's topic watches it from
     /// outside; we remember it, to tell it of our next change.
+    ///
+    /// The answer stops at the first key named twice (an honest asker never
+    /// does, and each copy would cost us the record again) and once its
+    /// records pass the message limit (the shell could not send more; the
+    /// asker asks again for the rest), so an `Ask` makes us read and copy
+    /// at most a message's worth of records.
     pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, request: Request) {
         let Request { mut keys, ranges } = request;
         keys.truncate(self.config.max_keys_per_ask);
         let mut entries = Vec::with_capacity(keys.len());
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        let mut spent = 0;
         for AskKey { key, have } in keys {
+            if spent > self.config.max_message_bytes || !seen.insert(key.clone()) {
+                break;
+            }
             let record = self.replica.get(&key).map(std::borrow::Cow::into_owned);
+            spent += record
+                .as_ref()
+                .map_or(wire::ask_cost(&key), wire::entry_cost);
             entries.push(Entry::answer(record.as_ref(), have.as_ref()));
             let Some(have) = have else { continue };
             let ahead = record

@@ -139,10 +139,16 @@ impl<S: RecordStore> Coordinator<S> {
                 MessageAcceptance::Ignore
             }
             Err(Refusal::Older) => {
-                // The sender is behind: answer it promptly, not at the next
-                // firing.
-                if self.subscribed.contains(&key) && self.trickle.heard_older(&key) {
-                    self.arm_push();
+                // The sender is behind (its record passed the signature
+                // check): ask it with our version, and it asks us back. The
+                // reaction is one small ask to the peer that showed it, not
+                // our record to the whole mesh, so a replayed stale record
+                // cannot make us send more than its sender did (spec §14,
+                // "What a peer can make us do"). A fetch answer that is
+                // older is asked again by `on_entry`.
+                if gossip && self.subscribed.contains(&key) {
+                    self.trickle.heard_older(&key);
+                    self.ask(peer, &key, None);
                 }
                 MessageAcceptance::Ignore
             }

@@ -136,8 +136,6 @@ pub enum Timer {
     Republish,
     /// Records received since the last flush are to be made durable.
     Flush,
-    /// Records a peer showed it lacks are to be published again.
-    Push,
     /// Queued DHT work may start; parked `get`s may be due.
     Discover,
 }
@@ -260,7 +258,6 @@ pub struct Coordinator<S: RecordStore> {
     per_key_peers: BTreeSet<PeerId>,
     trickle: Trickle,
     flush_armed: bool,
-    push_armed: bool,
     outputs: VecDeque<Output>,
     next_id: u64,
     penalties: Penalties,
@@ -307,7 +304,6 @@ impl<S: RecordStore> Coordinator<S> {
             per_key_peers: BTreeSet::new(),
             trickle: Trickle::new(config.republish_interval),
             flush_armed: false,
-            push_armed: false,
             outputs: VecDeque::new(),
             next_id: 0,
             penalties: Penalties::new(
@@ -341,7 +337,6 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Answered { id, result } => self.on_answered(id, result, now_ms),
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
             Input::Timer(Timer::Flush) => self.flush_store(),
-            Input::Timer(Timer::Push) => self.on_push_timer(now_ms),
             Input::Timer(Timer::Discover) => self.on_discover_tick(now_ms),
             Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
             Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),

@@ -15,7 +15,7 @@ use super::Coordinator;
 use crate::event::Event;
 use crate::exchange::{Request, Response};
 use crate::protocol::OutboundFailure;
-use crate::reconcile::{KeyRange, Learnt, RangeAsk, RangeReply};
+use crate::reconcile::{every_key, Index, KeyRange, Learnt, RangeAsk, RangeReply};
 use crate::store::RecordStore;
 use crate::wire;
 
@@ -215,11 +215,25 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         };
         session.in_flight = None;
-        for ask in asks.into_iter().skip(answered).rev() {
-            session.pending.push_front(ask.range);
+        // Depth first: the parts just learnt go ahead of what waits, so
+        // what waits is at most a split's parts per level of the tree, and
+        // a peer that splits without end fills the queue in a few rounds
+        // instead of growing it by a split per range asked.
+        for range in asks
+            .into_iter()
+            .skip(answered)
+            .map(|ask| ask.range)
+            .chain(again)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            session.pending.push_front(range);
         }
-        session.pending.extend(again);
-        if session.pending.is_empty() {
+        if session.pending.len() > self.config.max_reconcile_pending {
+            tracing::debug!(%peer, "reconciliation has too many ranges waiting; the next firing starts again");
+            self.sessions.remove(&peer);
+        } else if session.pending.is_empty() {
             self.sessions.remove(&peer);
         }
     }
@@ -232,13 +246,32 @@ impl<S: RecordStore> Coordinator<S> {
         reply: RangeReply,
     ) -> Result<Vec<KeyRange>, String> {
         let max_items = self.config.max_keys_per_ask;
+        // A listing of what the peer holds is compared against the keys we
+        // would tell it of, those it follows or watches: a peer that lists
+        // nothing over the whole key space costs us its own keys, not a
+        // read of every record we hold. One on our shards follows every key
+        // of them, so all we hold in the range is compared, as an honest
+        // follower of those shards costs too.
+        let on_shards = self.shards() > 0 && self.shard_peers.count_of(&peer) > 0;
+        let (followers, watchers) = (&self.followers, &self.watchers);
+        let candidates = |index: &Index, range: &KeyRange| {
+            if on_shards {
+                return every_key(index, range);
+            }
+            let (lower, upper) = (range.lower.as_str(), range.upper.as_deref());
+            let mut keys = followers.keys_in(&peer, lower, upper);
+            keys.extend(watchers.keys_in(&peer, lower, upper));
+            keys.sort_unstable();
+            keys.dedup();
+            keys
+        };
         let Learnt {
             again,
             peer_ahead,
             we_ahead,
         } = self
             .replica
-            .range_learn(ask, reply, max_items)
+            .range_learn(ask, reply, max_items, candidates)
             .map_err(|e| e.to_string())?;
         let mut unwanted = 0;
         for key in peer_ahead {

@@ -15,7 +15,7 @@ use crate::topic::{shard_index, Topic};
 use crate::wire;
 
 impl<S: RecordStore> Coordinator<S> {
-    fn shards(&self) -> u16 {
+    pub(super) fn shards(&self) -> u16 {
         self.config.topic_shards
     }
 

@@ -1,6 +1,6 @@
-//! What a node does on its own timers: republish (Trickle), push what the
-//! mesh may lack, anti-entropy for keys gossip cannot reach, tombstone
-//! collection, and grouping store flushes.
+//! What a node does on its own timers: republish (Trickle), anti-entropy
+//! for keys gossip cannot reach, tombstone collection, and grouping store
+//! flushes.
 
 use rand::RngExt;
 
@@ -18,17 +18,6 @@ impl<S: RecordStore> Coordinator<S> {
         });
     }
 
-    pub(super) fn arm_push(&mut self) {
-        if self.push_armed {
-            return;
-        }
-        self.push_armed = true;
-        self.outputs.push_back(Output::SetTimer {
-            timer: Timer::Push,
-            after: self.config.push_delay,
-        });
-    }
-
     /// Received records are synced to disk in groups: the first one arms
     /// the timer, the timer syncs all that came meanwhile.
     pub(super) fn schedule_flush(&mut self) {
@@ -40,21 +29,6 @@ impl<S: RecordStore> Coordinator<S> {
             timer: Timer::Flush,
             after: self.config.store_flush_interval,
         });
-    }
-
-    /// Publishes the records that peers showed they lack, in one pass. Each push carries the time as its
-    /// stamp, so gossipsub's duplicate cache never swallows it.
-    pub(super) fn on_push_timer(&mut self, now_ms: i64) {
-        self.push_armed = false;
-        let stamp = u64::try_from(now_ms).unwrap_or(0);
-        for key in self.trickle.take_push() {
-            if !self.subscribed.contains(&key) {
-                continue;
-            }
-            if let Some(record) = self.replica.get(&key).map(std::borrow::Cow::into_owned) {
-                self.publish_record(&record, stamp, Publication::Republish);
-            }
-        }
     }
 
     /// Republishes what Trickle says is due, asks about the keys gossip

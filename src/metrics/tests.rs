@@ -326,7 +326,7 @@ fn gauges_follow_the_coordinator_at_most_once_an_interval() {
 
     core.delete(&b, 2_000).expect("delete");
     probe.output(&Output::SetTimer {
-        timer: Timer::Push,
+        timer: Timer::Flush,
         after: Duration::ZERO,
     });
     probe.poll_gauges(&mut cx, &mut core);

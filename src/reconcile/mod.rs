@@ -316,19 +316,40 @@ pub struct Learnt {
 #[error("reconciliation reply does not fit the range asked: {0}")]
 pub struct BadReply(&'static str);
 
+/// Every key `index` holds in `range`: the widest choice of candidates for
+/// [`learn`].
+pub fn every_key(index: &Index, range: &KeyRange) -> Vec<String> {
+    index.keys(range, usize::MAX)
+}
+
 /// What the asker learns from `reply` to `ask`, given its own `index` and
 /// versions. A listing holds at most `max_items` items.
+///
+/// A complete listing ([`RangeReply::Listed`]) is compared against the
+/// keys `candidates` names in the listed range ([`every_key`] for all we
+/// hold): the caller names only the keys it would act on, so that a peer
+/// listing nothing over a wide range does not make us read every record
+/// we hold there.
 pub fn learn(
     index: &Index,
     ask: &RangeAsk,
     reply: RangeReply,
     version_of: impl Fn(&str) -> Option<Version>,
     max_items: usize,
+    candidates: impl FnOnce(&Index, &KeyRange) -> Vec<String>,
 ) -> Result<Learnt, BadReply> {
     let mut learnt = Learnt::default();
     let all = matches!(reply, RangeReply::Listed { .. });
     match reply {
         RangeReply::Equal => {}
+        RangeReply::Split(_) if ask.items.is_some() => {
+            // We listed every item we hold there: an answerer compares the
+            // listing ([`respond`]). Splitting it instead could go on for
+            // ever over a range where we hold next to nothing.
+            return Err(BadReply(
+                "a listed range is answered with differences, not split",
+            ));
+        }
         RangeReply::Split(parts) => {
             check_tiling(&ask.range, &parts)?;
             learnt.again = parts
@@ -354,7 +375,8 @@ pub fn learn(
                 }
             }
             if all {
-                learnt.we_ahead = ours_ahead(index, &listed, &items, &version_of);
+                let ours = candidates(index, &listed);
+                learnt.we_ahead = ours_ahead(ours, &items, &version_of);
             }
             learnt.again.extend(resume.map(|r| ask.range.from(r)));
         }
@@ -362,11 +384,10 @@ pub fn learn(
     Ok(learnt)
 }
 
-/// Our keys in `range` that `theirs` (all the peer holds there) lacks or
-/// holds an older record of.
+/// Those of our keys `ours` that `theirs` (all the peer holds there) lacks
+/// or holds an older record of.
 fn ours_ahead(
-    index: &Index,
-    range: &KeyRange,
+    ours: Vec<String>,
     theirs: &[Item],
     version_of: &impl Fn(&str) -> Option<Version>,
 ) -> Vec<String> {
@@ -374,9 +395,7 @@ fn ours_ahead(
         .iter()
         .map(|i| (i.key.as_str(), &i.version))
         .collect();
-    index
-        .keys(range, usize::MAX)
-        .into_iter()
+    ours.into_iter()
         .filter(|key| {
             let Some(ours) = version_of(key) else {
                 return false;

@@ -57,8 +57,15 @@ fn reconcile(
             );
             a_ahead.extend(answered.asker_ahead);
             let reply = answered.reply.expect("a reply");
-            let learnt = learn(&index_a, &ask, reply, |k| a.get(k).copied(), max_items)
-                .expect("honest reply");
+            let learnt = learn(
+                &index_a,
+                &ask,
+                reply,
+                |k| a.get(k).copied(),
+                max_items,
+                every_key,
+            )
+            .expect("honest reply");
             b_ahead.extend(learnt.peer_ahead);
             a_ahead.extend(learnt.we_ahead);
             next.extend(learnt.again);
@@ -205,7 +212,7 @@ fn replies_that_do_not_fit_the_range_are_refused() {
     ];
     for reply in bad {
         assert!(
-            learn(&index, &ask, reply.clone(), |_| None, 256).is_err(),
+            learn(&index, &ask, reply.clone(), |_| None, 256, every_key).is_err(),
             "{reply:?}"
         );
     }
@@ -224,5 +231,13 @@ fn replies_that_do_not_fit_the_range_are_refused() {
             (range(&lower, Some(&upper)), f)
         })
         .collect();
-    assert!(learn(&index, &ask, RangeReply::Split(parts), |_| None, 256).is_err());
+    assert!(learn(
+        &index,
+        &ask,
+        RangeReply::Split(parts),
+        |_| None,
+        256,
+        every_key
+    )
+    .is_err());
 }

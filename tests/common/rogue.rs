@@ -50,7 +50,12 @@ pub struct Rogue {
     /// Connections open now.
     connections: Arc<Mutex<i64>>,
     stale: Stale,
+    /// Gossip messages it received, and their bytes.
+    heard: Heard,
 }
+
+/// Gossip messages a rogue received, and their payload bytes.
+type Heard = Arc<Mutex<(usize, usize)>>;
 
 /// What the rogue's thread shares with its handle.
 struct Shared {
@@ -59,6 +64,7 @@ struct Shared {
     links: Arc<Mutex<i64>>,
     answered: Arc<Mutex<usize>>,
     records: Stale,
+    heard: Heard,
 }
 
 /// The rogue's loop: swarm events and the test's commands, until the
@@ -77,9 +83,15 @@ async fn drive(mut swarm: Swarm<Raw>, mut rx: mpsc::UnboundedReceiver<Command>, 
         }
     });
     let (seen, failed, links) = (shared.seen, shared.failed, shared.links);
+    let heard = shared.heard;
     loop {
         tokio::select! {
             event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                    let mut heard = heard.lock().expect("lock");
+                    heard.0 += 1;
+                    heard.1 += message.data.len();
+                }
                 SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) => {
                     *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
                 }
@@ -214,6 +226,8 @@ impl Rogue {
         let (seen, failed) = (topics.clone(), refused.clone());
         let connections = Arc::new(Mutex::new(0));
         let links = connections.clone();
+        let heard = Heard::default();
+        let heard_shared = heard.clone();
         let (started, peer) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -229,6 +243,7 @@ impl Rogue {
                     links,
                     answered,
                     records,
+                    heard: heard_shared,
                 };
                 drive(swarm, rx, shared).await;
             });
@@ -243,6 +258,7 @@ impl Rogue {
             asks,
             connections,
             stale,
+            heard,
         }
     }
 
@@ -278,6 +294,11 @@ impl Rogue {
     /// Whether it has a connection open.
     pub fn is_connected(&self) -> bool {
         *self.connections.lock().expect("lock") > 0
+    }
+
+    /// How many gossip messages it received, and their payload bytes.
+    pub fn heard(&self) -> (usize, usize) {
+        *self.heard.lock().expect("lock")
     }
 
     /// How many `Ask`s it answered.

@@ -1,0 +1,159 @@
+//! What any number of peers may make the node hold in connections: libp2p's
+//! `connection-limits` (in total, per peer, pending) and
+//! `memory-connection-limits` (no new connection while the process is near
+//! the memory bound), and a bound per remote IP address, which neither
+//! offers, so that one host cannot take every slot with Sybil identities.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+
+use libp2p::core::multiaddr::Protocol;
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
+use libp2p::swarm::{
+    dummy, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use libp2p::{connection_limits, memory_connection_limits, Multiaddr, PeerId};
+
+/// The bounds, as the command line gives them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Established connections in total.
+    pub total: u32,
+    /// Established connections to one peer (a direct one and a relayed
+    /// one may stand side by side while hole punching).
+    pub per_peer: u32,
+    /// Inbound connections still in their handshake.
+    pub pending: u32,
+    /// Inbound connections from one IP address.
+    pub per_ip: usize,
+    /// No new connection once the process uses this share of the
+    /// machine's memory.
+    pub max_memory_fraction: f64,
+}
+
+/// The behaviours that enforce [`Limits`], for the node's swarm.
+#[derive(NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude", to_swarm = "Infallible")]
+pub struct Guard {
+    counts: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    per_ip: PerIp,
+}
+
+impl Guard {
+    pub fn new(limits: Limits) -> Self {
+        let counts = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(limits.total))
+            .with_max_established_per_peer(Some(limits.per_peer))
+            .with_max_pending_incoming(Some(limits.pending));
+        Guard {
+            counts: connection_limits::Behaviour::new(counts),
+            memory: memory_connection_limits::Behaviour::with_max_percentage(
+                limits.max_memory_fraction,
+            ),
+            per_ip: PerIp::new(limits.per_ip),
+        }
+    }
+}
+
+/// The error an inbound connection over the per-IP bound is denied with.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} already has {limit} connections")]
+pub struct TooManyFromIp {
+    ip: IpAddr,
+    limit: usize,
+}
+
+/// Counts established inbound connections by the remote IP address, and
+/// denies one past the bound. Relayed connections count against the
+/// relay's address, as it is the host that carries them.
+pub struct PerIp {
+    limit: usize,
+    by_ip: HashMap<IpAddr, usize>,
+    of: HashMap<ConnectionId, IpAddr>,
+}
+
+impl PerIp {
+    pub fn new(limit: usize) -> Self {
+        PerIp {
+            limit,
+            by_ip: HashMap::new(),
+            of: HashMap::new(),
+        }
+    }
+
+    /// The IP address a multiaddress starts with, if any.
+    fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
+        addr.iter().find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+            _ => None,
+        })
+    }
+}
+
+impl NetworkBehaviour for PerIp {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection: ConnectionId,
+        _peer: PeerId,
+        _local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        if let Some(ip) = Self::ip_of(remote) {
+            let count = self.by_ip.entry(ip).or_default();
+            if *count >= self.limit {
+                let limit = self.limit;
+                return Err(ConnectionDenied::new(TooManyFromIp { ip, limit }));
+            }
+            *count += 1;
+            self.of.insert(connection, ip);
+        }
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _connection: ConnectionId,
+        _peer: PeerId,
+        _addr: &Multiaddr,
+        _role: Endpoint,
+        _port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) = event {
+            let Some(ip) = self.of.remove(&connection_id) else {
+                return;
+            };
+            if let Some(count) = self.by_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.by_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _peer: PeerId,
+        _connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
+    }
+}
