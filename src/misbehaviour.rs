@@ -4,7 +4,7 @@
 //! A record with a bad signature costs us a signature check (about 33 µs)
 //! and proves nothing but malice or a broken peer: an honest node checks
 //! every record before it forwards it. So does a malformed one, or one
-//! dated beyond the clock skew. Each spends one unit of the sender's
+//! dated more than twice our clock skew ahead. Each spends one unit of the sender's
 //! budget, which refills steadily; a peer that runs it dry is disconnected
 //! and refused for `ban_duration`. What honest peers send in the normal
 //! course costs nothing: stale and duplicate records, a record our
@@ -55,13 +55,21 @@ pub struct Banned;
 
 /// Whether refusing a record for `reason` shows the sender misbehaved
 /// (see the module docs for what does not).
+///
+/// A record dated ahead of our clock by more than the skew we allow may
+/// have been forwarded in good faith by a peer whose clock runs ahead of
+/// ours, or who allows more skew: only one dated more than twice our skew
+/// ahead is blamed on the sender (an honest peer with our setting would
+/// have to be a whole skew ahead of us to pass it on).
 pub fn blames_sender(reason: &RejectReason) -> bool {
     match reason {
         RejectReason::Malformed(DecodeError::TooLarge { .. }) => false,
-        RejectReason::Malformed(_)
-        | RejectReason::BadSignature
-        | RejectReason::FromTheFuture { .. }
-        | RejectReason::WrongShard => true,
+        RejectReason::FromTheFuture {
+            time,
+            now,
+            max_skew_ms,
+        } => time.saturating_sub(*now) > max_skew_ms.saturating_mul(2),
+        RejectReason::Malformed(_) | RejectReason::BadSignature | RejectReason::WrongShard => true,
         RejectReason::KeyTooLong { .. }
         | RejectReason::ValueTooLarge { .. }
         | RejectReason::Unauthorized
@@ -184,5 +192,24 @@ mod tests {
         assert!(blames_sender(&RejectReason::Malformed(
             DecodeError::DelWithValue
         )));
+    }
+
+    /// A record just past our skew may come from an honest forwarder whose
+    /// clock runs ahead; one past twice our skew may not.
+    #[test]
+    fn only_records_far_in_the_future_blame_the_forwarder() {
+        let ahead = |by: i64| RejectReason::FromTheFuture {
+            time: 1_000 + by,
+            now: 1_000,
+            max_skew_ms: 300,
+        };
+        assert!(!blames_sender(&ahead(301)));
+        assert!(!blames_sender(&ahead(600)));
+        assert!(blames_sender(&ahead(601)));
+        assert!(blames_sender(&RejectReason::FromTheFuture {
+            time: i64::MAX,
+            now: i64::MIN,
+            max_skew_ms: 0,
+        }));
     }
 }

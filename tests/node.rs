@@ -320,9 +320,8 @@ fn without_json_the_output_is_readable_text() {
     // quoted and escaped, never raw, so it cannot drive the terminal or
     // fake a line of output.
     n.send("sub a\x1b[2Jb");
-    n.expect("the escaped key", |l| {
-        text(l) == "following \"a\\u{1b}[2Jb\""
-    });
+    let escaped = format!("following \"{id}/a\\u{{1b}}[2Jb\"");
+    n.expect("the escaped key", |l| text(l) == escaped);
 }
 
 /// The parser behind the lines above: values keep their spaces, keys are

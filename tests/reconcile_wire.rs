@@ -110,7 +110,8 @@ enum Splits {
     Wide,
     /// Into one part: not a split.
     One,
-    /// Splits a range the node listed, which calls for its differences.
+    /// Splits a range the node listed (empty here), which every answerer
+    /// compares instead.
     Listed,
 }
 
@@ -184,10 +185,15 @@ async fn reconciling_node(keys: usize, config: pointer::ConfigBuilder) -> Node {
 }
 
 /// Drives `nodes` through a get's round trip to the raw peer: a further
-/// range ask, were there one, would have gone out meanwhile.
+/// range ask, were there one, would have gone out meanwhile. The raw peer
+/// may drop the get's stream if it arrives while a range ask's is handed
+/// over (see [`RawPeer::serving`]); that failure ends the round trip too.
 async fn after_a_round_trip(nodes: &mut [Node]) {
     let outcome = get(nodes, 0, "elsewhere").await;
-    assert!(matches!(outcome, GetOutcome::NotFound), "{outcome:?}");
+    assert!(
+        matches!(outcome, GetOutcome::NotFound | GetOutcome::TimedOut),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -230,10 +236,10 @@ async fn an_answerer_whose_splits_pile_up_is_cut_off_at_max_reconcile_pending() 
     assert!(asks <= 3, "{asks} range asks");
 }
 
-/// A range the node holds few records in goes out as a listing of them;
-/// the answer to a listing is its differences. A peer that splits it
-/// instead ends the reconciliation: splits of nearly empty ranges could go
-/// on for ever.
+/// A range the node holds at most one record in goes out as a listing of
+/// it, which every answerer compares rather than splits. A peer that
+/// splits it instead ends the reconciliation: splits of an empty range
+/// could go on for ever.
 #[tokio::test]
 async fn a_split_of_a_listed_range_ends_the_reconciliation_as_malformed() {
     let mut nodes = vec![reconciling_node(0, test_config()).await];

@@ -342,13 +342,13 @@ pub fn learn(
     let all = matches!(reply, RangeReply::Listed { .. });
     match reply {
         RangeReply::Equal => {}
-        RangeReply::Split(_) if ask.items.is_some() => {
-            // We listed every item we hold there: an answerer compares the
-            // listing ([`respond`]). Splitting it instead could go on for
-            // ever over a range where we hold next to nothing.
-            return Err(BadReply(
-                "a listed range is answered with differences, not split",
-            ));
+        RangeReply::Split(_) if ask.items.as_ref().is_some_and(|items| items.len() <= 1) => {
+            // We listed the one item we hold there, or none: any answerer
+            // takes a listing that short ([`respond`] splits a listing only
+            // when it holds more items than the answerer lists). Splitting
+            // it instead could go on for ever over a range where we hold
+            // nothing.
+            return Err(BadReply("a listing of at most one item is not split"));
         }
         RangeReply::Split(parts) => {
             check_tiling(&ask.range, &parts)?;
