@@ -6,7 +6,10 @@
 //! 3. precedence against the stored record: only a newer record goes on;
 //! 4. the Ed25519 signature, then the [`Validator`];
 //!
-//! so a stale or replayed record costs a comparison, not a signature check.
+//! so an identical or stale record costs [`judge`] a comparison, not a
+//! signature check. (A [`Replica`](crate::replica::Replica) then checks an
+//! `Older` record before reporting it, since the node reacts to one: spec
+//! §7.)
 
 use std::cmp::Ordering;
 

@@ -25,7 +25,8 @@ pub enum Refusal {
     /// The same record is already stored.
     #[error("the same record is already stored")]
     Same,
-    /// The stored record wins over this one.
+    /// The stored record wins over this one, which is otherwise valid (its
+    /// signature and author checked): its sender is behind.
     #[error("a newer record is already stored")]
     Older,
     /// The record breaks a rule; the sender is to blame.
