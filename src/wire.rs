@@ -210,14 +210,13 @@ pub fn ask_cost(key: &str) -> usize {
     1 + sizeof_len(key.len()) + MAX_HAVE_COST
 }
 
-/// Most bytes `record` adds to an `Answer` as one entry: the value, the
-/// key (on shard topics), the signature's 88 characters, the 32-byte author
-/// and the framing of those fields and of the entry. An upper bound, so an
-/// answerer that stops once the entries' costs pass the message limit
-/// never builds an entry the limit would then cut.
-pub fn entry_cost(record: &Record) -> usize {
-    const FIXED: usize = 88 + 32 + 64;
-    record.value().len() + record.key().len() + FIXED
+/// Fewest bytes `record` adds to an `Answer` as one entry: its value, the
+/// signature's 88 characters and the 32-byte author, without framing. A
+/// lower bound: an answerer that stops reading records once these pass the
+/// message limit never leaves out an entry the limit would have let
+/// through ([`to_answer`] cuts the answer exactly).
+pub(crate) fn entry_min_cost(record: &Record) -> usize {
+    record.value().len() + 88 + 32
 }
 
 /// The `Ask` for `keys`: the first in `key`, as the original schema has it,

@@ -128,3 +128,33 @@ async fn an_ask_naming_a_key_twice_is_answered_up_to_the_repeat() {
     assert_eq!(answer.more.len(), 1, "b, then a again: the answer stops");
     assert!(answer.more[0].op.is_some(), "b is answered");
 }
+
+/// The answer's bound on what it reads must not cut an honest answer
+/// short: 256 records of 100-byte values fit one 64 KiB message, and all
+/// of them are answered in one `Answer`.
+#[tokio::test]
+async fn an_ask_of_records_that_fit_the_message_is_answered_whole() {
+    let mut nodes = vec![node().await];
+    let keys: Vec<String> = (0..256).map(|i| format!("k/{i:06}")).collect();
+    for key in &keys {
+        nodes[0]
+            .behaviour_mut()
+            .put(key, &"v".repeat(100))
+            .expect("put");
+    }
+    let asker = RawPeer::connected_to(&mut nodes[0]).await;
+    tokio::spawn(nodes.pop().expect("the node").loop_on_next());
+    let ask = pointer::proto::pointer::Ask {
+        key: keys[0].clone(),
+        more: keys[1..].to_vec(),
+        ..Default::default()
+    };
+    let answer = asker.ask(ask).await.expect_answer();
+    assert!(answer.op.is_some());
+    assert_eq!(
+        answer.more.len(),
+        255,
+        "every record fits, so every one is sent"
+    );
+    assert!(answer.more.iter().all(|e| e.op.is_some()));
+}

@@ -351,9 +351,9 @@ impl<S: RecordStore> Coordinator<S> {
     ///
     /// The answer stops at the first key named twice (an honest asker never
     /// does, and each copy would cost us the record again) and once its
-    /// records pass the message limit (the shell could not send more; the
-    /// asker asks again for the rest), so an `Ask` makes us read and copy
-    /// at most a message's worth of records.
+    /// records' bytes surely pass the message limit (the shell could not
+    /// send more; the asker asks again for the rest), so an `Ask` makes us
+    /// read and copy at most a message's worth of records and one more.
     pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, request: Request) {
         let Request { mut keys, ranges } = request;
         keys.truncate(self.config.max_keys_per_ask);
@@ -365,9 +365,7 @@ impl<S: RecordStore> Coordinator<S> {
                 break;
             }
             let record = self.replica.get(&key).map(std::borrow::Cow::into_owned);
-            spent += record
-                .as_ref()
-                .map_or(wire::ask_cost(&key), wire::entry_cost);
+            spent += record.as_ref().map_or(0, wire::entry_min_cost);
             entries.push(Entry::answer(record.as_ref(), have.as_ref()));
             let Some(have) = have else { continue };
             let ahead = record

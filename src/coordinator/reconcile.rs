@@ -219,17 +219,14 @@ impl<S: RecordStore> Coordinator<S> {
         // what waits is at most a split's parts per level of the tree, and
         // a peer that splits without end fills the queue in a few rounds
         // instead of growing it by a split per range asked.
-        for range in asks
+        let mut front: VecDeque<KeyRange> = asks
             .into_iter()
             .skip(answered)
             .map(|ask| ask.range)
             .chain(again)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            session.pending.push_front(range);
-        }
+            .collect();
+        front.append(&mut session.pending);
+        session.pending = front;
         if session.pending.len() > self.config.max_reconcile_pending {
             tracing::debug!(%peer, "reconciliation has too many ranges waiting; the next firing starts again");
             self.sessions.remove(&peer);
