@@ -196,21 +196,25 @@ async fn after_a_round_trip(nodes: &mut [Node]) {
     );
 }
 
-#[tokio::test]
-async fn an_answerer_that_splits_forever_gets_max_reconcile_rounds_asks() {
-    let config = test_config().max_reconcile_rounds(8);
+/// How many range asks a node holding 100 records under `config` sends a
+/// raw peer replying `splits`: counted once it sent `at_least` and a round
+/// trip to the peer went by.
+async fn range_asks(config: pointer::ConfigBuilder, splits: Splits, at_least: usize) -> usize {
     let mut nodes = vec![reconciling_node(100, config).await];
-    let (_, asked) = splitter(&mut nodes[0], Splits::Forever).await;
-    until(&mut nodes, "eight range asks", |_| {
-        asked.load(Ordering::SeqCst) >= 8
+    let (_, asked) = splitter(&mut nodes[0], splits).await;
+    until(&mut nodes, "the range asks", |_| {
+        asked.load(Ordering::SeqCst) >= at_least
     })
     .await;
     after_a_round_trip(&mut nodes).await;
-    assert_eq!(
-        asked.load(Ordering::SeqCst),
-        8,
-        "no more than max_reconcile_rounds"
-    );
+    asked.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn an_answerer_that_splits_forever_gets_max_reconcile_rounds_asks() {
+    let config = test_config().max_reconcile_rounds(8);
+    let asks = range_asks(config, Splits::Forever, 8).await;
+    assert_eq!(asks, 8, "no more than max_reconcile_rounds");
 }
 
 /// Splits of 64 parts, each of which the node must ask about again: the
@@ -223,14 +227,7 @@ async fn an_answerer_whose_splits_pile_up_is_cut_off_at_max_reconcile_pending() 
     let config = test_config()
         .max_reconcile_rounds(1000)
         .max_reconcile_pending(100);
-    let mut nodes = vec![reconciling_node(100, config).await];
-    let (_, asked) = splitter(&mut nodes[0], Splits::Wide).await;
-    until(&mut nodes, "a range ask", |_| {
-        asked.load(Ordering::SeqCst) >= 1
-    })
-    .await;
-    after_a_round_trip(&mut nodes).await;
-    let asks = asked.load(Ordering::SeqCst);
+    let asks = range_asks(config, Splits::Wide, 1).await;
     // 64 parts, then 16 asked and 63 more for the one split among them:
     // past 100 waiting by the third ask.
     assert!(asks <= 3, "{asks} range asks");
