@@ -381,3 +381,27 @@ fn store_limits_are_flags() {
         "{list:?}"
     );
 }
+
+/// `--max-connections-per-ip`: with a bound of one, a second node dialing
+/// from the same address (127.0.0.1) is turned away, whatever identity it
+/// presents, and the first stays connected.
+#[test]
+fn connections_from_one_ip_address_are_bounded() {
+    let mut t = Node::start("T", &["--max-connections-per-ip", "1"]);
+    let x = Node::start("X", &["--dial", &t.addr]);
+    t.expect("X connects", connected_to(&x.peer_id));
+    let mut y = Node::start("Y", &["--dial", &t.addr]);
+    y.expect("Y turned away", |l| {
+        l["event"] == "disconnected"
+            || (l["event"] == "error" && l["message"].as_str().is_some_and(|m| m.contains("dial")))
+    });
+    t.send("peers");
+    let peers = t.expect("the peers", |l| l["event"] == "peers");
+    let ids: Vec<&str> = peers["peers"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|p| p["peer_id"].as_str())
+        .collect();
+    assert_eq!(ids, [x.peer_id.as_str()], "only X is connected");
+}
