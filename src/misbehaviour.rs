@@ -39,8 +39,9 @@ pub enum Misbehaviour {
         /// The limit.
         limit: usize,
     },
-    /// Its subscriptions took the share of `max_subscription_bytes` that
-    /// pushed the total over it (it held the most).
+    /// All peers' subscriptions passed `max_subscription_bytes`, and it
+    /// held the most for keys this node does not watch (or, when no peer
+    /// holds any such, the most in all).
     #[error("its subscriptions pushed the total over {limit} bytes")]
     SubscriptionBytes {
         /// The limit.

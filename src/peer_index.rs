@@ -136,11 +136,17 @@ impl PeerIndex {
         self.bytes
     }
 
-    /// The peer whose entries account for the most bytes.
-    pub fn heaviest(&self) -> Option<PeerId> {
+    /// The peer whose entries weigh most on us: the most bytes in keys for
+    /// which `charged` holds, and among peers equal in those, the most
+    /// bytes in all. Reads every entry, so it is for the rare moment a
+    /// bound is passed.
+    pub fn heaviest_by(&self, charged: impl Fn(&str) -> bool) -> Option<PeerId> {
         self.by_peer
             .iter()
-            .max_by_key(|(_, p)| p.bytes)
+            .max_by_key(|(_, p)| {
+                let keys = p.keys.iter().filter(|k| charged(k));
+                (keys.map(|k| cost(k)).sum::<usize>(), p.bytes)
+            })
             .map(|(peer, _)| *peer)
     }
 }
@@ -162,7 +168,15 @@ mod tests {
         assert_eq!(f.of("k"), [a]);
         assert_eq!((f.count_of(&a), f.count_of(&b)), (2, 0));
         assert_eq!(f.bytes(), 2 * (KEY_COPIES + ENTRY_OVERHEAD));
-        assert_eq!(f.heaviest(), Some(a));
+        assert_eq!(f.heaviest_by(|_| true), Some(a));
+        f.add(b, "i");
+        assert_eq!(
+            f.heaviest_by(|k| k == "i"),
+            Some(b),
+            "what is charged counts first"
+        );
+        assert_eq!(f.heaviest_by(|_| false), Some(a), "then all it holds");
+        f.remove(&b, "i");
         f.peer_gone(&a);
         assert!(f.of("k").is_empty() && f.of("j").is_empty());
         assert!(f.by_key.is_empty(), "no empty entries are kept");

@@ -278,6 +278,49 @@ async fn subscriptions_past_the_byte_bound_ban_the_heaviest_peer() {
     );
 }
 
+/// Sybils each lighter than an honest heavy follower: the honest peer
+/// follows 15 of the target's keys, two rogues subscribe to 4 topics each
+/// that the target does not follow, and together they pass the bound (20
+/// topics). The heaviest peer is the honest one, and it used to be the one
+/// banned, again whenever it came back. Now the peer banned is the one
+/// holding the most for keys the target does not watch: a rogue.
+#[tokio::test]
+async fn sybils_past_the_byte_bound_never_get_a_heavy_honest_follower_banned() {
+    fn config() -> Config {
+        test_config()
+            .max_subscription_bytes(20 * 268)
+            .build()
+            .expect("valid config")
+    }
+    let keys: Vec<String> = (0..15).map(|i| format!("k{i:02}")).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (mut nodes, first) = arena_with(&keys, config).await;
+    let second = Rogue::connected_to(&mut nodes[0]).await;
+    for (rogue, name) in [(&first, "a"), (&second, "b")] {
+        for i in 0..4 {
+            rogue.subscribe(topic_of(&format!("{name}{i:02}")));
+        }
+    }
+    let rogues = [first.peer, second.peer];
+    let (banned, reason) = wait_for(&mut nodes, "a ban", |i, e| match e {
+        Event::PeerBanned { peer, reason, .. } if i == 0 => Some((*peer, reason.clone())),
+        _ => None,
+    })
+    .await
+    .1;
+    assert!(rogues.contains(&banned), "banned {banned}, not a rogue");
+    assert!(
+        matches!(reason, Misbehaviour::SubscriptionBytes { .. }),
+        "{reason:?}"
+    );
+    let honest = *nodes[1].local_peer_id();
+    assert!(nodes[0].is_connected(&honest), "the honest follower stays");
+    assert!(nodes[0]
+        .behaviour()
+        .peers_following("k00")
+        .contains(&honest));
+}
+
 /// A stale delete replayed: a validly signed `Del` older than
 /// `tombstone_ttl`, for a key the target follows but holds nothing of, is
 /// dropped (every honest holder would have collected it), and the target

@@ -63,12 +63,17 @@ impl<S: RecordStore> Coordinator<S> {
         if self.followers.count_of(&peer) > limit {
             self.punish(peer, Misbehaviour::TooManyTopics { limit }, now_ms);
         }
+        // Past the bound for all peers, the peer banned is the one holding
+        // the most for keys we do not watch: what it makes us hold for
+        // nothing we use. A heavy follower of our own keys is the peer we
+        // share the most with, and Sybils each lighter than it must not get
+        // it banned; among peers holding only keys we watch, the heaviest.
         let limit = self.config.max_subscription_bytes;
         while self.followers.bytes() > limit {
-            let Some(heaviest) = self.followers.heaviest() else {
+            let Some(costliest) = self.followers.heaviest_by(|key| !self.watches(key)) else {
                 break;
             };
-            self.punish(heaviest, Misbehaviour::SubscriptionBytes { limit }, now_ms);
+            self.punish(costliest, Misbehaviour::SubscriptionBytes { limit }, now_ms);
         }
     }
 
