@@ -136,12 +136,14 @@ impl Kad {
         match op {
             Op::Provide(topic) => match self.inner.start_providing(RecordKey::new(&topic)) {
                 Ok(id) => {
+                    tracing::debug!(%topic, ?id, "advertising");
                     self.provides.insert(id);
                 }
                 Err(e) => tracing::warn!(%topic, "kad refused to provide: {e}"),
             },
             Op::Find(topic) => {
                 let id = self.inner.get_providers(RecordKey::new(&topic));
+                tracing::debug!(%topic, ?id, "looking up followers");
                 self.lookups.insert(id, topic);
             }
         }
@@ -159,12 +161,16 @@ impl Kad {
             // a last step carry providers, Pointer treats a lookup older
             // than its fetch timeout as over anyway.
             QueryResult::GetProviders(Ok(GetProvidersOk::FoundProviders { providers, .. })) => {
+                tracing::debug!(%topic, found = providers.len(), last, "followers found");
                 Discovered::Providers {
                     topic,
                     peers: providers.into_iter().collect(),
                 }
             }
-            _ => Discovered::Done { topic },
+            _ => {
+                tracing::debug!(%topic, last, "lookup over");
+                Discovered::Done { topic }
+            }
         }
     }
 }
@@ -213,8 +219,9 @@ impl Discovery for Kad {
                 if step.last {
                     self.provides.remove(&id);
                 }
-                if let Err(e) = result {
-                    tracing::debug!("provide did not reach the DHT: {e}");
+                match result {
+                    Ok(_) => tracing::debug!(?id, last = step.last, "advertised"),
+                    Err(e) => tracing::debug!("provide did not reach the DHT: {e}"),
                 }
                 None
             }
