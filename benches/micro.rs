@@ -1,4 +1,4 @@
-//! Criterion micro-benchmarks of the pure core (issue 5):
+//! Criterion micro-benchmarks of the pure core:
 //! `cargo bench --bench micro`.
 //!
 //! One record with a 100-byte value under a 60-byte `OwnedKeys` key, as the

@@ -1,4 +1,4 @@
-//! Issue 9: three ways the network used to stay split, on real swarms over
+//! Three ways the network used to stay split, on real swarms over
 //! the memory transport, in lines and a bridge rather than full meshes.
 //!
 //! 1. A key deleted and then written again: nodes that left the key's topic
@@ -267,8 +267,8 @@ async fn a_future_dated_delete_refused_at_first_arrives_once_the_clock_catches_u
     );
 }
 
-/// Scenario 2 with 1,000 keys, the issue's target (within 5 s of the
-/// bridge's return). Slow in debug builds:
+/// Scenario 2 with 1,000 keys, converged within 5 s of the bridge's
+/// return. Slow in debug builds:
 /// `cargo test --release --all-features --test convergence thousand -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore]

@@ -1,4 +1,4 @@
-//! Issue 9's convergence scenarios with the `node` example as separate
+//! The convergence scenarios of `tests/convergence.rs` with the `node` example as separate
 //! processes on 127.0.0.1 (mDNS off, `--validator open`): a key deleted and
 //! written again along a line, and a partition healed by a bridge that was
 //! SIGKILLed and restarted on its data directory. Every wait is for output

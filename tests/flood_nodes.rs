@@ -1,5 +1,5 @@
-//! Issue 10's subscription flood against the `node` program in its own
-//! process, so its resident memory can be read: a raw gossipsub peer
+//! A subscription flood against the `node` program in its own process,
+//! so its resident memory can be read: a raw gossipsub peer
 //! (`common::rogue`) subscribes to 1,000,000 topics with 400-byte names.
 //! The node must grow by at most `max_subscription_bytes` (32 MiB by
 //! default), ban the peer, and still answer an honest peer's `get`.

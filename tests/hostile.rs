@@ -1,4 +1,4 @@
-//! Issue 10: a hostile peer, speaking raw gossipsub over the wire
+//! A hostile peer, speaking raw gossipsub over the wire
 //! (`common::rogue`), can neither silence a key nor make a node hold more
 //! than its limits.
 

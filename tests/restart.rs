@@ -1,7 +1,7 @@
 //! A node restarted on its store, with the same identity, comes back with
 //! its records: it follows their keys again, serves them to a new peer
 //! through `Ask`, and still refuses a stale `Mut` for a key it deleted.
-//! (Issue 3, test 4; the on-disk store runs the same scenario.)
+//! (The on-disk store runs the same scenario.)
 
 mod common;
 

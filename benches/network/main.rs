@@ -1,4 +1,4 @@
-//! Network benchmark of `pointer` against its baselines (issue 5):
+//! Network benchmark of `pointer` against its baselines:
 //! `cargo bench --bench network`.
 //!
 //! Every node is one swarm on 127.0.0.1 TCP (noise, yamux) whose behaviour
@@ -28,7 +28,7 @@
 //! writes (the closest thing to messages that is visible from outside the
 //! library). Heap is counted by a global allocator wrapper (live bytes).
 //!
-//! Sizes come from environment variables (defaults = the issue's sizes):
+//! Sizes come from environment variables (defaults = the sizes the README reports):
 //! `POINTER_BENCH_QUICK=1` (small smoke run), `POINTER_BENCH_N=10,50,100`,
 //! `POINTER_BENCH_ROUNDS=200`, `POINTER_BENCH_KAD_ROUNDS` (default: ROUNDS),
 //! `POINTER_BENCH_K=100,1000,10000`, `POINTER_BENCH_DEGREE=3`,
@@ -38,7 +38,7 @@
 //! `POINTER_BENCH_IDLE_DEGREE=6` (every node's neighbours in the idle scenario),
 //! `POINTER_BENCH_MEM_K=1000,10000`, `POINTER_BENCH_THREADS=2`,
 //! `POINTER_BENCH_SCALE_K=1000,10000,100000` and
-//! `POINTER_BENCH_SCALE_SHARDS=0,256` (issue 12's scenario; 0 is a topic per key),
+//! `POINTER_BENCH_SCALE_SHARDS=0,256` (the many-keys scenario; 0 is a topic per key),
 //! `POINTER_BENCH_ONLY=propagation,idle,memory,catchup,scale,throughput`,
 //! `POINTER_BENCH_KAD_PHASE_SECS=120` (bound on each kad propagation phase),
 //! `POINTER_BENCH_SEED`, `POINTER_BENCH_FETCH_FANOUT`, `POINTER_BENCH_VERIFY_THREADS` (experiments only;

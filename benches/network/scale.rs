@@ -1,4 +1,4 @@
-//! Scenario 5 (issue 12): one node follows many keys. Node A holds K
+//! Scenario 5 (many keys): one node follows many keys. Node A holds K
 //! records; a fresh node B follows all K and dials A. Measured: B's
 //! catch-up, the heap both nodes hold per key afterwards, the latency of
 //! one update once both follow K keys, the CPU the two use at rest, and a
