@@ -29,6 +29,25 @@ pub fn node_binary() -> &'static Path {
 
 fn build_node() -> PathBuf {
     let mut cargo = Command::new(env!("CARGO"));
+    // Without what cargo set for this test: build scripts that watch such
+    // a variable (ring watches CARGO_MANIFEST_DIR) would otherwise rebuild
+    // their crate and everything above it whenever the node was last
+    // built from a shell, as `.ci/run` does.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name);
+        if set_by_cargo {
+            cargo.env_remove(&*name);
+        }
+    }
     cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "build",
         "--example",
