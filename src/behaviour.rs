@@ -418,7 +418,11 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                 self.discovery.stop_providing(topic(&key).hash().as_str())
             }
             Output::FindProviders(key) => {
-                self.discovery.find_providers(topic(&key).hash().as_str())
+                if self.discovery.can_look_up() {
+                    self.discovery.find_providers(topic(&key).hash().as_str())
+                } else {
+                    self.inputs.push_back(Input::LookupDone { key });
+                }
             }
             Output::Dial(peer) => self.events.push_back(ToSwarm::Dial {
                 opts: DialOpts::peer_id(peer)

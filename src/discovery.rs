@@ -63,6 +63,16 @@ pub trait Discovery: NetworkBehaviour {
     /// [`Discovered::Done`].
     fn find_providers(&mut self, topic: &str);
 
+    /// Whether a lookup started now could reach anyone. With `false`
+    /// Pointer takes a lookup as over, having found nobody, without
+    /// starting it: a `get` then settles on what is held instead of
+    /// waiting `fetch_timeout` for a lookup that cannot run (a DHT with an
+    /// empty routing table, say). Background lookups are made again
+    /// later. The default says yes.
+    fn can_look_up(&mut self) -> bool {
+        true
+    }
+
     /// What an event of this behaviour means to Pointer.
     fn on_event(&mut self, event: Self::ToSwarm) -> Option<Discovered>;
 }
@@ -189,6 +199,10 @@ impl<D: Discovery> Discovery for libp2p::swarm::behaviour::toggle::Toggle<D> {
         if let Some(d) = self.as_mut() {
             d.find_providers(topic)
         }
+    }
+
+    fn can_look_up(&mut self) -> bool {
+        self.as_mut().is_some_and(|d| d.can_look_up())
     }
 
     fn on_event(&mut self, event: Self::ToSwarm) -> Option<Discovered> {

@@ -35,6 +35,19 @@ fn put(node: &mut Node, name: &str, value: &str) -> String {
         .to_owned()
 }
 
+/// A node alone, the DHT on: a `get` of a key nobody holds ends once its
+/// lookups have found nobody (about two seconds: three, a second apart),
+/// not after `fetch_timeout` (10 s) waiting for a routing table to fill.
+#[test]
+fn a_lone_node_get_of_an_unknown_key_ends_in_seconds() {
+    let mut node = Node::start("alone", &[]);
+    let key = format!("{}/nothing", node.peer_id);
+    let (answer, took) = timed_get(&mut node, &key);
+    assert_eq!(answer["status"], "not_found", "{answer}");
+    assert!(took < Duration::from_secs(4), "get took {took:?}");
+    eprintln!("a lone node's get of an unknown key: {took:?}");
+}
+
 /// A line A - B - C - D, each dialing the one before; only A and D care
 /// about the key. D's `get` finds A through the DHT, and an update on A then
 /// reaches D by gossip.

@@ -198,6 +198,12 @@ impl Discovery for Kad {
         self.run(Op::Find(topic.to_owned()));
     }
 
+    /// Not while the routing table is empty: kad would hold the lookup
+    /// until a first peer came, and a `get` would wait for it.
+    fn can_look_up(&mut self) -> bool {
+        self.has_peers()
+    }
+
     fn on_event(&mut self, event: kad::Event) -> Option<Discovered> {
         if matches!(event, kad::Event::RoutingUpdated { .. }) && !self.held.is_empty() {
             for op in std::mem::take(&mut self.held) {
