@@ -264,3 +264,57 @@ fn the_metrics_server_answers_bad_requests_with_errors() {
     let samples = Samples::scrape(&address);
     assert_eq!(samples.get("pointer_keys_followed"), 0.0);
 }
+
+/// Sixteen clients that connect and say nothing hold every slot of the
+/// metrics server: a seventeenth is closed at once rather than queued,
+/// the node still answers commands meanwhile (the server is not on the
+/// swarm's thread), and once the sixteen leave a scrape is served again.
+#[test]
+fn silent_metrics_clients_hold_sixteen_slots_and_never_the_node() {
+    let mut node = Node::start("M", &["--metrics", "127.0.0.1:0"]);
+    let address = metrics_address(&mut node);
+    let silent: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(&address).expect("connect"))
+        .collect();
+    // Each is served by its own task; a scrape now finds no slot. The
+    // accept loop may not have taken all sixteen yet, so the server is
+    // asked until one is turned away: closed with no answer.
+    let deadline = Instant::now() + PATIENCE;
+    while answer_to_a_scrape(&address).is_some() {
+        assert!(Instant::now() < deadline, "a client past 16 was served");
+    }
+    let key = format!("{}/nobody", node.peer_id);
+    let started = Instant::now();
+    node.send(&format!("get {key}"));
+    node.expect("the get", is("get", &key));
+    eprintln!(
+        "a get while the metrics slots are full: {:?}",
+        started.elapsed()
+    );
+    // Their slots come free as the server sees them close.
+    drop(silent);
+    let deadline = Instant::now() + PATIENCE;
+    let answer = loop {
+        if let Some(answer) = answer_to_a_scrape(&address) {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scrape served after the clients left"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The whole answer to a scrape, or `None` when the server closed the
+/// connection without one.
+fn answer_to_a_scrape(address: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    // The request may meet a closed socket; only the answer counts.
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
+}

@@ -41,7 +41,11 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 #[cfg(feature = "redb")]
 const RECORDS_FILE: &str = "records.redb";
 
-#[tokio::main(flavor = "current_thread")]
+// Multi-threaded: the swarm's loop runs on this thread, its connections
+// (handshakes, stream I/O, signature checks of answers) and the metrics
+// server on the workers, so neither waits for the other. Standard input
+// has a thread of its own (see `input`).
+#[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     // Standard output carries answers only; logs go to standard error.

@@ -2,22 +2,27 @@
 //! protocol metrics, served over plain HTTP at `http://ADDR/metrics` in
 //! the OpenMetrics text format Prometheus scrapes.
 //!
-//! One route, so a small server of our own on tokio rather than an HTTP
-//! stack: it reads at most one request head of 8 KiB per connection, gives
-//! every exchange 5 s, serves 16 clients at once and closes each
-//! connection after its answer.
+//! HTTP/1 is hyper's; what is ours is the bounds, since the endpoint may
+//! face anyone who can reach the address: a request head of at most 8 KiB
+//! (a longer one is answered 431), 5 s for a whole exchange, 16 clients
+//! at once (more are closed at once), one request per connection. The
+//! server runs on the runtime's worker threads, not the swarm's.
 
-use std::io;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use libp2p::metrics::{Recorder, Registry};
 use libp2p::swarm::SwarmEvent;
 use pointer::{Event, RecordStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::net::NodeEvent;
 use crate::node::Node;
@@ -26,21 +31,19 @@ use crate::Error;
 /// The one path served.
 const PATH: &str = "/metrics";
 
-/// Longest request head read; a longer one is answered 431.
+/// Longest request head read (hyper's least buffer); a longer one is
+/// answered 431.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// Most bytes read and dropped after an answer, before closing.
-const MAX_DRAIN_BYTES: usize = 64 * 1024;
-
 /// A client that has not sent its request and read the answer by then is
-/// dropped, so a stalled one holds nothing for long.
+/// dropped, so a stalled one holds a slot for 5 s at most.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections served at once; more are closed at once.
 const MAX_CLIENTS: usize = 16;
 
 /// What Prometheus asks for and `prometheus_client` writes.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Binds `addr` and serves `registry` there from a task of its own.
 /// Returns the address bound (the port chosen when `addr` has port 0).
@@ -54,7 +57,7 @@ pub async fn serve(addr: SocketAddr, registry: Registry) -> Result<SocketAddr, E
 }
 
 async fn accept(listener: TcpListener, registry: Arc<Registry>) {
-    let clients = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -65,126 +68,66 @@ async fn accept(listener: TcpListener, registry: Arc<Registry>) {
                 continue;
             }
         };
-        if clients.fetch_add(1, Ordering::Relaxed) >= MAX_CLIENTS {
-            clients.fetch_sub(1, Ordering::Relaxed);
+        // Past the bound the connection is dropped, which closes it.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             continue;
-        }
-        let (registry, clients) = (Arc::clone(&registry), Arc::clone(&clients));
+        };
+        let registry = Arc::clone(&registry);
         tokio::spawn(async move {
-            match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, &registry)).await {
+            match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(stream, registry)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!("metrics: {e}"),
                 Err(_) => tracing::debug!("metrics: a client took too long"),
             }
-            clients.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
 }
 
 /// One request, one answer, then the connection closes.
-async fn exchange(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
-    let answer = match read_head(&mut stream).await? {
-        Head::Complete(head) => respond(&head, registry),
-        Head::TooLarge => status(431, "Request Header Fields Too Large", ""),
-        // Closed before a whole head: nobody to answer.
-        Head::Cut => return Ok(()),
-    };
-    stream.write_all(&answer).await?;
-    stream.shutdown().await?;
-    // Closing with bytes unread (a long head, a body) resets the
-    // connection, and the client could lose the answer: read what it sent
-    // until it closes, within bounds.
-    let mut drained = 0;
-    let mut buf = [0; 1024];
-    while drained < MAX_DRAIN_BYTES {
-        match stream.read(&mut buf).await? {
-            0 => break,
-            n => drained += n,
-        }
-    }
-    Ok(())
+async fn exchange(stream: TcpStream, registry: Arc<Registry>) -> hyper::Result<()> {
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let answer = respond(request.method(), request.uri().path(), &registry);
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
 }
 
-enum Head {
-    Complete(Vec<u8>),
-    TooLarge,
-    Cut,
-}
-
-/// The request head, up to the blank line (a body, which GET has not, is
-/// left unread).
-async fn read_head(stream: &mut TcpStream) -> io::Result<Head> {
-    let mut head = Vec::new();
-    let mut buf = [0; 1024];
-    loop {
-        if let Some(end) = head_end(&head) {
-            head.truncate(end);
-            return Ok(Head::Complete(head));
-        }
-        if head.len() >= MAX_HEAD_BYTES {
-            return Ok(Head::TooLarge);
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(Head::Cut);
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Where the head ends: a blank line, `\r\n\r\n` or a bare `\n\n` (a
-/// hand-typed request).
-fn head_end(bytes: &[u8]) -> Option<usize> {
-    let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = bytes.windows(2).position(|w| w == b"\n\n");
-    [crlf, lf].into_iter().flatten().min()
-}
-
-/// The answer to a request head.
-fn respond(head: &[u8], registry: &Registry) -> Vec<u8> {
-    let Some((method, path)) = request_line(head) else {
-        return status(400, "Bad Request", "");
-    };
+/// The answer to `method` on `path` (hyper answers malformed requests
+/// itself: 400, or 431 for a head too long). For `HEAD` hyper sends the
+/// head only.
+fn respond(method: &Method, path: &str, registry: &Registry) -> Response<Full<Bytes>> {
     if path != PATH {
-        return status(404, "Not Found", "");
+        return status(StatusCode::NOT_FOUND);
     }
-    if method != "GET" && method != "HEAD" {
-        return status(405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
+    if method != Method::GET && method != Method::HEAD {
+        let mut answer = status(StatusCode::METHOD_NOT_ALLOWED);
+        answer
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return answer;
     }
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, registry) {
         tracing::warn!("metrics: cannot encode: {e}");
-        return status(500, "Internal Server Error", "");
+        return status(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let mut answer = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if method == "GET" {
-        answer.extend_from_slice(body.as_bytes());
-    }
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
     answer
 }
 
-/// The method and the path (query dropped) of `METHOD TARGET HTTP/1.x`.
-fn request_line(head: &[u8]) -> Option<(&str, &str)> {
-    let head = std::str::from_utf8(head).ok()?;
-    let line = head.lines().next()?;
-    let mut words = line.split(' ');
-    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
-    if words.next().is_some() || !version.starts_with("HTTP/1.") {
-        return None;
-    }
-    let path = target.split('?').next()?;
-    Some((method, path))
-}
-
-/// An answer with no body; `headers` are more header lines, each ending
-/// in CRLF.
-fn status(code: u16, reason: &str, headers: &str) -> Vec<u8> {
-    format!("HTTP/1.1 {code} {reason}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .into_bytes()
+/// An answer with no body.
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut answer = Response::new(Full::new(Bytes::new()));
+    *answer.status_mut() = code;
+    answer
 }
 
 impl<S: RecordStore + 'static> Node<S> {
