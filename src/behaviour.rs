@@ -83,12 +83,13 @@ fn parse_topic(topic: &TopicHash, shards: u16) -> Option<Topic> {
     Topic::parse(topic.as_str(), shards)
 }
 
-/// The coordinator's three timers.
+/// The coordinator's timers, one of each kind.
 #[derive(Default)]
 struct Timers {
     republish: Option<Delay>,
     flush: Option<Delay>,
     discover: Option<Delay>,
+    get_grace: Option<Delay>,
 }
 
 impl Timers {
@@ -97,21 +98,27 @@ impl Timers {
             Timer::Republish => &mut self.republish,
             Timer::Flush => &mut self.flush,
             Timer::Discover => &mut self.discover,
+            Timer::GetGrace => &mut self.get_grace,
         }
     }
 
     /// The first timer that fired; it is disarmed.
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Option<Timer> {
-        [Timer::Republish, Timer::Flush, Timer::Discover]
-            .into_iter()
-            .find(|timer| {
-                let slot = self.slot(*timer);
-                let fired = slot.as_mut().is_some_and(|d| d.poll_unpin(cx).is_ready());
-                if fired {
-                    *slot = None;
-                }
-                fired
-            })
+        [
+            Timer::Republish,
+            Timer::Flush,
+            Timer::Discover,
+            Timer::GetGrace,
+        ]
+        .into_iter()
+        .find(|timer| {
+            let slot = self.slot(*timer);
+            let fired = slot.as_mut().is_some_and(|d| d.poll_unpin(cx).is_ready());
+            if fired {
+                *slot = None;
+            }
+            fired
+        })
     }
 }
 

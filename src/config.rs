@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) tombstone_ttl: Duration,
     pub(crate) republish_interval: Duration,
     pub(crate) fetch_timeout: Duration,
+    pub(crate) get_grace: Duration,
     pub(crate) fetch_fanout: usize,
     pub(crate) max_keys_per_ask: usize,
     pub(crate) author_key_cache: usize,
@@ -62,6 +63,7 @@ impl Default for Config {
             tombstone_ttl: Duration::from_secs(24 * 60 * 60),
             republish_interval: Duration::from_secs(60),
             fetch_timeout: Duration::from_secs(10),
+            get_grace: Duration::from_millis(500),
             fetch_fanout: 3,
             max_keys_per_ask: 256,
             author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
@@ -137,6 +139,12 @@ impl Config {
     /// How long one `Ask` may take.
     pub fn fetch_timeout(&self) -> Duration {
         self.fetch_timeout
+    }
+
+    /// How long a `get` waits for its other peers once one has answered
+    /// with a record.
+    pub fn get_grace(&self) -> Duration {
+        self.get_grace
     }
 
     /// How many peers a catch-up or `get` asks.
@@ -255,6 +263,7 @@ impl fmt::Debug for Config {
             .field("tombstone_ttl", &self.tombstone_ttl)
             .field("republish_interval", &self.republish_interval)
             .field("fetch_timeout", &self.fetch_timeout)
+            .field("get_grace", &self.get_grace)
             .field("fetch_fanout", &self.fetch_fanout)
             .field("max_keys_per_ask", &self.max_keys_per_ask)
             .field("reconcile_min_keys", &self.reconcile_min_keys)
@@ -356,6 +365,18 @@ impl ConfigBuilder {
     /// included. Default: 10 s.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.0.fetch_timeout = timeout;
+        self
+    }
+
+    /// How long a `get` waits for the rest of the peers it asked once one
+    /// has answered with a record (a value or a tombstone); it then ends
+    /// with the newest record held. Without it, one peer answering just
+    /// before `fetch_timeout` would hold every `get` of its keys that
+    /// long. A newer record a slower peer holds still arrives, as a
+    /// `RecordUpdated`: the `get` follows the key. Zero ends the `get` at
+    /// the first answer with a record. Default: 500 ms.
+    pub fn get_grace(mut self, grace: Duration) -> Self {
+        self.0.get_grace = grace;
         self
     }
 

@@ -1,6 +1,7 @@
-//! Bookkeeping of running `get`s: how many asked peers are still to reply.
-//! The result itself is read from the store when the last reply is in, so
-//! the query reports exactly what the node now holds.
+//! Bookkeeping of running `get`s: how many asked peers are still to reply,
+//! and when a `get` stops waiting for them (`get_grace` after a first
+//! answer with a record). The result itself is read from the store when
+//! the round ends, so the query reports exactly what the node now holds.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,8 @@ struct Query {
     waiting: usize,
     answered: bool,
     asked: Vec<PeerId>,
+    /// When the round ends whatever is still outstanding.
+    settle_at: Option<i64>,
 }
 
 /// A round of a query with no reply outstanding: its key, whether any peer
@@ -57,6 +60,7 @@ impl Queries {
             waiting,
             answered,
             asked,
+            settle_at: None,
         };
         self.running.insert(id, query);
     }
@@ -70,6 +74,45 @@ impl Queries {
         if query.waiting > 0 {
             return None;
         }
+        self.take(id)
+    }
+
+    /// The key `get` `id` is for, while it runs.
+    pub fn key_of(&self, id: QueryId) -> Option<&str> {
+        self.running.get(&id).map(|q| q.key.as_str())
+    }
+
+    /// Ends the round of `id` at `at` at the latest, replies outstanding
+    /// or not; an earlier end already set stays. Whether it was set now.
+    pub fn settle_by(&mut self, id: QueryId, at: i64) -> bool {
+        let Some(query) = self.running.get_mut(&id) else {
+            return false;
+        };
+        if query.settle_at.is_some() {
+            return false;
+        }
+        query.settle_at = Some(at);
+        true
+    }
+
+    /// The rounds whose end is due by `now`, ended; and when the next one
+    /// is due, if any.
+    pub fn settle_due(&mut self, now: i64) -> (Vec<(QueryId, Finished)>, Option<i64>) {
+        let due: Vec<QueryId> = self
+            .running
+            .iter()
+            .filter(|(_, q)| q.settle_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        let ended = due
+            .into_iter()
+            .filter_map(|id| Some((id, self.take(id)?)))
+            .collect();
+        let next = self.running.values().filter_map(|q| q.settle_at).min();
+        (ended, next)
+    }
+
+    fn take(&mut self, id: QueryId) -> Option<Finished> {
         let query = self.running.remove(&id)?;
         Some(Finished {
             key: query.key,
@@ -114,6 +157,26 @@ mod tests {
                 asked: vec![a],
             })
         );
+    }
+
+    #[test]
+    fn a_settled_round_ends_at_its_time_with_replies_outstanding() {
+        let mut q = Queries::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        q.start(QueryId(1), "k".into(), vec![a, b]);
+        assert_eq!(q.reply(QueryId(1), true), None);
+        assert!(q.settle_by(QueryId(1), 500));
+        assert!(!q.settle_by(QueryId(1), 900), "the first end stays");
+        let (ended, next) = q.settle_due(499);
+        assert!(ended.is_empty());
+        assert_eq!(next, Some(500));
+        let (ended, next) = q.settle_due(500);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].1.asked, vec![a, b]);
+        assert!(ended[0].1.answered);
+        assert_eq!(next, None);
+        // The late reply finds no query.
+        assert_eq!(q.reply(QueryId(1), true), None);
     }
 
     #[test]

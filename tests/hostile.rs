@@ -1,16 +1,17 @@
-//! A hostile peer, speaking raw gossipsub over the wire
-//! (`common::rogue`), can neither silence a key nor make a node hold more
-//! than its limits.
+//! A hostile peer, speaking raw gossipsub (`common::rogue`) or raw fetch
+//! streams (`common::raw_peer`) over the wire, can neither silence a key,
+//! hold a user's read, nor make a node hold more than its limits.
 
 mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::raw_peer::{RawPeer, Reply};
 use common::rogue::{topic_of, Rogue};
 use common::*;
 use pointer::record::signing_key;
 use pointer::wire;
-use pointer::{Config, Event, Misbehaviour, Op, Record, Source};
+use pointer::{Config, Event, GetOutcome, Misbehaviour, Op, Record, Source};
 
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
@@ -513,4 +514,36 @@ async fn a_replayed_stale_record_costs_a_small_ask_to_its_sender_only() {
         nodes[0].is_connected(&rogue.peer),
         "replaying is not banned"
     );
+}
+
+/// A peer that takes a `get`'s ask and never answers cannot hold the `get`
+/// for `fetch_timeout`: once an honest peer has answered with the record,
+/// the `get` waits `get_grace` for the rest and ends with what it holds.
+#[tokio::test]
+async fn a_silent_peer_holds_a_get_for_the_grace_not_the_fetch_timeout() {
+    let fetch_timeout = Duration::from_secs(10);
+    let config = || {
+        test_config()
+            .fetch_timeout(fetch_timeout)
+            .get_grace(Duration::from_millis(200))
+            .build()
+            .expect("valid config")
+    };
+    let mut nodes = vec![node_with(config).await, node_with(config).await];
+    // The holder stops following the key but keeps serving it; with no
+    // follower in sight the getter asks every peer it is connected to
+    // (up to `fetch_fanout`): the holder and the silent peer.
+    nodes[1].behaviour_mut().put("k", "v").expect("put");
+    nodes[1].behaviour_mut().unsubscribe("k");
+    link(&mut nodes, 0, 1).await;
+    let _silent = RawPeer::serving(&mut nodes[0], |_| Reply::Hold).await;
+
+    let started = Instant::now();
+    let outcome = get(&mut nodes, 0, "k").await;
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, GetOutcome::Found(ref r) if r.value() == "v"),
+        "{outcome:?}"
+    );
+    assert!(took < fetch_timeout / 5, "the get took {took:?}");
 }

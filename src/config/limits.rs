@@ -115,6 +115,7 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
     let durations = [
         ("republish_interval", c.republish_interval, true),
         ("fetch_timeout", c.fetch_timeout, true),
+        ("get_grace", c.get_grace, false),
         ("heartbeat_interval", c.heartbeat_interval, true),
         ("invalid_record_budget", c.invalid_record_window, true),
         ("tombstone_ttl", c.tombstone_ttl, false),

@@ -10,6 +10,7 @@ fn every_knob() -> ConfigBuilder {
         .tombstone_ttl(Duration::from_secs(2))
         .republish_interval(Duration::from_secs(3))
         .fetch_timeout(Duration::from_secs(4))
+        .get_grace(Duration::from_millis(70))
         .fetch_fanout(5)
         .max_keys_per_ask(7)
         .author_key_cache(8)
@@ -40,6 +41,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.tombstone_ttl(), Duration::from_secs(2));
     assert_eq!(c.republish_interval(), Duration::from_secs(3));
     assert_eq!(c.fetch_timeout(), Duration::from_secs(4));
+    assert_eq!(c.get_grace(), Duration::from_millis(70));
     assert_eq!(c.fetch_fanout(), 5);
     assert_eq!(c.max_keys_per_ask(), 7);
     assert_eq!(c.author_key_cache(), 8);
@@ -145,6 +147,7 @@ fn values_that_cannot_work_are_refused_not_clamped() {
             "fetch_timeout",
             Config::builder().fetch_timeout(Duration::MAX),
         ),
+        ("get_grace", Config::builder().get_grace(Duration::MAX)),
         (
             "store_flush_interval",
             Config::builder().store_flush_interval(Duration::MAX),

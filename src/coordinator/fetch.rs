@@ -8,7 +8,7 @@ use libp2p::PeerId;
 use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
-use crate::event::{Event, GetOutcome, QueryId, Source};
+use crate::event::{Event, QueryId, Source};
 use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version};
 use crate::protocol::OutboundFailure;
 use crate::store::RecordStore;
@@ -276,7 +276,7 @@ impl<S: RecordStore> Coordinator<S> {
             self.ask(peer, &wanted.key, None);
         }
         if let Some(query) = wanted.query {
-            self.on_query_reply(query, true);
+            self.on_query_reply(query, true, Some(now_ms));
         }
     }
 
@@ -298,48 +298,8 @@ impl<S: RecordStore> Coordinator<S> {
         }
         self.emit(Event::FetchFailed { peer, keys, error });
         for query in queries {
-            self.on_query_reply(query, false);
+            self.on_query_reply(query, false, None);
         }
-    }
-
-    /// A `get` whose round found nothing at all (no value, no tombstone)
-    /// asks the peers it has not asked yet, a round at a time, before it
-    /// settles: peers that subscribed early and answer `NotExist` (or fail)
-    /// cannot capture it while an honest follower that holds the key is
-    /// connected.
-    fn on_query_reply(&mut self, id: QueryId, answered: bool) {
-        let Some(done) = self.queries.reply(id, answered) else {
-            return;
-        };
-        if self.replica.get(&done.key).is_none() {
-            let more = self.ask_round(&done.key, Some(id), &done.asked);
-            if !more.is_empty() {
-                return self.queries.resume(id, done, more);
-            }
-        }
-        let Some(done) = self.park_for_discovery(id, done) else {
-            return;
-        };
-        let outcome = self.local_outcome(&done.key, done.answered);
-        self.finish_get(id, done.key, outcome);
-    }
-
-    pub(super) fn local_outcome(&self, key: &str, answered: bool) -> GetOutcome {
-        match self.value_record(key) {
-            Some(record) => GetOutcome::Found(record),
-            None if answered || self.replica.get(key).is_some() => GetOutcome::NotFound,
-            None => GetOutcome::TimedOut,
-        }
-    }
-
-    pub(super) fn finish_get(&mut self, id: QueryId, key: String, outcome: GetOutcome) {
-        // A get follows the key; if the key turned out deleted, leave it
-        // again, as a delete does.
-        if self.is_tombstoned(&key) {
-            self.unsubscribe(&key);
-        }
-        self.discover_query_done(id, &key);
-        self.emit(Event::GetFinished { id, key, outcome });
     }
 
     /// Answers a peer's `Ask` from the store, in order, at most

@@ -19,6 +19,7 @@ mod discover;
 #[cfg(test)]
 mod discover_tests;
 mod fetch;
+mod get;
 mod gossip;
 mod guard;
 mod reconcile;
@@ -138,6 +139,9 @@ pub enum Timer {
     Flush,
     /// Queued DHT work may start; parked `get`s may be due.
     Discover,
+    /// A `get` that had an answer with a record has waited `get_grace`
+    /// for its other peers.
+    GetGrace,
 }
 
 /// Why a record is published.
@@ -250,6 +254,8 @@ pub struct Coordinator<S: RecordStore> {
     /// Catch-up asks (no `get`) waiting or in flight, per peer and key.
     catching_up: fetch::CatchUps,
     queries: Queries,
+    /// Whether [`Timer::GetGrace`] is set.
+    grace_armed: bool,
     /// Range reconciliations running, by peer (spec §18).
     sessions: BTreeMap<PeerId, reconcile::Session>,
     range_fetches: HashMap<u64, reconcile::RangeFetch>,
@@ -299,6 +305,7 @@ impl<S: RecordStore> Coordinator<S> {
             dispatch: Dispatch::new(config.max_outbound_fetch_streams),
             catching_up: fetch::CatchUps::default(),
             queries: Queries::default(),
+            grace_armed: false,
             sessions: BTreeMap::new(),
             range_fetches: HashMap::new(),
             per_key_peers: BTreeSet::new(),
@@ -338,6 +345,7 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
             Input::Timer(Timer::Flush) => self.flush_store(),
             Input::Timer(Timer::Discover) => self.on_discover_tick(now_ms),
+            Input::Timer(Timer::GetGrace) => self.on_get_grace(now_ms),
             Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
             Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),
         }
