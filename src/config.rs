@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) fetch_fanout: usize,
     pub(crate) max_keys_per_ask: usize,
     pub(crate) author_key_cache: usize,
+    pub(crate) refused_record_cache: usize,
     pub(crate) max_inbound_fetch_streams: usize,
     pub(crate) max_outbound_fetch_streams: usize,
     pub(crate) max_inbound_fetch_streams_total: usize,
@@ -67,6 +68,7 @@ impl Default for Config {
             fetch_fanout: 3,
             max_keys_per_ask: 256,
             author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
+            refused_record_cache: crate::replica::DEFAULT_REFUSED_CACHE,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
             max_inbound_fetch_streams_total: 256,
@@ -182,6 +184,12 @@ impl Config {
         self.author_key_cache
     }
 
+    /// Most signatures of records our validator refused that are
+    /// remembered.
+    pub fn refused_record_cache(&self) -> usize {
+        self.refused_record_cache
+    }
+
     /// The value given to [`ConfigBuilder::push_delay`], which no longer
     /// applies: a peer that gossips an older record is asked back at once.
     #[deprecated(
@@ -273,6 +281,7 @@ impl fmt::Debug for Config {
             .field("max_reconcile_rounds", &self.max_reconcile_rounds)
             .field("max_reconcile_pending", &self.max_reconcile_pending)
             .field("author_key_cache", &self.author_key_cache)
+            .field("refused_record_cache", &self.refused_record_cache)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
                 "max_inbound_fetch_streams_total",
@@ -471,6 +480,18 @@ impl ConfigBuilder {
     /// starts over. `0` keeps none. Default: 1,024.
     pub fn author_key_cache(mut self, authors: usize) -> Self {
         self.0.author_key_cache = authors;
+        self
+    }
+
+    /// Most records our validator refused whose signatures are remembered,
+    /// each for a minute: a replay of one (under a new gossip message id)
+    /// is then dropped without a second signature check or a second
+    /// `RecordRejected`. Such a record is not blamed on its sender, since
+    /// validators may differ between honest nodes; this bounds what
+    /// replaying it costs. About 150 bytes each; past the bound the oldest
+    /// is forgotten. `0` remembers none. Default: 4,096.
+    pub fn refused_record_cache(mut self, records: usize) -> Self {
+        self.0.refused_record_cache = records;
         self
     }
 

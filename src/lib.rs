@@ -168,6 +168,7 @@ pub mod protocol;
 mod query;
 pub mod reconcile;
 pub mod record;
+mod refused;
 pub mod replica;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -15,6 +15,7 @@ use crate::order::precedence;
 use crate::parallel_verify::{verify_all, MIN_PARALLEL};
 use crate::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
 use crate::record::{Author, Op, Record};
+use crate::refused::Refused;
 use crate::store::{self, RecordStore};
 use crate::validator::Validator;
 use crate::wire;
@@ -35,6 +36,10 @@ pub enum Refusal {
     /// The store refused it (full, or a backend error).
     #[error("store refused the record: {0}")]
     Store(store::Error),
+    /// The same record (the same signature) was refused by our validator
+    /// a moment ago, and was reported then; dropped unchecked.
+    #[error("the same record was refused a moment ago")]
+    Refused,
 }
 
 /// Why a local write failed. Nothing changed in the store.
@@ -65,6 +70,8 @@ pub struct Replica<S> {
     max_message_bytes: usize,
     author_keys: AuthorKeys,
     verify_threads: usize,
+    /// Records our validator refused lately, by signature.
+    refused: Refused,
     /// What range reconciliation reads: every key held, with its record's
     /// hash. Kept in step with every write made through the replica.
     index: Index,
@@ -78,6 +85,9 @@ pub struct Replica<S> {
 
 /// Authors whose decompressed keys a [`Replica`] keeps by default.
 pub const DEFAULT_AUTHOR_KEY_CACHE: usize = 1024;
+
+/// Signatures of refused records a [`Replica`] remembers by default.
+pub const DEFAULT_REFUSED_CACHE: usize = 4096;
 
 impl<S: RecordStore> Replica<S> {
     /// A replica over `store` that admits what `validator` allows.
@@ -94,6 +104,7 @@ impl<S: RecordStore> Replica<S> {
             max_message_bytes,
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
             verify_threads: 1,
+            refused: Refused::new(DEFAULT_REFUSED_CACHE),
             index: Index::default(),
             tombstones: BTreeSet::new(),
             stale: true,
@@ -240,6 +251,14 @@ impl<S: RecordStore> Replica<S> {
         verify_all(&candidates, self.verify_threads);
     }
 
+    /// Remembers the signatures of up to `records` records our validator
+    /// refused, for a minute each, so a replay is dropped unchecked
+    /// (default [`DEFAULT_REFUSED_CACHE`]; `0` remembers none).
+    pub fn with_refused_cache(mut self, records: usize) -> Self {
+        self.refused = Refused::new(records);
+        self
+    }
+
     /// Keeps the decompressed keys of at most `authors` authors, so their
     /// next records are checked without decompressing the key again
     /// (default [`DEFAULT_AUTHOR_KEY_CACHE`]; `0` keeps none).
@@ -287,8 +306,22 @@ impl<S: RecordStore> Replica<S> {
         &self.limits
     }
 
-    /// Judges a record from the network and stores it if it wins.
+    /// Judges a record from the network and stores it if it wins. A record
+    /// our validator refused a moment ago comes back as
+    /// [`Refusal::Refused`] before its signature is checked again.
     pub fn receive(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
+        let signature = *record.signature().as_bytes();
+        if self.refused.contains(&signature, now_ms) {
+            return Err(Refusal::Refused);
+        }
+        let refusal = self.judge_and_store(record, now_ms);
+        if let Err(Refusal::Invalid(RejectReason::Unauthorized)) = refusal {
+            self.refused.insert(signature, now_ms);
+        }
+        refusal
+    }
+
+    fn judge_and_store(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
         let verdict = {
             let stored = Self::held(&self.store, &self.index, self.stale, record.key());
             let keys = &mut self.author_keys;

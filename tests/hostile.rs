@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::raw_peer::{RawPeer, Reply};
 use common::rogue::{topic_of, Rogue};
 use common::*;
+use pointer::accept::RejectReason;
 use pointer::record::signing_key;
 use pointer::wire;
 use pointer::{Config, Event, GetOutcome, Misbehaviour, Op, Record, Source};
@@ -546,4 +547,65 @@ async fn a_silent_peer_holds_a_get_for_the_grace_not_the_fetch_timeout() {
         "{outcome:?}"
     );
     assert!(took < fetch_timeout / 5, "the get took {took:?}");
+}
+
+/// A validly signed record the target's validator refuses (the rogue
+/// writes under the target's name), replayed under fresh gossip message
+/// ids: the target checks and reports it once, then drops the replays
+/// unchecked; a validator's refusal is never charged, so nobody is banned.
+#[tokio::test]
+async fn a_replayed_unauthorized_record_is_checked_and_reported_once() {
+    let config = || test_config().build().expect("valid config");
+    let mut nodes = vec![
+        node_with_validator(config, pointer::OwnedKeys).await,
+        node_with_validator(config, pointer::OwnedKeys).await,
+    ];
+    link(&mut nodes, 0, 1).await;
+    let key = nodes[0].behaviour().owned_key("k");
+    for node in nodes.iter_mut() {
+        node.behaviour_mut().subscribe(&key).expect("valid key");
+    }
+    until_following(&mut nodes, &[0, 1], &key).await;
+    let rogue = Rogue::connected_to(&mut nodes[0]).await;
+    let target = *nodes[0].local_peer_id();
+    until(&mut nodes, "the rogue sees the target's key", |_| {
+        rogue.topics_of(&target) >= 1
+    })
+    .await;
+
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let not_yours = Record::sign(&key, Op::Mut, "not yours", now_ms(), &signer);
+    let replays = 50;
+    for round in 0..replays {
+        rogue.publish(topic_of(&key), wire::encode_republish(&not_yours, round));
+    }
+    // A forgery last: once it is refused, every replay before it (same
+    // sender, same topic, in order) has been judged.
+    let sentinel = forged_at(&rogue, &key, 1, now_ms());
+    rogue.publish(topic_of(&key), wire::encode_republish(&sentinel, 0));
+    let rogue_peer = rogue.peer;
+    let mut unauthorized = 0;
+    wait_for(&mut nodes, "the sentinel's refusal", |i, e| match e {
+        Event::RecordRejected { peer, reason, .. } if i == 0 && *peer == rogue_peer => {
+            if *reason == RejectReason::Unauthorized {
+                unauthorized += 1;
+                return None;
+            }
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        unauthorized, 1,
+        "{replays} replays reported {unauthorized} times"
+    );
+    assert!(
+        nodes[0].behaviour().record(&key).is_none(),
+        "nothing stored"
+    );
+    assert!(
+        nodes[0].is_connected(&rogue.peer),
+        "a refusal is not charged"
+    );
 }

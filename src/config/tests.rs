@@ -14,6 +14,7 @@ fn every_knob() -> ConfigBuilder {
         .fetch_fanout(5)
         .max_keys_per_ask(7)
         .author_key_cache(8)
+        .refused_record_cache(9)
         .store_flush_interval(Duration::from_millis(6))
         .invalid_record_budget(11, Duration::from_secs(12))
         .ban_duration(Duration::from_secs(13))
@@ -45,6 +46,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.fetch_fanout(), 5);
     assert_eq!(c.max_keys_per_ask(), 7);
     assert_eq!(c.author_key_cache(), 8);
+    assert_eq!(c.refused_record_cache(), 9);
     assert_eq!(c.store_flush_interval(), Duration::from_millis(6));
     assert_eq!(c.invalid_record_budget(), (11, Duration::from_secs(12)));
     assert_eq!(c.ban_duration(), Duration::from_secs(13));

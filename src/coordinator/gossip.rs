@@ -153,6 +153,8 @@ impl<S: RecordStore> Coordinator<S> {
                 MessageAcceptance::Ignore
             }
             Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason, now_ms),
+            // Judged and reported when it first came.
+            Err(Refusal::Refused) => MessageAcceptance::Ignore,
             Err(Refusal::Store(error)) => {
                 self.emit(Event::StoreFailed { key, error });
                 MessageAcceptance::Ignore

@@ -285,6 +285,7 @@ impl<S: RecordStore> Coordinator<S> {
     ) -> Self {
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
             .with_author_key_cache(config.author_key_cache)
+            .with_refused_cache(config.refused_record_cache)
             .with_verify_threads(config.verify_threads);
         let local_peer = crate::record::Author::from(&signer)
             .peer_id()
