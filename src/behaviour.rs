@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -145,6 +145,9 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
     inbound_streams: Arc<AtomicUsize>,
+    /// Each peer's inbound streams, shared by its connections' handlers;
+    /// an entry lives while one of them does.
+    peer_streams: HashMap<PeerId, Weak<AtomicUsize>>,
     /// Threads the fetch handlers have borrowed for signature checks, shared
     /// so that all connections together borrow at most `verify_threads - 1`.
     verify_threads_lent: Arc<AtomicUsize>,
@@ -223,6 +226,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             events: VecDeque::new(),
             waker: None,
             inbound_streams: Arc::default(),
+            peer_streams: HashMap::new(),
             verify_threads_lent: Arc::default(),
             probe: Probe::default(),
         };
@@ -525,6 +529,23 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         }
     }
 
+    /// The count of `peer`'s inbound streams its handlers share. Entries
+    /// whose handlers are all gone (connections closed, or denied by
+    /// another behaviour before they were established) are dropped as the
+    /// map grows past the peers connected.
+    fn peer_streams(&mut self, peer: PeerId) -> Arc<AtomicUsize> {
+        if let Some(count) = self.peer_streams.get(&peer).and_then(Weak::upgrade) {
+            return count;
+        }
+        if self.peer_streams.len() > 2 * self.connections.len() + 64 {
+            self.peer_streams
+                .retain(|_, count| count.strong_count() > 0);
+        }
+        let count = Arc::new(AtomicUsize::new(0));
+        self.peer_streams.insert(peer, Arc::downgrade(&count));
+        count
+    }
+
     fn on_connection_closed(&mut self, peer: PeerId, connection: ConnectionId) {
         let now = now_ms();
         if let Some(list) = self.connections.get_mut(&peer) {
@@ -570,13 +591,15 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         }
     }
 
-    fn new_handler(&self) -> Handler {
+    fn new_handler(&mut self, peer: PeerId) -> Handler {
+        let peer_inbound = self.peer_streams(peer);
         let config = self.core.config();
         Handler::new(FetchLimits {
             // An Answer wraps the record: tag, length and status on top.
             max_message_size: config.max_message_bytes + ANSWER_OVERHEAD,
             timeout: config.fetch_timeout,
             max_inbound_streams: config.max_inbound_fetch_streams,
+            peer_inbound,
             inbound_total: self.inbound_streams.clone(),
             max_inbound_total: config.max_inbound_fetch_streams_total,
             max_outbound_streams: config.max_outbound_fetch_streams,
@@ -610,4 +633,42 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn behaviour() -> Behaviour<MemoryStore> {
+        let key = Keypair::generate_ed25519();
+        Behaviour::new(&key, MemoryStore::new(), Config::default()).expect("valid config")
+    }
+
+    /// The handlers of one peer's connections count its inbound streams
+    /// together, so more connections give it no more streams.
+    #[test]
+    fn a_peers_connections_share_one_count_of_inbound_streams() {
+        let mut b = behaviour();
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let first = b.peer_streams(peer);
+        first.fetch_add(3, Ordering::Relaxed);
+        let second = b.peer_streams(peer);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(second.load(Ordering::Relaxed), 3);
+        assert!(!Arc::ptr_eq(&first, &b.peer_streams(other)));
+    }
+
+    /// Entries whose handlers are gone (denied connections, say) do not
+    /// pile up.
+    #[test]
+    fn counts_no_handler_holds_are_dropped_as_the_map_grows() {
+        let mut b = behaviour();
+        for _ in 0..1_000 {
+            drop(b.peer_streams(PeerId::random()));
+        }
+        assert!(b.peer_streams.len() <= 66, "{}", b.peer_streams.len());
+    }
 }

@@ -495,8 +495,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// Concurrent inbound fetch streams per connection; further streams are
-    /// closed at once. Default: 32.
+    /// Concurrent inbound fetch streams per peer, over all its connections
+    /// (more connections give a peer no more); further streams are closed
+    /// at once. Default: 32.
     pub fn max_inbound_fetch_streams(mut self, streams: usize) -> Self {
         self.0.max_inbound_fetch_streams = streams;
         self

@@ -47,8 +47,12 @@ pub struct FetchLimits {
     pub max_message_size: usize,
     /// Time for a whole exchange, stream negotiation included.
     pub timeout: Duration,
-    /// Concurrent inbound fetch streams; extra streams are dropped unread.
+    /// Concurrent inbound fetch streams of the peer, over all its
+    /// connections; extra streams are dropped unread.
     pub max_inbound_streams: usize,
+    /// Inbound streams of this peer being served, shared by the handlers
+    /// of its connections: more connections give a peer no more streams.
+    pub peer_inbound: Arc<AtomicUsize>,
     /// Inbound streams being served by every handler of the node, shared.
     pub inbound_total: Arc<AtomicUsize>,
     /// The most inbound streams served at once over all connections.
@@ -172,7 +176,14 @@ impl Handler {
             self.events.push_back(HandlerOut::InboundFailed { error });
             return;
         }
-        let slot = Slot::take(total.clone());
+        let peer = &self.limits.peer_inbound;
+        if peer.load(Ordering::Relaxed) >= self.limits.max_inbound_streams {
+            let limit = self.limits.max_inbound_streams;
+            let error = InboundFailure::TooManyStreams { limit };
+            self.events.push_back(HandlerOut::InboundFailed { error });
+            return;
+        }
+        let slot = (Slot::take(total.clone()), Slot::take(peer.clone()));
         let exchange = serve(stream, self.limits.max_message_size, self.asks_tx.clone());
         let exchange = async move {
             let _slot = slot;
@@ -292,9 +303,9 @@ impl Drop for Lent<'_> {
     }
 }
 
-/// One inbound stream counted in the node-wide total, for as long as its
-/// exchange lives: finished, failed, timed out or dropped with its
-/// connection, the count goes down.
+/// One inbound stream counted in a total (the node's, or its peer's), for
+/// as long as its exchange lives: finished, failed, timed out or dropped
+/// with its connection, the count goes down.
 struct Slot(Arc<AtomicUsize>);
 
 impl Slot {
@@ -427,6 +438,7 @@ mod tests {
             max_message_size: 1024,
             timeout: Duration::from_secs(5),
             max_inbound_streams: 4,
+            peer_inbound: Arc::default(),
             inbound_total: Arc::default(),
             max_inbound_total: 16,
             max_outbound_streams,

@@ -78,11 +78,12 @@ pub enum InboundFailure {
         /// The configured maximum message size, in bytes.
         limit: usize,
     },
-    /// The peer opened more concurrent fetch streams than allowed on one
-    /// connection; the extra stream was dropped unread.
+    /// The peer opened more concurrent fetch streams than allowed for one
+    /// peer (over all its connections); the extra stream was dropped
+    /// unread.
     #[error("more than {limit} concurrent inbound fetch streams")]
     TooManyStreams {
-        /// The configured maximum of inbound streams per connection.
+        /// The configured maximum of inbound streams per peer.
         limit: usize,
     },
     /// The node already serves `max_inbound_fetch_streams_total` streams

@@ -55,6 +55,7 @@ fn limits() -> FetchLimits {
         max_message_size: 1024,
         timeout: Duration::from_secs(5),
         max_inbound_streams: 4,
+        peer_inbound: Default::default(),
         inbound_total: Default::default(),
         max_inbound_total: 16,
         max_outbound_streams: 4,

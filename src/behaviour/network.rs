@@ -58,7 +58,7 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
             local_addr,
             remote_addr,
         )?;
-        Ok(gossip.select(self.new_handler()).select(discovery))
+        Ok(gossip.select(self.new_handler(peer)).select(discovery))
     }
 
     fn handle_pending_outbound_connection(
@@ -107,7 +107,7 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
             role_override,
             port_use,
         )?;
-        Ok(gossip.select(self.new_handler()).select(discovery))
+        Ok(gossip.select(self.new_handler(peer)).select(discovery))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
