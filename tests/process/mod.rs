@@ -22,9 +22,15 @@ pub const LOOPBACK_TCP: &str = "/ip4/127.0.0.1/tcp/0";
 /// The node binary, built once per test run with this crate's features
 /// and profile. Asks cargo where it put it, so CARGO_TARGET_DIR, a shared
 /// target directory or a `--target` build all work.
+///
+/// `POINTER_NODE_BIN` names another build to run instead (the attack
+/// bench runs an older commit's node this way, for its "before" column).
 pub fn node_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_node)
+    BINARY.get_or_init(|| match std::env::var_os("POINTER_NODE_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => build_node(),
+    })
 }
 
 fn build_node() -> PathBuf {
@@ -184,6 +190,21 @@ impl Node {
         let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
+    }
+
+    /// CPU time the node has used so far (user and system), from `/proc`
+    /// (Linux).
+    #[allow(dead_code)]
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces: state is the 3rd field, utime the 14th, stime 15th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // Linux reports in USER_HZ, 100 on every architecture it runs on.
+        Some(ticks as f64 / 100.0)
     }
 
     /// Writes one line to the node's standard input.

@@ -1,0 +1,244 @@
+//! What a hostile peer costs the `node` program, each attack next to a
+//! control run on the same node: the node as a separate process (release
+//! build, default flags but `--no-mdns`), a raw gossipsub peer
+//! (`tests/common/rogue.rs`) dialing it over TCP on 127.0.0.1.
+//!
+//! `cargo bench --all-features --bench attacks` prints one table. Set
+//! `POINTER_NODE_BIN` to another build of the node (an older commit's
+//! `target/release/examples/node`) to measure that one the same way.
+//!
+//! Per attack: what the attacker sent (messages and bytes), the node's CPU
+//! beyond the control run (the same peer connected and idle for as long),
+//! the bytes the attacker heard back, what the node printed about it, and
+//! whether the node banned it.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "../tests/process/mod.rs"]
+mod process;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::rogue::{topic_of, Rogue};
+use pointer::record::{signing_key, Author, Signature};
+use pointer::{wire, Op, Record};
+use process::Node;
+use serde_json::Value;
+
+/// The value size of the sentinel record: past `max_value_bytes`
+/// (61,440), so it is refused at once, for a reason no attack record
+/// shows, and charged to nobody.
+const SENTINEL_VALUE: usize = 62_000;
+
+/// How long each attack (and each control) runs.
+const RUN: Duration = Duration::from_secs(10);
+
+/// Records a value as large as the node allows by default, so that a
+/// reaction that sends it shows.
+const LARGE: usize = 60_000;
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    i64::try_from(since.as_millis()).expect("ms fit i64")
+}
+
+/// One row of the table.
+struct Row {
+    attack: &'static str,
+    sent: (usize, usize),
+    extra_cpu_ms: f64,
+    heard: (usize, usize),
+    rejected_lines: usize,
+    banned: bool,
+}
+
+/// A node with `args`, a rogue connected to it and subscribed to `topic`,
+/// the node's CPU over an idle control run of [`RUN`].
+async fn arena(args: &[&str], key: &str) -> (Node, Rogue, f64) {
+    let mut node = Node::start("target", args);
+    let rogue = Rogue::dialing(node.addr.parse().expect("a multiaddr"));
+    node.expect("the rogue connects", |l| l["event"] == "connected");
+    rogue.subscribe(topic_of(key));
+    let before = node.cpu_seconds().expect("/proc is readable");
+    tokio::time::sleep(RUN).await;
+    let control = node.cpu_seconds().expect("/proc is readable") - before;
+    (node, rogue, control)
+}
+
+/// Publishes what `next` makes on `key`'s topic at `per_second` for
+/// [`RUN`], then `sentinel`; counts the `rejected` lines printed until
+/// every record was judged.
+async fn attack(
+    node: &mut Node,
+    rogue: &Rogue,
+    key: &str,
+    per_second: u32,
+    mut next: impl FnMut(u64) -> Vec<u8>,
+    sentinel: Vec<u8>,
+) -> ((usize, usize), usize) {
+    let started = Instant::now();
+    let mut sent = (0, 0);
+    let pause = Duration::from_secs(1) / per_second;
+    let mut round = 0;
+    while started.elapsed() < RUN && rogue.is_connected() {
+        let data = next(round);
+        sent = (sent.0 + 1, sent.1 + data.len());
+        rogue.publish(topic_of(key), data);
+        round += 1;
+        tokio::time::sleep(pause).await;
+    }
+    // Every record sent has been judged once the node refuses the
+    // sentinel (a value over the size limit), or once it has cut the
+    // rogue off (a ban).
+    if rogue.is_connected() {
+        rogue.publish(topic_of(key), sentinel);
+    }
+    let rogue_id = rogue.peer.to_string();
+    let mut rejected = 0;
+    loop {
+        let line: Value = node.expect("the sentinel's refusal or a ban", |l| {
+            l["event"] == "rejected" || (l["event"] == "disconnected" && l["peer_id"] == rogue_id)
+        });
+        let reason = line["reason"].as_str().unwrap_or_default();
+        if line["event"] == "disconnected" || reason.starts_with("value of") {
+            break;
+        }
+        rejected += 1;
+    }
+    (sent, rejected)
+}
+
+/// A record of `value` dated `time` on `key` under a random author, with a
+/// junk signature.
+fn forgery(key: &str, value: &str, time: i64, i: u64) -> Record {
+    let author = Author::from_bytes(rand_bytes(i));
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&rand_bytes(i + 1));
+    Record::from_parts(
+        key.to_owned(),
+        Op::Mut,
+        value.to_owned(),
+        time,
+        author,
+        Signature::from_bytes(sig),
+    )
+}
+
+/// The record that closes an attack: see [`SENTINEL_VALUE`].
+fn sentinel(key: &str, time: i64) -> Record {
+    forgery(key, &"y".repeat(SENTINEL_VALUE), time, u64::MAX / 3)
+}
+
+fn rand_bytes(seed: u64) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in out.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *b = state as u8;
+    }
+    out
+}
+
+/// The target holds a 60 KB record; the rogue sends forgeries dated
+/// before it (junk signatures, a new round each) at 10 a second.
+async fn stale_forgery() -> Row {
+    let (mut node, rogue, control) = arena(&["--validator", "open"], "big").await;
+    let large = "x".repeat(LARGE);
+    node.send(&format!("put big {large}"));
+    let put = node.expect("put", |l| l["event"] == "put");
+    let time = put["time"].as_i64().expect("time");
+    // The put reaches the rogue (it follows the key): not the attack's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rogue.heard().1 < LARGE && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heard = rogue.heard();
+    let before = node.cpu_seconds().expect("/proc");
+    let sentinel = wire::encode_republish(&sentinel("big", time), 0);
+    let (sent, rejected) = attack(
+        &mut node,
+        &rogue,
+        "big",
+        10,
+        |round| wire::encode_republish(&forgery("big", "x", time - 1, round), round),
+        sentinel,
+    )
+    .await;
+    let cpu = node.cpu_seconds().expect("/proc") - before;
+    let after = rogue.heard();
+    Row {
+        attack: "stale forgery, 10/s",
+        sent,
+        extra_cpu_ms: (cpu - control) * 1000.0,
+        heard: (after.0 - heard.0, after.1 - heard.1),
+        rejected_lines: rejected,
+        banned: !rogue.is_connected(),
+    }
+}
+
+/// The rogue signs a record for the target's own key (the default
+/// validator refuses it) and replays it under a new round each time, at
+/// 200 a second.
+async fn unauthorized_replay() -> Row {
+    let (mut node, rogue, control) = arena(&[], "probe").await;
+    node.send("put mine v");
+    let put = node.expect("put", |l| l["event"] == "put");
+    let key = put["key"].as_str().expect("key").to_owned();
+    rogue.subscribe(topic_of(&key));
+    // Let the subscription reach the target before the replays start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let not_yours = Record::sign(&key, Op::Mut, "not yours", now_ms(), &signer);
+    let heard = rogue.heard();
+    let before = node.cpu_seconds().expect("/proc");
+    let sentinel = wire::encode_republish(&sentinel(&key, now_ms()), 0);
+    let (sent, rejected) = attack(
+        &mut node,
+        &rogue,
+        &key,
+        200,
+        |round| wire::encode_republish(&not_yours, round),
+        sentinel,
+    )
+    .await;
+    let cpu = node.cpu_seconds().expect("/proc") - before;
+    let after = rogue.heard();
+    Row {
+        attack: "unauthorized replay, 200/s",
+        sent,
+        extra_cpu_ms: (cpu - control) * 1000.0,
+        heard: (after.0 - heard.0, after.1 - heard.1),
+        rejected_lines: rejected,
+        banned: !rogue.is_connected(),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let binary = process::node_binary();
+    eprintln!("node: {}", binary.display());
+    let rows = vec![stale_forgery().await, unauthorized_replay().await];
+    println!(
+        "\n| attack ({} s each) | attacker sent | node CPU over control | attacker heard back | amplification (bytes) | `rejected` lines | banned |",
+        RUN.as_secs()
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let amplification = row.heard.1 as f64 / row.sent.1.max(1) as f64;
+        println!(
+            "| {} | {} msgs, {} B | {:+.0} ms | {} msgs, {} B | {:.2}x | {} | {} |",
+            row.attack,
+            row.sent.0,
+            row.sent.1,
+            row.extra_cpu_ms,
+            row.heard.0,
+            row.heard.1,
+            amplification,
+            row.rejected_lines,
+            if row.banned { "yes" } else { "no" },
+        );
+    }
+}
