@@ -432,7 +432,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                 if self.discovery.can_look_up() {
                     self.discovery.find_providers(topic(&key).hash().as_str())
                 } else {
-                    self.inputs.push_back(Input::LookupDone { key });
+                    self.inputs.push_back(Input::LookupSkipped { key });
                 }
             }
             Output::Dial(peer) => self.events.push_back(ToSwarm::Dial {

@@ -168,22 +168,21 @@ impl Handler {
     }
 
     fn on_inbound_stream(&mut self, stream: Stream) {
-        let total = &self.limits.inbound_total;
-        if total.load(Ordering::Relaxed) >= self.limits.max_inbound_total {
-            // Dropping the stream resets it.
-            let limit = self.limits.max_inbound_total;
+        // Dropping the stream resets it. Counts are taken, not read then
+        // added to: the peer's other connections run on other threads.
+        let limit = self.limits.max_inbound_total;
+        let Some(total) = Slot::try_take(&self.limits.inbound_total, limit) else {
             let error = InboundFailure::TooManyStreamsInTotal { limit };
             self.events.push_back(HandlerOut::InboundFailed { error });
             return;
-        }
-        let peer = &self.limits.peer_inbound;
-        if peer.load(Ordering::Relaxed) >= self.limits.max_inbound_streams {
-            let limit = self.limits.max_inbound_streams;
+        };
+        let limit = self.limits.max_inbound_streams;
+        let Some(peer) = Slot::try_take(&self.limits.peer_inbound, limit) else {
             let error = InboundFailure::TooManyStreams { limit };
             self.events.push_back(HandlerOut::InboundFailed { error });
             return;
-        }
-        let slot = (Slot::take(total.clone()), Slot::take(peer.clone()));
+        };
+        let slot = (total, peer);
         let exchange = serve(stream, self.limits.max_message_size, self.asks_tx.clone());
         let exchange = async move {
             let _slot = slot;
@@ -309,9 +308,13 @@ impl Drop for Lent<'_> {
 struct Slot(Arc<AtomicUsize>);
 
 impl Slot {
-    fn take(total: Arc<AtomicUsize>) -> Slot {
-        total.fetch_add(1, Ordering::Relaxed);
-        Slot(total)
+    /// A slot of `count`, unless `limit` are taken already.
+    fn try_take(count: &Arc<AtomicUsize>, limit: usize) -> Option<Slot> {
+        let add = |n: usize| (n < limit).then_some(n + 1);
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, add)
+            .ok()?;
+        Some(Slot(Arc::clone(count)))
     }
 }
 

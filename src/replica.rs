@@ -366,8 +366,14 @@ impl<S: RecordStore> Replica<S> {
 
     /// Runs every check on a record that is not to be stored (one a node
     /// relays on a shard topic for a key it does not follow): `Ok` when it
-    /// would be stored were nothing held for its key.
-    pub fn check(&mut self, record: &Record, now_ms: i64) -> Result<(), RejectReason> {
+    /// would be stored were nothing held for its key. Like
+    /// [`Self::receive`], a record our validator refused a moment ago comes
+    /// back as [`Refusal::Refused`], unchecked.
+    pub fn check(&mut self, record: &Record, now_ms: i64) -> Result<(), Refusal> {
+        let signature = *record.signature().as_bytes();
+        if self.refused.contains(&signature, now_ms) {
+            return Err(Refusal::Refused);
+        }
         let keys = &mut self.author_keys;
         let verdict = judge_with(
             record,
@@ -378,7 +384,11 @@ impl<S: RecordStore> Replica<S> {
             |r| keys.verify(r),
         );
         match verdict {
-            Verdict::Invalid(reason) => Err(reason),
+            Verdict::Invalid(RejectReason::Unauthorized) => {
+                self.refused.insert(signature, now_ms);
+                Err(Refusal::Invalid(RejectReason::Unauthorized))
+            }
+            Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
             _ => Ok(()),
         }
     }
@@ -464,6 +474,27 @@ mod tests {
 
     fn signer(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// A record the validator refused comes back as `Refused`, unchecked,
+    /// on both paths (stored keys and relayed shard records), and is
+    /// judged again after a minute.
+    #[test]
+    fn a_refused_record_is_remembered_for_a_minute() {
+        let owned = || Replica::new(MemoryStore::new(), Box::new(OwnedKeys), LIMITS, 1024);
+        let record = Record::sign("someone/k", Op::Mut, "v", 1_000, &signer(1));
+        let mut r = owned();
+        let refused = |x: Result<(), Refusal>| matches!(x, Err(Refusal::Refused));
+        let unauthorized = |x: &Result<(), Refusal>| {
+            matches!(x, Err(Refusal::Invalid(RejectReason::Unauthorized)))
+        };
+        assert!(unauthorized(&r.receive(record.clone(), 2_000)));
+        assert!(refused(r.receive(record.clone(), 3_000)));
+        assert!(refused(r.check(&record, 3_000)));
+        assert!(unauthorized(&r.receive(record.clone(), 62_000)));
+        let mut r = owned();
+        assert!(unauthorized(&r.check(&record, 2_000)));
+        assert!(refused(r.check(&record, 3_000)));
     }
 
     #[test]

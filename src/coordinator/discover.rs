@@ -218,12 +218,26 @@ impl<S: RecordStore> Coordinator<S> {
     /// A lookup of `key` is over. `get`s parked on it that have no
     /// follower connected by now end with what is held.
     pub(super) fn on_lookup_done(&mut self, key: &str, now_ms: i64) {
-        self.discover.running.remove(key);
         // A lookup that found nobody (its providers would have reset the
         // count) backs the next background one off.
         if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
             *misses = misses.saturating_add(1);
         }
+        self.lookup_over(key, now_ms);
+    }
+
+    /// A lookup of `key` could not start: it found nobody, but says
+    /// nothing of the key. It is not a miss, and the key is looked up
+    /// again at the next republish firing rather than after
+    /// `discovery_interval` (each such try costs nothing while the DHT
+    /// stays empty).
+    pub(super) fn on_lookup_skipped(&mut self, key: &str, now_ms: i64) {
+        self.discover.looked_up.remove(key);
+        self.lookup_over(key, now_ms);
+    }
+
+    fn lookup_over(&mut self, key: &str, now_ms: i64) {
+        self.discover.running.remove(key);
         // Followers that were dialed may still connect: the parked gets
         // wait for them until their deadline (see `on_discover_tick`).
         self.forget_old_dials(now_ms);

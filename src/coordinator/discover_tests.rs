@@ -312,9 +312,18 @@ fn a_get_waits_for_dialed_followers_no_longer_than_fetch_timeout() {
     assert!(finished(&drain(&mut c)).is_some(), "at fetch_timeout");
 }
 
+/// How each lookup of [`relookups`] ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Ends {
+    Found,
+    FindingNobody,
+    /// Not started: the DHT knew no peer.
+    Skipped,
+}
+
 /// The seconds (after T0) at which a key with no connected follower is
-/// looked up again over `until` seconds, each lookup finding `found`.
-fn relookups(found: bool, until: i64) -> Vec<i64> {
+/// looked up again over `until` seconds, each lookup ending as `ends`.
+fn relookups(ends: Ends, until: i64) -> Vec<i64> {
     let config = Config::builder()
         .discovery_interval(Duration::from_secs(60))
         .republish_interval(Duration::from_secs(10));
@@ -327,7 +336,7 @@ fn relookups(found: bool, until: i64) -> Vec<i64> {
         c.handle(Input::Timer(Timer::Discover), now);
         if count(&drain(&mut c), is_find) > 0 {
             lookups.push(s);
-            if found {
+            if ends == Ends::Found {
                 let peers = vec![PeerId::random()];
                 c.handle(
                     Input::Providers {
@@ -337,7 +346,12 @@ fn relookups(found: bool, until: i64) -> Vec<i64> {
                     now,
                 );
             }
-            c.handle(Input::LookupDone { key: "k".into() }, now);
+            let key = "k".to_owned();
+            let over = match ends {
+                Ends::Skipped => Input::LookupSkipped { key },
+                _ => Input::LookupDone { key },
+            };
+            c.handle(over, now);
             drain(&mut c);
         }
     }
@@ -346,13 +360,21 @@ fn relookups(found: bool, until: i64) -> Vec<i64> {
 
 #[test]
 fn a_lonely_key_is_looked_up_again_every_discovery_interval_while_followers_exist() {
-    assert_eq!(relookups(true, 200), vec![0, 60, 120, 180]);
+    assert_eq!(relookups(Ends::Found, 200), vec![0, 60, 120, 180]);
 }
 
 #[test]
 fn lookups_that_find_nobody_back_off() {
     // 60 s, then 120 s, then 240 s between lookups.
-    assert_eq!(relookups(false, 500), vec![0, 60, 180, 420]);
+    assert_eq!(relookups(Ends::FindingNobody, 500), vec![0, 60, 180, 420]);
+}
+
+/// A lookup the DHT could not start (no peer known yet) says nothing of
+/// the key: no back-off, and the next republish firing tries again, so
+/// the key is looked up soon after the DHT's first peer arrives.
+#[test]
+fn lookups_that_could_not_start_are_tried_at_each_republish_firing() {
+    assert_eq!(relookups(Ends::Skipped, 40), vec![0, 10, 20, 30, 40]);
 }
 
 #[test]

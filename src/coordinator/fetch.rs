@@ -276,7 +276,11 @@ impl<S: RecordStore> Coordinator<S> {
             self.ask(peer, &wanted.key, None);
         }
         if let Some(query) = wanted.query {
-            self.on_query_reply(query, true, Some(now_ms));
+            // Only a peer that sent the very record we now hold starts a
+            // `get`'s grace: a `NotExist` or a stale record does not, so a
+            // fast hostile peer cannot end the `get` on what we held before.
+            let delivered = theirs.is_some() && ours == theirs;
+            self.on_query_reply(query, true, delivered.then_some(now_ms));
         }
     }
 

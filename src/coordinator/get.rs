@@ -12,12 +12,18 @@ impl<S: RecordStore> Coordinator<S> {
     /// asks the peers it has not asked yet, a round at a time, before it
     /// settles: peers that subscribed early and answer `NotExist` (or fail)
     /// cannot capture it while an honest follower that holds the key is
-    /// connected. Once a reply (`answered_at`: when) left a record held,
-    /// the round waits at most `get_grace` for the rest: a peer that
-    /// answers late cannot hold the `get` for `fetch_timeout`.
-    pub(super) fn on_query_reply(&mut self, id: QueryId, answered: bool, answered_at: Option<i64>) {
+    /// connected. Once a reply delivered the record now held
+    /// (`delivered_at`: when), the round waits at most `get_grace` for the
+    /// rest: a peer that answers late cannot hold the `get` for
+    /// `fetch_timeout`.
+    pub(super) fn on_query_reply(
+        &mut self,
+        id: QueryId,
+        answered: bool,
+        delivered_at: Option<i64>,
+    ) {
         let Some(done) = self.queries.reply(id, answered) else {
-            if let Some(now_ms) = answered_at {
+            if let Some(now_ms) = delivered_at {
                 self.start_grace(id, now_ms);
             }
             return;

@@ -20,6 +20,8 @@ mod discover;
 mod discover_tests;
 mod fetch;
 mod get;
+#[cfg(test)]
+mod get_tests;
 mod gossip;
 mod guard;
 mod reconcile;
@@ -125,6 +127,13 @@ pub enum Input {
     /// The lookup of `key` is over.
     LookupDone {
         /// The key looked up.
+        key: String,
+    },
+    /// The lookup of `key` could not start (the DHT knows no peer yet):
+    /// over at once, and not counted as one that found nobody, so the
+    /// key's background lookups do not back off for it.
+    LookupSkipped {
+        /// The key not looked up.
         key: String,
     },
 }
@@ -349,6 +358,7 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Timer(Timer::GetGrace) => self.on_get_grace(now_ms),
             Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
             Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),
+            Input::LookupSkipped { key } => self.on_lookup_skipped(&key, now_ms),
         }
     }
 

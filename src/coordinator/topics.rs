@@ -10,6 +10,7 @@ use super::{Coordinator, Output, Publication};
 use crate::accept::RejectReason;
 use crate::event::Source;
 use crate::record::Record;
+use crate::replica::Refusal;
 use crate::store::RecordStore;
 use crate::topic::{shard_index, Topic};
 use crate::wire;
@@ -279,7 +280,9 @@ impl<S: RecordStore> Coordinator<S> {
         }
         let verdict = match self.replica.check(&record, now_ms) {
             Ok(()) => MessageAcceptance::Accept,
-            Err(reason) => self.reject(peer, key.clone(), reason, now_ms),
+            Err(Refusal::Invalid(reason)) => self.reject(peer, key.clone(), reason, now_ms),
+            // Refused a moment ago, and reported then.
+            Err(_) => MessageAcceptance::Ignore,
         };
         (verdict, Some(key))
     }
