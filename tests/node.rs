@@ -387,7 +387,21 @@ fn store_limits_are_flags() {
 /// presents, and the first stays connected.
 #[test]
 fn connections_from_one_ip_address_are_bounded() {
-    let mut t = Node::start("T", &["--max-connections-per-ip", "1"]);
+    a_second_node_from_the_same_address_is_turned_away("--max-connections-per-ip");
+}
+
+/// `--max-new-connections-per-ip`: with a bound of one per 10 s, a second
+/// node dialing from the same address right after the first is refused
+/// before its handshake.
+#[test]
+fn new_connections_from_one_ip_address_are_rate_limited() {
+    a_second_node_from_the_same_address_is_turned_away("--max-new-connections-per-ip");
+}
+
+/// A node with `flag` set to 1; X and then Y dial it from 127.0.0.1: X
+/// connects, Y is turned away, and X is the only peer.
+fn a_second_node_from_the_same_address_is_turned_away(flag: &str) {
+    let mut t = Node::start("T", &[flag, "1"]);
     let x = Node::start("X", &["--dial", &t.addr]);
     t.expect("X connects", connected_to(&x.peer_id));
     let mut y = Node::start("Y", &["--dial", &t.addr]);

@@ -97,6 +97,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub max_connections_per_ip: usize,
 
+    /// Most new inbound connections from one IP address in any 10 s
+    /// (refused before their handshake): a host that reconnects in a loop
+    /// makes the node set up each connection again.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_new_connections_per_ip: u32,
+
     /// Most inbound connections still in their handshake at once.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_pending_connections: u32,
@@ -132,6 +138,7 @@ impl Args {
             per_peer: self.max_connections_per_peer,
             pending: self.max_pending_connections,
             per_ip: self.max_connections_per_ip,
+            new_per_ip: self.max_new_connections_per_ip,
             max_memory_fraction: self.max_memory_percent / 100.0,
         }
     }

@@ -1,13 +1,17 @@
 //! What any number of peers may make the node hold in connections: libp2p's
 //! `connection-limits` (in total, per peer, pending) and
 //! `memory-connection-limits` (no new connection while the process is near
-//! the memory bound), and a bound per remote IP address, which neither
-//! offers, so that one host cannot take every slot with Sybil identities.
+//! the memory bound), and bounds per remote IP address, which neither
+//! offers: connections at once, so that one host cannot take every slot
+//! with Sybil identities, and new connections per 10 s, so that one cannot
+//! make the node set connections up (handshakes, every protocol's hello)
+//! in a loop.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use libp2p::core::multiaddr::Protocol;
 use libp2p::core::transport::PortUse;
@@ -30,6 +34,8 @@ pub struct Limits {
     pub pending: u32,
     /// Inbound connections from one IP address.
     pub per_ip: usize,
+    /// New inbound connections from one IP address per [`RATE_WINDOW`].
+    pub new_per_ip: u32,
     /// No new connection once the process uses this share of the
     /// machine's memory.
     pub max_memory_fraction: f64,
@@ -55,7 +61,7 @@ impl Guard {
             memory: memory_connection_limits::Behaviour::with_max_percentage(
                 limits.max_memory_fraction,
             ),
-            per_ip: PerIp::new(limits.per_ip),
+            per_ip: PerIp::new(limits.per_ip, limits.new_per_ip),
         }
     }
 }
@@ -68,22 +74,64 @@ pub struct TooManyFromIp {
     limit: usize,
 }
 
+/// The error an inbound connection over the per-IP rate is denied with.
+#[derive(Debug, thiserror::Error)]
+#[error("{ip} opened {limit} connections within 10 s")]
+pub struct TooFastFromIp {
+    ip: IpAddr,
+    limit: u32,
+}
+
+/// The window of `--max-new-connections-per-ip`.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// IP addresses whose rate is tracked before those with a full allowance
+/// are forgotten (they would be granted as much anew).
+const MAX_TRACKED_IPS: usize = 16_384;
+
 /// Counts established inbound connections by the remote IP address, and
-/// denies one past the bound. Relayed connections count against the
-/// relay's address, as it is the host that carries them.
+/// denies one past the bound; and refuses a new inbound connection, before
+/// its handshake, from an address that opened `rate` within the last
+/// [`RATE_WINDOW`] (a token bucket: `rate` at once, refilled over the
+/// window). Relayed connections count against the relay's address, as it
+/// is the host that carries them.
 pub struct PerIp {
     limit: usize,
     by_ip: HashMap<IpAddr, usize>,
     of: HashMap<ConnectionId, IpAddr>,
+    rate: u32,
+    /// Per address: connections it may still open, and when that was.
+    allowance: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl PerIp {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, rate: u32) -> Self {
         PerIp {
             limit,
             by_ip: HashMap::new(),
             of: HashMap::new(),
+            rate,
+            allowance: HashMap::new(),
         }
+    }
+
+    /// Takes one new connection from `ip` out of its allowance, if any is
+    /// left.
+    fn admit(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = f64::from(self.rate);
+        let refill = |(left, at): (f64, Instant)| {
+            let earned = now.duration_since(at).as_secs_f64() / RATE_WINDOW.as_secs_f64() * rate;
+            (left + earned).min(rate)
+        };
+        if self.allowance.len() >= MAX_TRACKED_IPS {
+            self.allowance.retain(|_, entry| refill(*entry) < rate);
+        }
+        let left = self.allowance.get(&ip).map_or(rate, |entry| refill(*entry));
+        if left < 1.0 {
+            return false;
+        }
+        self.allowance.insert(ip, (left - 1.0, now));
+        true
     }
 
     /// The IP address a multiaddress starts with, if any.
@@ -99,6 +147,22 @@ impl PerIp {
 impl NetworkBehaviour for PerIp {
     type ConnectionHandler = dummy::ConnectionHandler;
     type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        _connection: ConnectionId,
+        _local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = Self::ip_of(remote) else {
+            return Ok(());
+        };
+        if self.admit(ip, Instant::now()) {
+            return Ok(());
+        }
+        let limit = self.rate;
+        Err(ConnectionDenied::new(TooFastFromIp { ip, limit }))
+    }
 
     fn handle_established_inbound_connection(
         &mut self,
