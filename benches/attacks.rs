@@ -66,17 +66,32 @@ async fn arena(args: &[&str], key: &str) -> (Node, Rogue, f64) {
     (node, rogue, control)
 }
 
-/// Publishes what `next` makes on `key`'s topic at `per_second` for
-/// [`RUN`], then `sentinel`; counts the `rejected` lines printed until
-/// every record was judged.
+/// One attack: `label`, on `key`'s topic at `per_second`, against a
+/// control run that cost the node `control` CPU seconds.
+struct Attack<'a> {
+    label: &'static str,
+    key: &'a str,
+    per_second: u32,
+    control: f64,
+}
+
+/// Publishes what `next` makes on the attacked topic for [`RUN`], then
+/// `sentinel`; measures the node until every record was judged.
 async fn attack(
     node: &mut Node,
     rogue: &Rogue,
-    key: &str,
-    per_second: u32,
+    how: Attack<'_>,
     mut next: impl FnMut(u64) -> Vec<u8>,
     sentinel: Vec<u8>,
-) -> ((usize, usize), usize) {
+) -> Row {
+    let Attack {
+        label,
+        key,
+        per_second,
+        control,
+    } = how;
+    let heard = rogue.heard();
+    let before = node.cpu_seconds().expect("/proc is readable");
     let started = Instant::now();
     let mut sent = (0, 0);
     let pause = Duration::from_secs(1) / per_second;
@@ -106,7 +121,16 @@ async fn attack(
         }
         rejected += 1;
     }
-    (sent, rejected)
+    let cpu = node.cpu_seconds().expect("/proc is readable") - before;
+    let after = rogue.heard();
+    Row {
+        attack: label,
+        sent,
+        extra_cpu_ms: (cpu - control) * 1000.0,
+        heard: (after.0 - heard.0, after.1 - heard.1),
+        rejected_lines: rejected,
+        banned: !rogue.is_connected(),
+    }
 }
 
 /// A record of `value` dated `time` on `key` under a random author, with a
@@ -155,28 +179,15 @@ async fn stale_forgery() -> Row {
     while rogue.heard().1 < LARGE && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let heard = rogue.heard();
-    let before = node.cpu_seconds().expect("/proc");
+    let how = Attack {
+        label: "stale forgery, 10/s",
+        key: "big",
+        per_second: 10,
+        control,
+    };
+    let forged = |round| wire::encode_republish(&forgery("big", "x", time - 1, round), round);
     let sentinel = wire::encode_republish(&sentinel("big", time), 0);
-    let (sent, rejected) = attack(
-        &mut node,
-        &rogue,
-        "big",
-        10,
-        |round| wire::encode_republish(&forgery("big", "x", time - 1, round), round),
-        sentinel,
-    )
-    .await;
-    let cpu = node.cpu_seconds().expect("/proc") - before;
-    let after = rogue.heard();
-    Row {
-        attack: "stale forgery, 10/s",
-        sent,
-        extra_cpu_ms: (cpu - control) * 1000.0,
-        heard: (after.0 - heard.0, after.1 - heard.1),
-        rejected_lines: rejected,
-        banned: !rogue.is_connected(),
-    }
+    attack(&mut node, &rogue, how, forged, sentinel).await
 }
 
 /// The rogue signs a record for the target's own key (the default
@@ -192,28 +203,15 @@ async fn unauthorized_replay() -> Row {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signer = signing_key(&rogue.keypair).expect("ed25519");
     let not_yours = Record::sign(&key, Op::Mut, "not yours", now_ms(), &signer);
-    let heard = rogue.heard();
-    let before = node.cpu_seconds().expect("/proc");
+    let how = Attack {
+        label: "unauthorized replay, every 5 ms",
+        key: &key,
+        per_second: 200,
+        control,
+    };
+    let replay = |round| wire::encode_republish(&not_yours, round);
     let sentinel = wire::encode_republish(&sentinel(&key, now_ms()), 0);
-    let (sent, rejected) = attack(
-        &mut node,
-        &rogue,
-        &key,
-        200,
-        |round| wire::encode_republish(&not_yours, round),
-        sentinel,
-    )
-    .await;
-    let cpu = node.cpu_seconds().expect("/proc") - before;
-    let after = rogue.heard();
-    Row {
-        attack: "unauthorized replay, every 5 ms",
-        sent,
-        extra_cpu_ms: (cpu - control) * 1000.0,
-        heard: (after.0 - heard.0, after.1 - heard.1),
-        rejected_lines: rejected,
-        banned: !rogue.is_connected(),
-    }
+    attack(&mut node, &rogue, how, replay, sentinel).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
