@@ -77,11 +77,6 @@ impl Queries {
         self.take(id)
     }
 
-    /// The key `get` `id` is for, while it runs.
-    pub fn key_of(&self, id: QueryId) -> Option<&str> {
-        self.running.get(&id).map(|q| q.key.as_str())
-    }
-
     /// Ends the round of `id` at `at` at the latest, replies outstanding
     /// or not; an earlier end already set stays. Whether it was set now.
     pub fn settle_by(&mut self, id: QueryId, at: i64) -> bool {

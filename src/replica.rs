@@ -311,14 +311,26 @@ impl<S: RecordStore> Replica<S> {
     /// [`Refusal::Refused`] before its signature is checked again.
     pub fn receive(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
         let signature = *record.signature().as_bytes();
+        self.unless_refused(signature, now_ms, |r| r.judge_and_store(record, now_ms))
+    }
+
+    /// Runs `judge` unless a record with `signature` was refused by our
+    /// validator a moment ago; remembers it if the validator refuses it
+    /// now.
+    fn unless_refused(
+        &mut self,
+        signature: [u8; 64],
+        now_ms: i64,
+        judge: impl FnOnce(&mut Self) -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         if self.refused.contains(&signature, now_ms) {
             return Err(Refusal::Refused);
         }
-        let refusal = self.judge_and_store(record, now_ms);
-        if let Err(Refusal::Invalid(RejectReason::Unauthorized)) = refusal {
+        let outcome = judge(self);
+        if let Err(Refusal::Invalid(RejectReason::Unauthorized)) = outcome {
             self.refused.insert(signature, now_ms);
         }
-        refusal
+        outcome
     }
 
     fn judge_and_store(&mut self, record: Record, now_ms: i64) -> Result<(), Refusal> {
@@ -371,9 +383,10 @@ impl<S: RecordStore> Replica<S> {
     /// back as [`Refusal::Refused`], unchecked.
     pub fn check(&mut self, record: &Record, now_ms: i64) -> Result<(), Refusal> {
         let signature = *record.signature().as_bytes();
-        if self.refused.contains(&signature, now_ms) {
-            return Err(Refusal::Refused);
-        }
+        self.unless_refused(signature, now_ms, |r| r.judge_alone(record, now_ms))
+    }
+
+    fn judge_alone(&mut self, record: &Record, now_ms: i64) -> Result<(), Refusal> {
         let keys = &mut self.author_keys;
         let verdict = judge_with(
             record,
@@ -384,10 +397,6 @@ impl<S: RecordStore> Replica<S> {
             |r| keys.verify(r),
         );
         match verdict {
-            Verdict::Invalid(RejectReason::Unauthorized) => {
-                self.refused.insert(signature, now_ms);
-                Err(Refusal::Invalid(RejectReason::Unauthorized))
-            }
             Verdict::Invalid(reason) => Err(Refusal::Invalid(reason)),
             _ => Ok(()),
         }

@@ -1,6 +1,7 @@
 //! A `get`'s rounds: when one is over (every asked peer replied, or
-//! `get_grace` passed since a reply left a record held), whether it asks
-//! more peers, waits for discovery, or ends with what the node holds.
+//! `get_grace` passed since a reply delivered the record now held),
+//! whether it asks more peers, waits for discovery, or ends with what the
+//! node holds.
 
 use super::guard::ms;
 use super::{Coordinator, Output, Timer};
@@ -32,14 +33,8 @@ impl<S: RecordStore> Coordinator<S> {
     }
 
     /// The rest of the peers asked for `get` `id` have `get_grace` from
-    /// now, if a record of its key is held.
+    /// now (a reply delivered the record now held, so there is one).
     fn start_grace(&mut self, id: QueryId, now_ms: i64) {
-        let Some(key) = self.queries.key_of(id) else {
-            return;
-        };
-        if self.replica.get(key).is_none() {
-            return;
-        }
         let grace = ms(self.config.get_grace);
         if self.queries.settle_by(id, now_ms.saturating_add(grace)) {
             self.arm_grace(grace);
