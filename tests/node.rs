@@ -419,3 +419,30 @@ fn a_second_node_from_the_same_address_is_turned_away(flag: &str) {
         .collect();
     assert_eq!(ids, [x.peer_id.as_str()], "only X is connected");
 }
+
+/// `--topic-shards`: two nodes that spread keys over 16 shard topics say
+/// so at start, and a key one writes reaches the other by fetch when it
+/// follows the key and by gossip after that. An impossible count is
+/// refused at start.
+#[test]
+fn keys_travel_between_nodes_on_shard_topics() {
+    let args = ["--validator", "open", "--no-dht", "--topic-shards", "16"];
+    let mut a = Node::start("A", &args);
+    assert_eq!(a.started["topic_shards"], 16, "{}", a.started);
+    let mut b = Node::start("B", &[&args[..], &["--dial", &a.addr]].concat());
+    b.expect("connected", connected_to(&a.peer_id));
+    a.send("put colour blue");
+    a.expect("put", is("put", "colour"));
+    b.send("sub colour");
+    b.expect("blue by fetch", updated("colour", "blue", "fetch"));
+    a.send("put colour green");
+    b.expect("green by gossip", updated("colour", "green", "gossip"));
+
+    let too_many = Command::new(node_binary())
+        .args(["--no-mdns", "--topic-shards", "5000"])
+        .output()
+        .expect("run the node");
+    assert!(!too_many.status.success());
+    let stderr = String::from_utf8_lossy(&too_many.stderr);
+    assert!(stderr.contains("topic_shards"), "{stderr}");
+}

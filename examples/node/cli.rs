@@ -77,6 +77,13 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     pub max_value_bytes: usize,
 
+    /// Spread keys over N shard topics instead of a topic per key (0, the
+    /// default, keeps a topic per key). Following many keys, a node then
+    /// joins at most N topics, and its hello to a new peer stays small.
+    /// Every node of a network should use the same N.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub topic_shards: u16,
+
     /// Serve metrics (Pointer's and libp2p's, for Prometheus) over HTTP at
     /// http://ADDR/metrics, e.g. 127.0.0.1:9464; port 0 picks a free one,
     /// printed at start.
@@ -155,6 +162,7 @@ impl Args {
         Config::builder()
             .max_value_bytes(self.max_value_bytes)
             .max_message_bytes(message)
+            .topic_shards(self.topic_shards)
             .build()
     }
 }

@@ -131,6 +131,7 @@ async fn run<S: RecordStore + 'static>(
         data_dir: args.data_dir.as_ref().map(|d| d.display().to_string()),
         records: node.pointer().records().count(),
         mdns: node.mdns_enabled(),
+        topic_shards: args.topic_shards,
     });
     if let (Some(addr), Some(registry)) = (args.metrics, registry) {
         if cfg!(not(feature = "metrics")) {

@@ -22,6 +22,8 @@ pub enum Line {
         /// Records (tombstones included) found in the store at start.
         records: usize,
         mdns: bool,
+        /// Shard topics keys are spread over; 0 for a topic per key.
+        topic_shards: u16,
     },
     Listening {
         address: String,
@@ -248,13 +250,18 @@ impl fmt::Display for Line {
                 data_dir,
                 records,
                 mdns,
+                topic_shards,
             } => {
                 let store = match data_dir {
                     Some(dir) => format!("{records} records in {dir}"),
                     None => "records in memory".to_owned(),
                 };
                 let mdns = if *mdns { "on" } else { "off" };
-                write!(f, "node {peer_id}\n  validator {validator}, {store}, mDNS {mdns}; type help for commands")
+                let topics = match topic_shards {
+                    0 => "a topic per key".to_owned(),
+                    n => format!("{n} shard topics"),
+                };
+                write!(f, "node {peer_id}\n  validator {validator}, {store}, mDNS {mdns}, {topics}; type help for commands")
             }
             Line::Listening { address } => write!(f, "listening on {address}"),
             Line::Metrics { url, .. } => write!(f, "metrics on {url}"),
