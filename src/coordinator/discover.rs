@@ -401,11 +401,7 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.discover.tick_armed = true;
-        let after = std::time::Duration::from_millis(u64::try_from(after_ms).unwrap_or(0));
-        self.outputs.push_back(Output::SetTimer {
-            timer: Timer::Discover,
-            after,
-        });
+        self.set_timer_ms(Timer::Discover, after_ms);
     }
 
     /// The parked `get`s of `key`.

@@ -4,7 +4,7 @@
 //! node holds.
 
 use super::guard::ms;
-use super::{Coordinator, Output, Timer};
+use super::{Coordinator, Timer};
 use crate::event::{Event, GetOutcome, QueryId};
 use crate::store::RecordStore;
 
@@ -61,11 +61,7 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         }
         self.grace_armed = true;
-        let after = std::time::Duration::from_millis(u64::try_from(after_ms).unwrap_or(0));
-        self.outputs.push_back(Output::SetTimer {
-            timer: Timer::GetGrace,
-            after,
-        });
+        self.set_timer_ms(Timer::GetGrace, after_ms);
     }
 
     /// A round of `get` `id` is over: ask more peers if it found nothing,

@@ -590,6 +590,12 @@ impl<S: RecordStore> Coordinator<S> {
         self.outputs.push_back(Output::Event(event));
     }
 
+    /// Sets `timer` to fire `after_ms` from now (at once if negative).
+    fn set_timer_ms(&mut self, timer: Timer, after_ms: i64) {
+        let after = std::time::Duration::from_millis(u64::try_from(after_ms).unwrap_or(0));
+        self.outputs.push_back(Output::SetTimer { timer, after });
+    }
+
     /// Joins the key's topic (no catch-up). Returns whether it is new.
     fn join(&mut self, key: &str) -> bool {
         if !self.subscribed.insert(key.to_owned()) {
