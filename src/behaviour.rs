@@ -90,6 +90,7 @@ struct Timers {
     flush: Option<Delay>,
     discover: Option<Delay>,
     get_grace: Option<Delay>,
+    throttle: Option<Delay>,
 }
 
 impl Timers {
@@ -99,6 +100,7 @@ impl Timers {
             Timer::Flush => &mut self.flush,
             Timer::Discover => &mut self.discover,
             Timer::GetGrace => &mut self.get_grace,
+            Timer::Throttle => &mut self.throttle,
         }
     }
 
@@ -109,6 +111,7 @@ impl Timers {
             Timer::Flush,
             Timer::Discover,
             Timer::GetGrace,
+            Timer::Throttle,
         ]
         .into_iter()
         .find(|timer| {

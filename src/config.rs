@@ -33,6 +33,9 @@ pub struct Config {
     pub(crate) store_flush_interval: Duration,
     pub(crate) push_delay: Duration,
     pub(crate) invalid_record_budget: u32,
+    pub(crate) peer_work_burst: usize,
+    pub(crate) peer_work_per_second: usize,
+    pub(crate) work_earned_per_byte: u32,
     pub(crate) invalid_record_window: Duration,
     pub(crate) ban_duration: Duration,
     pub(crate) max_banned_peers: usize,
@@ -77,6 +80,9 @@ impl Default for Config {
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
             invalid_record_budget: 20,
+            peer_work_burst: 32 * 1024 * 1024,
+            peer_work_per_second: 8 * 1024 * 1024,
+            work_earned_per_byte: 2,
             invalid_record_window: Duration::from_secs(10),
             ban_duration: Duration::from_secs(10 * 60),
             max_banned_peers: 4096,
@@ -210,6 +216,17 @@ impl Config {
         (self.invalid_record_budget, self.invalid_record_window)
     }
 
+    /// Bytes of work a peer's account holds and refills per second:
+    /// `(burst, per_second)` (see [`ConfigBuilder::peer_work_budget`]).
+    pub fn peer_work_budget(&self) -> (usize, usize) {
+        (self.peer_work_burst, self.peer_work_per_second)
+    }
+
+    /// Bytes of work a peer earns per byte it sends of its own accord.
+    pub fn work_earned_per_byte(&self) -> u32 {
+        self.work_earned_per_byte
+    }
+
     /// How long a banned peer is refused.
     pub fn ban_duration(&self) -> Duration {
         self.ban_duration
@@ -297,6 +314,9 @@ impl fmt::Debug for Config {
             .field("push_delay", &self.push_delay)
             .field("invalid_record_budget", &self.invalid_record_budget)
             .field("invalid_record_window", &self.invalid_record_window)
+            .field("peer_work_burst", &self.peer_work_burst)
+            .field("peer_work_per_second", &self.peer_work_per_second)
+            .field("work_earned_per_byte", &self.work_earned_per_byte)
             .field("ban_duration", &self.ban_duration)
             .field("max_banned_peers", &self.max_banned_peers)
             .field("max_topics_per_peer", &self.max_topics_per_peer)
@@ -595,6 +615,28 @@ impl ConfigBuilder {
     pub fn invalid_record_budget(mut self, count: u32, window: Duration) -> Self {
         self.0.invalid_record_budget = count;
         self.0.invalid_record_window = window;
+        self
+    }
+
+    /// What a peer may make us do, in bytes sent or read on its behalf
+    /// (answers to its asks, range replies, asks back): an account of
+    /// `burst` bytes, refilled at `per_second`. A peer in debt has its
+    /// asks answered only once it is back in credit, and the reactions its
+    /// gossip or range replies would cause are skipped; honest catch-ups
+    /// are served at `per_second`. Both at least 1. Default: 32 MiB,
+    /// refilled at 8 MiB/s.
+    pub fn peer_work_budget(mut self, burst: usize, per_second: usize) -> Self {
+        self.0.peer_work_burst = burst;
+        self.0.peer_work_per_second = per_second;
+        self
+    }
+
+    /// Bytes of work a peer earns for each byte it sends of its own accord
+    /// (asks and gossip), up to the burst of
+    /// [`peer_work_budget`](Self::peer_work_budget). `0` earns nothing.
+    /// Default: 2.
+    pub fn work_earned_per_byte(mut self, bytes: u32) -> Self {
+        self.0.work_earned_per_byte = bytes;
         self
     }
 

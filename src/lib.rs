@@ -152,6 +152,7 @@ mod author_keys;
 mod behaviour;
 pub mod config;
 pub mod coordinator;
+mod cost;
 mod decode_error;
 pub mod discovery;
 mod dispatch;

@@ -1,8 +1,12 @@
-//! Issue test 6: raw streams on `/pointer/fetch/0.0.1` that send garbage, a
+//! Raw streams on `/pointer/fetch/0.0.1` that send garbage, a
 //! truncated frame, or a length prefix beyond the limit are closed by a full
 //! `Pointer` node, which keeps serving other peers.
 
 mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::raw_peer::{length_prefix, RawPeer};
 use common::*;
@@ -157,4 +161,75 @@ async fn an_ask_of_records_that_fit_the_message_is_answered_whole() {
         "every record fits, so every one is sent"
     );
     assert!(answer.more.iter().all(|e| e.op.is_some()));
+}
+
+/// The cheapest input that makes a node send the most: an `Ask` of a few
+/// bytes for a large record, over and over, eight at a time. What the
+/// asker gets is bounded by its account (the cost model: a burst, then
+/// the refill rate); its asks wait rather than fail, and another peer's
+/// ask is answered at once meanwhile, since accounts are per peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_asking_for_a_large_record_in_a_loop_is_served_at_its_budget() {
+    const BURST: usize = 200_000;
+    const PER_SECOND: usize = 100_000;
+    const RECORD: usize = 50_000;
+    let config = || {
+        test_config()
+            .peer_work_budget(BURST, PER_SECOND)
+            .build()
+            .expect("valid config")
+    };
+    let mut nodes = vec![node_with(config).await];
+    nodes[0]
+        .behaviour_mut()
+        .put("big", &"v".repeat(RECORD))
+        .expect("put");
+    let hog = Arc::new(RawPeer::connected_to(&mut nodes[0]).await);
+    let honest = RawPeer::connected_to(&mut nodes[0]).await;
+    tokio::spawn(nodes.pop().expect("the node").loop_on_next());
+    let ask = || pointer::proto::pointer::Ask {
+        key: "big".into(),
+        ..Default::default()
+    };
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let in_debt = Arc::new(tokio::sync::Notify::new());
+    let started = Instant::now();
+    let attack = Duration::from_secs(2);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (hog, received, in_debt) = (hog.clone(), received.clone(), in_debt.clone());
+            tokio::spawn(async move {
+                while started.elapsed() < attack {
+                    let answer = hog.ask(ask()).await.answer();
+                    let bytes = answer.and_then(|a| a.op).map_or(0, |op| op.value.len());
+                    if received.fetch_add(bytes, Ordering::Relaxed) + bytes > BURST {
+                        in_debt.notify_one();
+                    }
+                }
+            })
+        })
+        .collect();
+    in_debt.notified().await;
+    let asked = Instant::now();
+    let answer = honest.ask(ask()).await.expect_answer();
+    let honest_took = asked.elapsed();
+    assert_eq!(answer.op.map(|op| op.value.len()), Some(RECORD));
+    for worker in workers {
+        worker.await.expect("the hog's worker");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    // The burst, the refill over the run, and the answer that overdrew.
+    let bound = BURST + (PER_SECOND as f64 * elapsed) as usize + RECORD;
+    eprintln!("the hog got {got} bytes in {elapsed:.2} s (bound {bound}); the honest ask took {honest_took:?}");
+    assert!(got <= bound, "{got} bytes to the hog, bound {bound}");
+    assert!(
+        got >= BURST + RECORD,
+        "the hog is served past the burst, not refused: {got}"
+    );
+    assert!(
+        honest_took < Duration::from_millis(500),
+        "the honest ask took {honest_took:?}"
+    );
 }

@@ -1,4 +1,4 @@
-//! Issue test 3: a node that joins after the put gets the value through
+//! A node that joins after the put gets the value through
 //! `Ask`/`Answer` without waiting for a republish; `get` of a key nobody
 //! has finishes with not-found; a value outlives its publisher.
 

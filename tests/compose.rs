@@ -1,4 +1,4 @@
-//! Issue test 7: `pointer::Behaviour` composes with `#[derive(NetworkBehaviour)]` next
+//! `pointer::Behaviour` composes with `#[derive(NetworkBehaviour)]` next
 //! to identify and ping, and next to a user's own gossipsub when Pointer's
 //! gossipsub protocol id is configured apart.
 

@@ -1,4 +1,4 @@
-//! Issue test 2: a delete arrives everywhere, removes the value, leaves a
+//! A delete arrives everywhere, removes the value, leaves a
 //! tombstone that refuses an older `Mut` replayed afterwards, and leaves the
 //! topic. A node that missed the delete learns it too.
 

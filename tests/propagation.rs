@@ -1,4 +1,4 @@
-//! Issue test 1: a put on one node arrives at all others; a later put wins
+//! A put on one node arrives at all others; a later put wins
 //! everywhere; concurrent puts with the same time converge everywhere.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Issue test 4: a node that missed an update while disconnected converges
+//! A node that missed an update while disconnected converges
 //! after reconnecting, through catch-up (no new put, no republish).
 
 mod common;

@@ -1,4 +1,4 @@
-//! Issue test 5: records that break a rule are rejected with their reason
+//! Records that break a rule are rejected with their reason
 //! and nothing is stored; a stale record is ignored. A rogue peer speaking
 //! raw gossipsub sends them, so the whole network path is exercised.
 

@@ -96,6 +96,8 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
             c.max_inbound_fetch_streams_total,
         ),
         ("max_topics_per_peer", c.max_topics_per_peer),
+        ("peer_work_budget", c.peer_work_burst),
+        ("peer_work_budget", c.peer_work_per_second),
         ("discovery_rate", c.discovery_rate as usize),
         ("discovery_dials", c.discovery_dials),
         ("verify_threads", c.verify_threads),

@@ -24,6 +24,8 @@ fn every_knob() -> ConfigBuilder {
         .max_inbound_fetch_streams_total(17)
         .topic_shards(18)
         .verify_threads(19)
+        .peer_work_budget(20, 21)
+        .work_earned_per_byte(22)
 }
 
 #[test]
@@ -56,6 +58,8 @@ fn builder_sets_every_limit() {
     assert_eq!(c.max_inbound_fetch_streams_total(), 17);
     assert_eq!(c.topic_shards(), 18);
     assert_eq!(c.verify_threads(), 19);
+    assert_eq!(c.peer_work_budget(), (20, 21));
+    assert_eq!(c.work_earned_per_byte(), 22);
     assert!(Config::default().verify_threads() >= 1);
     assert_eq!(
         Config::builder()
@@ -114,6 +118,8 @@ fn values_that_cannot_work_are_refused_not_clamped() {
     let zero = |b: ConfigBuilder| b.build().expect_err("refused");
     for (builder, knob) in [
         (Config::builder().discovery_rate(0), "discovery_rate"),
+        (Config::builder().peer_work_budget(0, 1), "peer_work_budget"),
+        (Config::builder().peer_work_budget(1, 0), "peer_work_budget"),
         (Config::builder().discovery_dials(0), "discovery_dials"),
         (
             Config::builder().discovery_interval(Duration::ZERO),

@@ -8,6 +8,7 @@ use libp2p::PeerId;
 use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
+use crate::cost;
 use crate::event::{Event, QueryId, Source};
 use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version};
 use crate::protocol::OutboundFailure;
@@ -190,7 +191,7 @@ impl<S: RecordStore> Coordinator<S> {
         now_ms: i64,
     ) {
         if self.reconciling(id) {
-            return self.on_ranges_answered(id, result);
+            return self.on_ranges_answered(id, result, now_ms);
         }
         let Some(mut fetch) = self.fetches.remove(&id) else {
             return;
@@ -318,7 +319,10 @@ impl<S: RecordStore> Coordinator<S> {
     /// records' bytes surely pass the message limit (the shell could not
     /// send more; the asker asks again for the rest), so an `Ask` makes us
     /// read and copy at most a message's worth of records and one more.
-    pub(super) fn on_asked(&mut self, peer: PeerId, id: u64, request: Request) {
+    ///
+    /// The answer and the asks back are charged to the peer (the cost
+    /// model, [`crate::cost`]).
+    pub(super) fn answer_ask(&mut self, peer: PeerId, id: u64, request: Request, now_ms: i64) {
         let Request { mut keys, ranges } = request;
         keys.truncate(self.config.max_keys_per_ask);
         let mut entries = Vec::with_capacity(keys.len());
@@ -336,7 +340,7 @@ impl<S: RecordStore> Coordinator<S> {
                 .as_ref()
                 .is_none_or(|r| have.compare(r) == Ordering::Less);
             if ahead && self.watches(&key) {
-                self.ask(peer, &key, None);
+                self.ask_back(peer, &key, now_ms);
             }
             // Only keys we watch ourselves are worth telling of, and a
             // peer may watch no more keys than it may follow.
@@ -345,8 +349,9 @@ impl<S: RecordStore> Coordinator<S> {
                 self.watchers.add(peer, &key);
             }
         }
-        let ranges = self.reply_ranges(peer, ranges);
+        let ranges = self.reply_ranges(peer, ranges, now_ms);
         let reply = Reply { entries, ranges };
+        self.charge(peer, cost::reply_cost(&reply), now_ms);
         self.outputs.push_back(Output::Reply { id, reply });
     }
 }

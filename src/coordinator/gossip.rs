@@ -35,8 +35,9 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
-    pub(super) fn on_disconnected(&mut self, peer: PeerId) {
+    pub(super) fn on_disconnected(&mut self, peer: PeerId, now_ms: i64) {
         self.connected.remove(&peer);
+        self.throttle_peer_gone(peer, now_ms);
         self.followers.peer_gone(&peer);
         self.shard_peers.peer_gone(&peer);
         self.watchers.peer_gone(&peer);
@@ -71,6 +72,7 @@ impl<S: RecordStore> Coordinator<S> {
         data: &[u8],
         now_ms: i64,
     ) {
+        self.ledger.earn(peer, data.len(), now_ms);
         let (acceptance, key) = match topic {
             _ if self.is_banned(&peer, now_ms) => (MessageAcceptance::Ignore, None),
             None => (
@@ -148,7 +150,7 @@ impl<S: RecordStore> Coordinator<S> {
                 // older is asked again by `on_entry`.
                 if gossip && self.subscribed.contains(&key) {
                     self.trickle.heard_older(&key);
-                    self.ask(peer, &key, None);
+                    self.ask_back(peer, &key, now_ms);
                 }
                 MessageAcceptance::Ignore
             }

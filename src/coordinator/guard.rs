@@ -81,7 +81,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// close as the shell executes the ban), and tells the user.
     pub(super) fn punish(&mut self, peer: PeerId, reason: Misbehaviour, now_ms: i64) {
         let until_ms = self.penalties.ban(peer, now_ms);
-        self.on_disconnected(peer);
+        self.on_disconnected(peer, now_ms);
         self.outputs.push_back(Output::Ban { peer, until_ms });
         self.emit(Event::PeerBanned {
             peer,

@@ -25,6 +25,9 @@ mod get_tests;
 mod gossip;
 mod guard;
 mod reconcile;
+mod throttle;
+#[cfg(test)]
+mod throttle_tests;
 mod topics;
 mod upkeep;
 
@@ -40,6 +43,7 @@ use rand::SeedableRng;
 
 use crate::accept::RejectReason;
 use crate::config::Config;
+use crate::cost::Ledger;
 use crate::dispatch::Dispatch;
 use crate::event::{Event, GetOutcome, QueryId, Source};
 use crate::exchange::{Reply, Request, Response};
@@ -151,6 +155,9 @@ pub enum Timer {
     /// A `get` that had an answer with a record has waited `get_grace`
     /// for its other peers.
     GetGrace,
+    /// A peer's account may be back in credit, or its waiting ask expired
+    /// (the cost model).
+    Throttle,
 }
 
 /// Why a record is published.
@@ -276,6 +283,10 @@ pub struct Coordinator<S: RecordStore> {
     outputs: VecDeque<Output>,
     next_id: u64,
     penalties: Penalties,
+    /// What peers' input made us do, by peer (the cost model).
+    ledger: Ledger,
+    /// Asks from peers in debt, in the order they came.
+    deferred: BTreeMap<PeerId, VecDeque<throttle::Deferred>>,
     discover: discover::Discover,
 }
 
@@ -329,6 +340,12 @@ impl<S: RecordStore> Coordinator<S> {
                 ms(config.ban_duration),
                 config.max_banned_peers,
             ),
+            ledger: Ledger::new(
+                config.peer_work_burst,
+                config.peer_work_per_second,
+                config.work_earned_per_byte,
+            ),
+            deferred: BTreeMap::new(),
             discover: discover::Discover::default(),
             config,
         };
@@ -341,7 +358,7 @@ impl<S: RecordStore> Coordinator<S> {
     pub fn handle(&mut self, input: Input, now_ms: i64) {
         match input {
             Input::Connected { peer } => self.on_connected(peer, now_ms),
-            Input::Disconnected { peer } => self.on_disconnected(peer),
+            Input::Disconnected { peer } => self.on_disconnected(peer, now_ms),
             Input::PeerSubscribed { peer, topic } => self.on_topic_joined(peer, topic, now_ms),
             Input::PeerUnsubscribed { peer, topic } => self.on_topic_left(peer, topic),
             Input::Gossip {
@@ -350,12 +367,13 @@ impl<S: RecordStore> Coordinator<S> {
                 topic,
                 data,
             } => self.on_gossip(peer, message, topic, &data, now_ms),
-            Input::Asked { peer, id, request } => self.on_asked(peer, id, request),
+            Input::Asked { peer, id, request } => self.on_asked(peer, id, request, now_ms),
             Input::Answered { id, result } => self.on_answered(id, result, now_ms),
             Input::Timer(Timer::Republish) => self.on_republish_timer(now_ms),
             Input::Timer(Timer::Flush) => self.flush_store(),
             Input::Timer(Timer::Discover) => self.on_discover_tick(now_ms),
             Input::Timer(Timer::GetGrace) => self.on_get_grace(now_ms),
+            Input::Timer(Timer::Throttle) => self.on_throttle_timer(now_ms),
             Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
             Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),
             Input::LookupSkipped { key } => self.on_lookup_skipped(&key, now_ms),

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use libp2p::PeerId;
 
 use super::Coordinator;
+use crate::cost;
 use crate::event::Event;
 use crate::exchange::{Request, Response};
 use crate::protocol::OutboundFailure;
@@ -25,6 +26,9 @@ pub(crate) struct Session {
     pending: VecDeque<KeyRange>,
     in_flight: Option<u64>,
     rounds: usize,
+    /// The peer is in debt (the cost model): no round is sent until it is
+    /// back in credit.
+    paused: bool,
     /// Keys the peer showed us that we do not watch: a peer that holds far
     /// more than we care about is cheaper to reconcile a key at a time.
     unwanted: usize,
@@ -66,6 +70,7 @@ impl<S: RecordStore> Coordinator<S> {
             pending: VecDeque::from([KeyRange::all()]),
             in_flight: None,
             rounds: 0,
+            paused: false,
             unwanted: 0,
         };
         self.sessions.insert(peer, session);
@@ -92,7 +97,7 @@ impl<S: RecordStore> Coordinator<S> {
         let idle: Vec<PeerId> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.in_flight.is_none())
+            .filter(|(_, s)| s.in_flight.is_none() && !s.paused)
             .map(|(peer, _)| *peer)
             .collect();
         for peer in idle {
@@ -176,6 +181,7 @@ impl<S: RecordStore> Coordinator<S> {
         &mut self,
         id: u64,
         result: Result<Response, OutboundFailure>,
+        now_ms: i64,
     ) {
         let Some(RangeFetch { peer, asks }) = self.range_fetches.remove(&id) else {
             return;
@@ -199,8 +205,13 @@ impl<S: RecordStore> Coordinator<S> {
         };
         let answered = replies.len();
         let mut again = Vec::new();
+        // What the replies make us compare is charged to the peer (a round
+        // is bounded by our ask); a peer in debt is asked its next round
+        // once back in credit.
+        let work = replies.iter().map(cost::range_reply_cost).sum();
+        let in_credit = self.charge(peer, work, now_ms);
         for (ask, reply) in asks.iter().zip(replies) {
-            match self.learn_range(peer, ask, reply) {
+            match self.learn_range(peer, ask, reply, now_ms) {
                 Ok(more) => again.extend(more),
                 Err(error) => {
                     self.sessions.remove(&peer);
@@ -215,6 +226,7 @@ impl<S: RecordStore> Coordinator<S> {
             return;
         };
         session.in_flight = None;
+        session.paused = !in_credit;
         // Depth first: the parts just learnt go ahead of what waits, so
         // what waits is at most a split's parts per level of the tree, and
         // a peer that splits without end fills the queue in a few rounds
@@ -232,6 +244,9 @@ impl<S: RecordStore> Coordinator<S> {
             self.sessions.remove(&peer);
         } else if session.pending.is_empty() {
             self.sessions.remove(&peer);
+        } else if !in_credit {
+            tracing::debug!(%peer, "reconciliation paused: the peer is in debt");
+            self.arm_throttle(now_ms);
         }
     }
 
@@ -241,6 +256,7 @@ impl<S: RecordStore> Coordinator<S> {
         peer: PeerId,
         ask: &RangeAsk,
         reply: RangeReply,
+        now_ms: i64,
     ) -> Result<Vec<KeyRange>, String> {
         let max_items = self.config.max_keys_per_ask;
         // A listing of what the peer holds is compared against the keys we
@@ -274,7 +290,7 @@ impl<S: RecordStore> Coordinator<S> {
         for key in peer_ahead {
             match self.watches(&key) {
                 true => {
-                    self.ask(peer, &key, None);
+                    self.ask_back(peer, &key, now_ms);
                 }
                 false => unwanted += 1,
             }
@@ -282,7 +298,7 @@ impl<S: RecordStore> Coordinator<S> {
         // Asked with our version, a peer that follows the key asks us back.
         for key in we_ahead {
             if self.followers_of(&key).contains(&peer) || self.watchers.of(&key).contains(&peer) {
-                self.ask(peer, &key, None);
+                self.ask_back(peer, &key, now_ms);
             }
         }
         let limit = self.watched().saturating_mul(4).max(4096);
@@ -312,6 +328,7 @@ impl<S: RecordStore> Coordinator<S> {
         &mut self,
         peer: PeerId,
         mut ranges: Vec<RangeAsk>,
+        now_ms: i64,
     ) -> Vec<RangeReply> {
         ranges.truncate(self.config.max_reconcile_ranges);
         if ranges.is_empty() {
@@ -325,12 +342,25 @@ impl<S: RecordStore> Coordinator<S> {
             let answered = self.replica.range_reply(ask, max_items, budget);
             for key in answered.asker_ahead {
                 if self.watches(&key) {
-                    self.ask(peer, &key, None);
+                    self.ask_back(peer, &key, now_ms);
                 }
             }
             replies.extend(answered.reply);
         }
         replies
+    }
+
+    /// Sessions paused for peers now back in credit go on; the peers of
+    /// those still paused.
+    pub(super) fn resume_reconciliations(&mut self, now_ms: i64) -> Vec<PeerId> {
+        let mut still = Vec::new();
+        for (peer, session) in self.sessions.iter_mut().filter(|(_, s)| s.paused) {
+            session.paused = !self.ledger.in_credit(*peer, now_ms);
+            if session.paused {
+                still.push(*peer);
+            }
+        }
+        still
     }
 
     /// The peer is gone: so is our reconciliation with it.
