@@ -25,6 +25,7 @@ pub struct Config {
     pub(crate) max_keys_per_ask: usize,
     pub(crate) author_key_cache: usize,
     pub(crate) refused_record_cache: usize,
+    pub(crate) collected_delete_memory: usize,
     pub(crate) max_inbound_fetch_streams: usize,
     pub(crate) max_outbound_fetch_streams: usize,
     pub(crate) max_inbound_fetch_streams_total: usize,
@@ -72,6 +73,7 @@ impl Default for Config {
             max_keys_per_ask: 256,
             author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
             refused_record_cache: crate::replica::DEFAULT_REFUSED_CACHE,
+            collected_delete_memory: crate::replica::DEFAULT_COLLECTED_DELETE_MEMORY,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
             max_inbound_fetch_streams_total: 256,
@@ -196,6 +198,11 @@ impl Config {
         self.refused_record_cache
     }
 
+    /// Most deletes remembered after their tombstones are collected.
+    pub fn collected_delete_memory(&self) -> usize {
+        self.collected_delete_memory
+    }
+
     /// The value given to [`ConfigBuilder::push_delay`], which no longer
     /// applies: a peer that gossips an older record is asked back at once.
     #[deprecated(
@@ -299,6 +306,7 @@ impl fmt::Debug for Config {
             .field("max_reconcile_pending", &self.max_reconcile_pending)
             .field("author_key_cache", &self.author_key_cache)
             .field("refused_record_cache", &self.refused_record_cache)
+            .field("collected_delete_memory", &self.collected_delete_memory)
             .field("max_inbound_fetch_streams", &self.max_inbound_fetch_streams)
             .field(
                 "max_inbound_fetch_streams_total",
@@ -512,6 +520,17 @@ impl ConfigBuilder {
     /// is forgotten. `0` remembers none. Default: 4,096.
     pub fn refused_record_cache(mut self, records: usize) -> Self {
         self.0.refused_record_cache = records;
+        self
+    }
+
+    /// Most deletes remembered after their tombstones are collected
+    /// (`tombstone_ttl` after the delete): a write the delete had replaced
+    /// that comes back later (replayed by anyone who kept it) is refused
+    /// rather than brought back to life. Memory only, about 60 bytes and
+    /// the key each; past the bound the oldest is forgotten, and a
+    /// restarted node remembers none. `0` remembers none. Default: 65,536.
+    pub fn collected_delete_memory(mut self, deletes: usize) -> Self {
+        self.0.collected_delete_memory = deletes;
         self
     }
 

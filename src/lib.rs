@@ -158,6 +158,7 @@ pub mod discovery;
 mod dispatch;
 pub mod event;
 pub mod exchange;
+mod graveyard;
 mod handler;
 #[cfg(feature = "metrics")]
 pub mod metrics;

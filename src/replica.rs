@@ -11,6 +11,7 @@ use ed25519_dalek::SigningKey;
 use crate::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
 use crate::author_keys::AuthorKeys;
 use crate::exchange::Version;
+use crate::graveyard::Graveyard;
 use crate::order::precedence;
 use crate::parallel_verify::{verify_all, MIN_PARALLEL};
 use crate::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
@@ -40,6 +41,12 @@ pub enum Refusal {
     /// a moment ago, and was reported then; dropped unchecked.
     #[error("the same record was refused a moment ago")]
     Refused,
+    /// A write the key's delete had replaced, come back after that
+    /// delete's tombstone was collected (it is remembered: the
+    /// `collected_delete_memory` knob). Not the sender's fault: it may
+    /// have been offline longer than `tombstone_ttl`.
+    #[error("the key's delete, collected since, replaced this record")]
+    Buried,
 }
 
 /// Why a local write failed. Nothing changed in the store.
@@ -72,6 +79,8 @@ pub struct Replica<S> {
     verify_threads: usize,
     /// Records our validator refused lately, by signature.
     refused: Refused,
+    /// Deletes whose tombstones were collected, remembered a while.
+    graveyard: Graveyard,
     /// What range reconciliation reads: every key held, with its record's
     /// hash. Kept in step with every write made through the replica.
     index: Index,
@@ -89,6 +98,9 @@ pub const DEFAULT_AUTHOR_KEY_CACHE: usize = 1024;
 /// Signatures of refused records a [`Replica`] remembers by default.
 pub const DEFAULT_REFUSED_CACHE: usize = 4096;
 
+/// Collected deletes a [`Replica`] remembers by default.
+pub const DEFAULT_COLLECTED_DELETE_MEMORY: usize = 65_536;
+
 impl<S: RecordStore> Replica<S> {
     /// A replica over `store` that admits what `validator` allows.
     pub fn new(
@@ -105,6 +117,7 @@ impl<S: RecordStore> Replica<S> {
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
             verify_threads: 1,
             refused: Refused::new(DEFAULT_REFUSED_CACHE),
+            graveyard: Graveyard::new(DEFAULT_COLLECTED_DELETE_MEMORY),
             index: Index::default(),
             tombstones: BTreeSet::new(),
             stale: true,
@@ -134,6 +147,8 @@ impl<S: RecordStore> Replica<S> {
     /// A record of `version` was stored for `key`: the index and
     /// tombstones follow.
     fn stored(&mut self, key: &str, version: &Version) {
+        // What the key holds now wins over its collected delete.
+        self.graveyard.exhume(key);
         if self.stale {
             return;
         }
@@ -259,6 +274,15 @@ impl<S: RecordStore> Replica<S> {
         self
     }
 
+    /// Remembers up to `deletes` deletes after their tombstones are
+    /// collected, refusing the writes they had replaced should those come
+    /// back (default [`DEFAULT_COLLECTED_DELETE_MEMORY`]; `0` remembers
+    /// none).
+    pub fn with_collected_delete_memory(mut self, deletes: usize) -> Self {
+        self.graveyard = Graveyard::new(deletes);
+        self
+    }
+
     /// Keeps the decompressed keys of at most `authors` authors, so their
     /// next records are checked without decompressing the key again
     /// (default [`DEFAULT_AUTHOR_KEY_CACHE`]; `0` keeps none).
@@ -347,6 +371,7 @@ impl<S: RecordStore> Replica<S> {
             )
         };
         match verdict {
+            Verdict::Newer if self.graveyard.buries(&record) => Err(Refusal::Buried),
             // Received records are staged: durable at the next flush.
             Verdict::Newer => {
                 let (key, version) = (record.key().to_owned(), Version::of(&record));
@@ -439,28 +464,33 @@ impl<S: RecordStore> Replica<S> {
         Ok(record)
     }
 
-    /// Removes tombstones older than `ttl_ms` and returns their keys.
+    /// Removes tombstones older than `ttl_ms` and returns their keys;
+    /// their deletes are remembered a while (see
+    /// [`Self::with_collected_delete_memory`]).
     pub fn collect_tombstones(
         &mut self,
         now_ms: i64,
         ttl_ms: i64,
     ) -> Result<Vec<String>, store::Error> {
         let horizon = now_ms.saturating_sub(ttl_ms);
-        let expired: Vec<String> = self
+        let expired: Vec<(String, Version)> = self
             .tombstoned_keys()
             .into_iter()
-            .filter(|k| {
-                self.store
-                    .get(k)
-                    .is_some_and(|r| r.is_tombstone() && r.time() < horizon)
+            .filter_map(|k| {
+                let record = self.store.get(&k)?;
+                let expired = record.is_tombstone() && record.time() < horizon;
+                expired.then(|| (k, Version::of(&record)))
             })
             .collect();
-        for key in &expired {
-            self.store.remove(key)?;
-            self.index.remove(key);
-            self.tombstones.remove(key);
+        let mut keys = Vec::with_capacity(expired.len());
+        for (key, version) in expired {
+            self.store.remove(&key)?;
+            self.index.remove(&key);
+            self.tombstones.remove(&key);
+            self.graveyard.bury(key.clone(), version);
+            keys.push(key);
         }
-        Ok(expired)
+        Ok(keys)
     }
 }
 

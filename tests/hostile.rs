@@ -609,3 +609,85 @@ async fn a_replayed_unauthorized_record_is_checked_and_reported_once() {
         "a refusal is not charged"
     );
 }
+
+/// Resurrection by replay: once a delete's tombstone is collected
+/// (`tombstone_ttl` after it), a peer that kept the write the delete
+/// replaced plants it again on a node that follows the key once more.
+/// The node remembers collected deletes (`collected_delete_memory`) and
+/// refuses the replay; a fresh write after it is taken as usual. With the
+/// memory off the replay comes back to life, which is what the bound
+/// stops. Returns whether the replayed write was taken.
+async fn replay_after_collection(memory: usize) -> bool {
+    // One config per case: `arena_with` takes a plain function.
+    fn remembering() -> Config {
+        collecting().build().expect("valid config")
+    }
+    fn forgetting() -> Config {
+        collecting()
+            .collected_delete_memory(0)
+            .build()
+            .expect("valid config")
+    }
+    fn collecting() -> pointer::ConfigBuilder {
+        test_config()
+            .tombstone_ttl(Duration::from_millis(500))
+            .republish_interval(Duration::from_millis(200))
+    }
+    let config = if memory > 0 { remembering } else { forgetting };
+    let (mut nodes, rogue) = arena_with(&["r"], config).await;
+    let signer = signing_key(&rogue.keypair).expect("ed25519");
+    let t0 = now_ms();
+    let write = Record::sign("r", Op::Mut, "old", t0, &signer);
+    let delete = Record::sign("r", Op::Del, "", t0 + 1, &signer);
+    for record in [&write, &delete] {
+        rogue.publish(topic_of("r"), wire::encode_operate(record));
+    }
+    until(&mut nodes, "the delete is taken", |nodes| {
+        nodes[0]
+            .behaviour()
+            .record("r")
+            .is_some_and(|r| r.is_tombstone())
+    })
+    .await;
+    until(&mut nodes, "the tombstone is collected", |nodes| {
+        nodes[0].behaviour().record("r").is_none()
+    })
+    .await;
+    // The user follows the key again; the rogue replays the old write,
+    // then a fresh one.
+    // (The rogue counts subscriptions seen, never unsubscriptions.)
+    let target = *nodes[0].local_peer_id();
+    let seen = rogue.topics_of(&target);
+    nodes[0].behaviour_mut().subscribe("r").expect("valid key");
+    until(&mut nodes, "the rogue sees the target follow again", |_| {
+        rogue.topics_of(&target) > seen
+    })
+    .await;
+    rogue.publish(topic_of("r"), wire::encode_republish(&write, 7));
+    let fresh = Record::sign("r", Op::Mut, "fresh", now_ms(), &signer);
+    rogue.publish(topic_of("r"), wire::encode_operate(&fresh));
+    let mut replay_taken = false;
+    wait_for(&mut nodes, "the fresh write", |i, e| match e {
+        Event::RecordUpdated { record, .. } if i == 0 && *record == write => {
+            replay_taken = true;
+            None
+        }
+        Event::RecordUpdated { record, .. } if i == 0 => (*record == fresh).then_some(()),
+        _ => None,
+    })
+    .await;
+    assert!(nodes[0].is_connected(&rogue.peer), "a replay is no ban");
+    replay_taken
+}
+
+#[tokio::test]
+async fn a_write_replayed_after_its_delete_was_collected_stays_dead() {
+    assert!(
+        replay_after_collection(0).await,
+        "control: without the memory the replay comes back"
+    );
+    assert!(
+        !replay_after_collection(65_536).await,
+        "the replay was taken"
+    );
+}

@@ -26,6 +26,7 @@ fn every_knob() -> ConfigBuilder {
         .verify_threads(19)
         .peer_work_budget(20, 21)
         .work_earned_per_byte(22)
+        .collected_delete_memory(23)
 }
 
 #[test]
@@ -60,6 +61,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.verify_threads(), 19);
     assert_eq!(c.peer_work_budget(), (20, 21));
     assert_eq!(c.work_earned_per_byte(), 22);
+    assert_eq!(c.collected_delete_memory(), 23);
     assert!(Config::default().verify_threads() >= 1);
     assert_eq!(
         Config::builder()

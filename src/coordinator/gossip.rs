@@ -157,6 +157,9 @@ impl<S: RecordStore> Coordinator<S> {
             Err(Refusal::Invalid(reason)) => self.reject(peer, key, reason, now_ms),
             // Judged and reported when it first came.
             Err(Refusal::Refused) => MessageAcceptance::Ignore,
+            // A write a collected delete had replaced: dead, and nobody's
+            // fault (its sender may have been offline that long).
+            Err(Refusal::Buried) => MessageAcceptance::Ignore,
             Err(Refusal::Store(error)) => {
                 self.emit(Event::StoreFailed { key, error });
                 MessageAcceptance::Ignore

@@ -306,6 +306,7 @@ impl<S: RecordStore> Coordinator<S> {
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
             .with_author_key_cache(config.author_key_cache)
             .with_refused_cache(config.refused_record_cache)
+            .with_collected_delete_memory(config.collected_delete_memory)
             .with_verify_threads(config.verify_threads);
         let local_peer = crate::record::Author::from(&signer)
             .peer_id()
