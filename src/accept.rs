@@ -76,6 +76,17 @@ pub enum RejectReason {
     WrongShard,
 }
 
+/// A key [`Behaviour::subscribe_many`](crate::Behaviour::subscribe_many)
+/// refused, and why; no key of the call was followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {key:?} refused: {reason}")]
+pub struct KeyRefused {
+    /// The key.
+    pub key: String,
+    /// Why (a size limit).
+    pub reason: RejectReason,
+}
+
 /// The outcome of [`judge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

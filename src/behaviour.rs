@@ -15,6 +15,8 @@ use either::Either;
 use futures::channel::oneshot;
 use futures::FutureExt;
 use futures_timer::Delay;
+
+use self::topic_pacer::{TopicChange, TopicPacer};
 use libp2p::gossipsub::{
     self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageId, PublishError,
     TopicHash,
@@ -27,7 +29,7 @@ use libp2p::swarm::{
 use libp2p::PeerId;
 use smallvec::SmallVec;
 
-use crate::accept::RejectReason;
+use crate::accept::{KeyRefused, RejectReason};
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
 use crate::discovery::{Discovery, NoDiscovery};
@@ -44,6 +46,7 @@ use crate::validator::{OwnedKeys, Validator};
 mod gossip_config;
 mod network;
 mod probe;
+mod topic_pacer;
 
 use self::gossip_config::{build_gossipsub, RecordTopics};
 use self::probe::Probe;
@@ -144,6 +147,8 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     /// with the clock read there.
     inputs: VecDeque<Input>,
     timers: Timers,
+    /// Joins and leaves waiting for room in gossipsub's queues.
+    topic_changes: TopicPacer,
     events: VecDeque<ToSwarm<Event, HandlerInEvent<D>>>,
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
@@ -212,6 +217,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
         let validator: Box<dyn Validator> = Box::new(validator);
+        let topic_changes = TopicPacer::new(config.topic_changes_per_second);
         let mut core = Coordinator::new(signer, store, config, validator, rand::random());
         if discovery.is_enabled() {
             core.enable_discovery();
@@ -226,6 +232,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             next_reply: 0,
             inputs: VecDeque::new(),
             timers: Timers::default(),
+            topic_changes,
             events: VecDeque::new(),
             waker: None,
             inbound_streams: Arc::default(),
@@ -323,6 +330,31 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         result
     }
 
+    /// Follows every key of `keys`, as [`Self::subscribe`] does each, in
+    /// one call: the keys are all checked first (a key over
+    /// `max_key_bytes` is returned and none is followed), their catch-up
+    /// asks are packed together, and their topics are joined at the pace
+    /// gossipsub's queues take. Returns how many keys were not followed
+    /// before.
+    pub fn subscribe_many<K: AsRef<str>>(
+        &mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<usize, KeyRefused> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        let fresh: Vec<&str> = keys
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|k| !self.core.is_subscribed(k))
+            .collect();
+        let new = self.core.subscribe_many(&fresh)?;
+        let core = &self.core;
+        for key in fresh {
+            self.probe.subscribed(key, || core.record(key).is_none());
+        }
+        self.execute();
+        Ok(new)
+    }
+
     /// Stops following `key`. Its record stays in the store and is still
     /// served to peers that ask. Returns `false` if it was not followed.
     pub fn unsubscribe(&mut self, key: &str) -> bool {
@@ -376,6 +408,23 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
 
     /// Executes what the coordinator decided, and wakes `poll` for what
     /// it queued.
+    /// Hands gossipsub the joins and leaves its queues can take now.
+    fn change_topics(&mut self, cx: &mut Context<'_>, now: i64) {
+        for change in self.topic_changes.poll_ready(cx, now) {
+            match change {
+                TopicChange::Join(topic) => {
+                    let name = topic.name();
+                    if let Err(e) = self.gossipsub.subscribe(&IdentTopic::new(&name)) {
+                        tracing::warn!(topic = %name, "gossipsub refused the subscription: {e}");
+                    }
+                }
+                TopicChange::Leave(topic) => {
+                    self.gossipsub.unsubscribe(&IdentTopic::new(topic.name()));
+                }
+            }
+        }
+    }
+
     fn execute(&mut self) {
         while let Some(output) = self.core.poll_output() {
             self.execute_one(output);
@@ -390,15 +439,8 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     fn execute_one(&mut self, output: Output) {
         self.probe.output(&output);
         match output {
-            Output::Join(topic) => {
-                let name = topic.name();
-                if let Err(e) = self.gossipsub.subscribe(&IdentTopic::new(&name)) {
-                    tracing::warn!(topic = %name, "gossipsub refused the subscription: {e}");
-                }
-            }
-            Output::Leave(topic) => {
-                self.gossipsub.unsubscribe(&IdentTopic::new(topic.name()));
-            }
+            Output::Join(topic) => self.topic_changes.push(TopicChange::Join(topic)),
+            Output::Leave(topic) => self.topic_changes.push(TopicChange::Leave(topic)),
             Output::Publish {
                 topic,
                 key,

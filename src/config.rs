@@ -31,6 +31,7 @@ pub struct Config {
     pub(crate) max_inbound_fetch_streams_total: usize,
     pub(crate) gossipsub_protocol_prefix: Option<String>,
     pub(crate) heartbeat_interval: Duration,
+    pub(crate) topic_changes_per_second: u32,
     pub(crate) store_flush_interval: Duration,
     pub(crate) push_delay: Duration,
     pub(crate) invalid_record_budget: u32,
@@ -79,6 +80,7 @@ impl Default for Config {
             max_inbound_fetch_streams_total: 256,
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
+            topic_changes_per_second: 20_000,
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
             invalid_record_budget: 20,
@@ -212,6 +214,11 @@ impl Config {
         self.push_delay
     }
 
+    /// Topic joins and leaves handed to gossipsub per second.
+    pub fn topic_changes_per_second(&self) -> u32 {
+        self.topic_changes_per_second
+    }
+
     /// Longest wait before received records are made durable.
     pub fn store_flush_interval(&self) -> Duration {
         self.store_flush_interval
@@ -318,6 +325,7 @@ impl fmt::Debug for Config {
             )
             .field("gossipsub_protocol_prefix", &self.gossipsub_protocol_prefix)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("topic_changes_per_second", &self.topic_changes_per_second)
             .field("store_flush_interval", &self.store_flush_interval)
             .field("push_delay", &self.push_delay)
             .field("invalid_record_budget", &self.invalid_record_budget)
@@ -531,6 +539,18 @@ impl ConfigBuilder {
     /// restarted node remembers none. `0` remembers none. Default: 65,536.
     pub fn collected_delete_memory(mut self, deletes: usize) -> Self {
         self.0.collected_delete_memory = deletes;
+        self
+    }
+
+    /// Topic joins and leaves handed to gossipsub per second, a quarter of
+    /// that at once; the rest wait, in order. Each join queues a GRAFT per
+    /// mesh peer on a control queue gossipsub bounds at 20,000 per peer
+    /// and drops past (its "Send Queue full" warning), which would leave
+    /// those topics' meshes half built: following 50,000 keys at once
+    /// must not. With a topic per key this paces follows (20,000 keys a
+    /// second); with shards, the shards. At least 1. Default: 20,000.
+    pub fn topic_changes_per_second(mut self, changes: u32) -> Self {
+        self.0.topic_changes_per_second = changes;
         self
     }
 

@@ -201,6 +201,7 @@ pub mod proto {
     }
 }
 
+pub use accept::KeyRefused;
 pub use behaviour::{topic, Behaviour, BuildError};
 pub use config::{Config, ConfigBuilder, ConfigError};
 // A record refused as malformed says why with it; `wire`, where it lived,

@@ -342,8 +342,20 @@ fn command_lines_parse() {
     assert_eq!(parse("exit"), Some(Ok(C::Quit)));
     assert_eq!(parse("# a comment"), None);
     assert_eq!(parse("   "), None);
-    let error = parse("sub a b").unwrap().unwrap_err();
+    assert_eq!(
+        parse("sub a  b"),
+        Some(Ok(C::Sub(vec!["a".into(), "b".into()])))
+    );
+    assert_eq!(parse("sub-file /k.txt"), Some(Ok(C::SubFile("/k.txt".into()))));
+    assert_eq!(parse("unsub a"), Some(Ok(C::Unsub(vec!["a".into()]))));
+    let error = parse("sub").unwrap().unwrap_err();
     assert_eq!(error.command, "sub");
+    assert!(parse("sub-file a b").unwrap().is_err());
+    assert_eq!(
+        command::keys_of_file("a\n\n  b  \n# c\n"),
+        Ok(vec!["a".to_owned(), "b".to_owned()])
+    );
+    assert!(command::keys_of_file("a b").is_err());
     assert!(parse("dial /ip4/1.2.3.4/tcp/1").unwrap().is_ok());
 }
 
@@ -445,4 +457,43 @@ fn keys_travel_between_nodes_on_shard_topics() {
     assert!(!too_many.status.success());
     let stderr = String::from_utf8_lossy(&too_many.stderr);
     assert!(stderr.contains("topic_shards"), "{stderr}");
+}
+
+/// Following many keys at once: `sub` with several keys and `sub-file`
+/// print one line for all of them and catch every key up; a key over the
+/// size limit in either refuses the whole command and follows nothing.
+#[test]
+fn many_keys_are_followed_by_one_line_or_one_file() {
+    let args = ["--validator", "open", "--no-dht"];
+    let mut a = Node::start("A", &args);
+    let mut b = Node::start("B", &[&args[..], &["--dial", &a.addr]].concat());
+    b.expect("connected", connected_to(&a.peer_id));
+    let keys: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        a.send(&format!("put {key} v-{key}"));
+        a.expect("put", is("put", key));
+    }
+    let too_long = "x".repeat(600);
+    b.send(&format!("sub k0 {too_long}"));
+    b.expect("the refusal", |l| l["event"] == "error" && l["command"] == "sub");
+    b.send("sub k0 k1 k2");
+    let line = b.expect("sub_many", |l| l["event"] == "sub_many");
+    assert_eq!((line["keys"].as_u64(), line["new"].as_u64()), (Some(3), Some(3)));
+    let file = std::env::temp_dir().join(format!("pointer-sub-file-{}.txt", std::process::id()));
+    std::fs::write(&file, "# the rest\nk2\nk3\n\nk4\nk5\n").expect("write the key file");
+    b.send(&format!("sub-file {}", file.display()));
+    let line = b.expect("sub_many", |l| l["event"] == "sub_many");
+    assert_eq!((line["keys"].as_u64(), line["new"].as_u64()), (Some(4), Some(3)));
+    std::fs::remove_file(&file).ok();
+    for key in &keys {
+        b.expect("the key by fetch", updated(key, &format!("v-{key}"), "fetch"));
+    }
+    b.send("sub-file /nonexistent/pointer-keys.txt");
+    b.expect("the error", |l| l["event"] == "error" && l["command"] == "sub-file");
+    b.send("unsub k0 k1 nothing");
+    let line = b.expect("unsub_many", |l| l["event"] == "unsub_many");
+    assert_eq!(
+        (line["keys"].as_u64(), line["were_following"].as_u64()),
+        (Some(3), Some(2))
+    );
 }

@@ -6,11 +6,17 @@ use libp2p::Multiaddr;
 /// One line of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Put { key: String, value: String },
+    Put {
+        key: String,
+        value: String,
+    },
     Get(String),
     Del(String),
-    Sub(String),
-    Unsub(String),
+    /// One key or several.
+    Sub(Vec<String>),
+    /// The keys listed in a file, one a line.
+    SubFile(String),
+    Unsub(Vec<String>),
     Dial(Multiaddr),
     List,
     Peers,
@@ -29,15 +35,25 @@ pub struct CommandError {
 }
 
 /// Usage and meaning of every command, for `help` and the README.
-pub const HELP: [(&str, &str); 13] = [
+pub const HELP: [(&str, &str); 14] = [
     (
         "put KEY VALUE",
         "set KEY; the rest of the line is the value",
     ),
     ("get KEY", "the value of KEY, asking peers if need be"),
     ("del KEY", "delete KEY on every node"),
-    ("sub KEY", "follow KEY: hear its updates"),
-    ("unsub KEY", "stop following KEY (its record is kept)"),
+    (
+        "sub KEY...",
+        "follow each KEY: hear its updates (many keys go out together)",
+    ),
+    (
+        "sub-file PATH",
+        "follow the keys listed in PATH, one a line (# starts a comment)",
+    ),
+    (
+        "unsub KEY...",
+        "stop following each KEY (its record is kept)",
+    ),
     ("list", "the records this node holds"),
     ("peers", "the connected peers"),
     ("id", "this node's PeerId"),
@@ -70,8 +86,11 @@ fn parse_command(word: &str, rest: &str) -> Result<Command, String> {
         "put" => put(rest)?,
         "get" => Command::Get(one_key(word, rest)?),
         "del" => Command::Del(one_key(word, rest)?),
-        "sub" => Command::Sub(one_key(word, rest)?),
-        "unsub" => Command::Unsub(one_key(word, rest)?),
+        "sub" => Command::Sub(keys(word, rest)?),
+        "sub-file" => {
+            Command::SubFile(one_key(word, rest).map_err(|_| "usage: sub-file PATH".to_owned())?)
+        }
+        "unsub" => Command::Unsub(keys(word, rest)?),
         "dial" => dial(rest)?,
         "list" => no_arguments(word, rest, Command::List)?,
         "peers" => no_arguments(word, rest, Command::Peers)?,
@@ -103,6 +122,32 @@ fn one_key(word: &str, rest: &str) -> Result<String, String> {
         (key, "") if !key.is_empty() => Ok(key.to_owned()),
         _ => Err(format!("usage: {word} KEY (a key has no spaces)")),
     }
+}
+
+/// One key or more, separated by blanks.
+fn keys(word: &str, rest: &str) -> Result<Vec<String>, String> {
+    let keys: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    if keys.is_empty() {
+        return Err(format!("usage: {word} KEY... (keys have no spaces)"));
+    }
+    Ok(keys)
+}
+
+/// The keys a `sub-file` names: one a line, blanks around them trimmed;
+/// blank lines and lines starting with `#` skipped.
+pub fn keys_of_file(text: &str) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.contains(char::is_whitespace) {
+            return Err(format!("line {}: a key has no spaces: {line:?}", n + 1));
+        }
+        keys.push(line.to_owned());
+    }
+    Ok(keys)
 }
 
 fn dial(rest: &str) -> Result<Command, String> {

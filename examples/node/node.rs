@@ -186,8 +186,9 @@ impl<S: RecordStore + 'static> Node<S> {
             Command::Put { key, value } => self.put(key, value),
             Command::Get(key) => self.get(key),
             Command::Del(key) => self.del(key),
-            Command::Sub(key) => self.sub(key),
-            Command::Unsub(key) => self.unsub(key),
+            Command::Sub(keys) => self.sub(keys),
+            Command::SubFile(path) => self.sub_file(&path),
+            Command::Unsub(keys) => self.unsub(keys),
             Command::Dial(addr) => self.dial(addr, "dial"),
             Command::List => self.list(),
             Command::Peers => self.print(&self.peers_line()),
@@ -260,18 +261,61 @@ impl<S: RecordStore + 'static> Node<S> {
         self.pointer_mut().get(&key);
     }
 
-    fn sub(&mut self, key: String) {
-        let key = self.full_key(key);
-        match self.pointer_mut().subscribe(&key) {
-            Ok(new) => self.print(&Line::Sub { key, new }),
+    /// One key prints what became of it; several, how many were new.
+    fn sub(&mut self, keys: Vec<String>) {
+        let mut keys: Vec<String> = keys.into_iter().map(|k| self.full_key(k)).collect();
+        if keys.len() == 1 {
+            let key = keys.remove(0);
+            match self.pointer_mut().subscribe(&key) {
+                Ok(new) => self.print(&Line::Sub { key, new }),
+                Err(e) => self.print(&Line::error("sub", e)),
+            }
+            return;
+        }
+        let count = keys.len();
+        match self.pointer_mut().subscribe_many(&keys) {
+            Ok(new) => self.print(&Line::SubMany { keys: count, new }),
             Err(e) => self.print(&Line::error("sub", e)),
         }
     }
 
-    fn unsub(&mut self, key: String) {
-        let key = self.full_key(key);
-        let was_following = self.pointer_mut().unsubscribe(&key);
-        self.print(&Line::Unsub { key, was_following });
+    fn sub_file(&mut self, path: &str) {
+        let keys = std::fs::read_to_string(path)
+            .map_err(|e| format!("{path}: {e}"))
+            .and_then(|text| command::keys_of_file(&text));
+        match keys {
+            Ok(keys) if keys.is_empty() => {
+                self.print(&Line::error("sub-file", format!("{path}: no keys")))
+            }
+            Ok(keys) => {
+                let keys: Vec<String> = keys.into_iter().map(|k| self.full_key(k)).collect();
+                let count = keys.len();
+                match self.pointer_mut().subscribe_many(&keys) {
+                    Ok(new) => self.print(&Line::SubMany { keys: count, new }),
+                    Err(e) => self.print(&Line::error("sub-file", e)),
+                }
+            }
+            Err(e) => self.print(&Line::error("sub-file", e)),
+        }
+    }
+
+    fn unsub(&mut self, keys: Vec<String>) {
+        let many = keys.len() > 1;
+        let (count, mut were) = (keys.len(), 0);
+        for key in keys {
+            let key = self.full_key(key);
+            let was_following = self.pointer_mut().unsubscribe(&key);
+            were += usize::from(was_following);
+            if !many {
+                self.print(&Line::Unsub { key, was_following });
+            }
+        }
+        if many {
+            self.print(&Line::UnsubMany {
+                keys: count,
+                were_following: were,
+            });
+        }
     }
 
     fn list(&self) {

@@ -83,6 +83,16 @@ pub enum Line {
         /// `false`: the key was not followed.
         was_following: bool,
     },
+    /// Several keys followed at once: how many, and how many were new.
+    SubMany {
+        keys: usize,
+        new: usize,
+    },
+    /// Several keys unfollowed at once.
+    UnsubMany {
+        keys: usize,
+        were_following: usize,
+    },
     List {
         records: Vec<RecordLine>,
     },
@@ -310,6 +320,13 @@ impl fmt::Display for Line {
                 true => write!(f, "stopped following {}", Shown(key)),
                 false => write!(f, "was not following {}", Shown(key)),
             },
+            Line::SubMany { keys, new } => {
+                write!(f, "following {keys} keys ({new} new)")
+            }
+            Line::UnsubMany {
+                keys,
+                were_following,
+            } => write!(f, "stopped following {were_following} of {keys} keys"),
             Line::List { records } => list(f, records),
             Line::Peers { peers } => {
                 write!(f, "connected peers: {}", peers.len())?;

@@ -97,6 +97,10 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
         ),
         ("max_topics_per_peer", c.max_topics_per_peer),
         ("peer_work_budget", c.peer_work_burst),
+        (
+            "topic_changes_per_second",
+            c.topic_changes_per_second as usize,
+        ),
         ("peer_work_budget", c.peer_work_per_second),
         ("discovery_rate", c.discovery_rate as usize),
         ("discovery_dials", c.discovery_dials),

@@ -27,6 +27,7 @@ fn every_knob() -> ConfigBuilder {
         .peer_work_budget(20, 21)
         .work_earned_per_byte(22)
         .collected_delete_memory(23)
+        .topic_changes_per_second(24)
 }
 
 #[test]
@@ -62,6 +63,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.peer_work_budget(), (20, 21));
     assert_eq!(c.work_earned_per_byte(), 22);
     assert_eq!(c.collected_delete_memory(), 23);
+    assert_eq!(c.topic_changes_per_second(), 24);
     assert!(Config::default().verify_threads() >= 1);
     assert_eq!(
         Config::builder()
@@ -121,6 +123,10 @@ fn values_that_cannot_work_are_refused_not_clamped() {
     for (builder, knob) in [
         (Config::builder().discovery_rate(0), "discovery_rate"),
         (Config::builder().peer_work_budget(0, 1), "peer_work_budget"),
+        (
+            Config::builder().topic_changes_per_second(0),
+            "topic_changes_per_second",
+        ),
         (Config::builder().peer_work_budget(1, 0), "peer_work_budget"),
         (Config::builder().discovery_dials(0), "discovery_dials"),
         (

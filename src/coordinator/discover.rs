@@ -190,12 +190,13 @@ impl<S: RecordStore> Coordinator<S> {
         }
         // A lookup reports in steps: what earlier steps dialed counts too.
         self.forget_old_dials(now_ms);
-        let connected = self.followers_of(key).len();
+        // Connected followers leave at least one dial: peers that merely
+        // subscribed to the key (Sybils, say) must not keep a lookup from
+        // reaching the followers it found.
+        let dials = self.config.discovery_dials;
+        let connected = self.followers_of(key).len().min(dials.saturating_sub(1));
         let dialing = self.discover.dialed.get(key).map_or(0, |(_, n)| *n);
-        let room = self
-            .config
-            .discovery_dials
-            .saturating_sub(connected + dialing);
+        let room = dials.saturating_sub(connected + dialing);
         let mut fresh: Vec<PeerId> = peers
             .into_iter()
             .filter(|p| *p != self.local_peer && !self.connected.contains(p))

@@ -152,6 +152,32 @@ fn a_lookup_dials_at_most_discovery_dials_peers_and_never_connected_ones() {
     assert!(!dials.contains(&c.local_peer_id()));
 }
 
+/// Peers on the key's topic fill every dial slot but one: three Sybils
+/// subscribed to a key cannot keep a lookup from dialing a follower it
+/// found.
+#[test]
+fn connected_followers_never_take_a_lookups_last_dial() {
+    let mut c = node(1, Config::builder().discovery_dials(3));
+    c.subscribe("k").expect("key ok");
+    for _ in 0..3 {
+        let sybil = PeerId::random();
+        c.handle(Input::Connected { peer: sybil }, T0);
+        let topic = crate::topic::Topic::Key("k".into());
+        c.handle(Input::PeerSubscribed { peer: sybil, topic }, T0);
+    }
+    drain(&mut c);
+    let found = (0..5).map(|_| PeerId::random()).collect();
+    c.handle(
+        Input::Providers {
+            key: "k".into(),
+            peers: found,
+        },
+        T0,
+    );
+    let dials = count(&drain(&mut c), |o| matches!(o, Output::Dial(_)));
+    assert_eq!(dials, 1);
+}
+
 #[test]
 fn a_lookup_reporting_in_steps_dials_discovery_dials_peers_in_all() {
     let mut c = node(1, Config::builder().discovery_dials(3));

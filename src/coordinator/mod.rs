@@ -41,7 +41,7 @@ use libp2p::PeerId;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::accept::RejectReason;
+use crate::accept::{KeyRefused, RejectReason};
 use crate::config::Config;
 use crate::cost::Ledger;
 use crate::dispatch::Dispatch;
@@ -472,6 +472,35 @@ impl<S: RecordStore> Coordinator<S> {
         }
         self.ask_peers(key, None);
         Ok(true)
+    }
+
+    /// Follows every key of `keys` as [`Self::subscribe`] does each, all
+    /// checked first: if one breaks a size limit it is returned and none
+    /// is followed. Their catch-up asks go out packed together (up to
+    /// `max_keys_per_ask` keys an `Ask`). Returns how many keys were not
+    /// followed before.
+    pub fn subscribe_many<K: AsRef<str>>(
+        &mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<usize, KeyRefused> {
+        let keys: Vec<K> = keys.into_iter().collect();
+        for key in &keys {
+            let key = key.as_ref();
+            crate::accept::check_sizes(key, "", &self.config.limits).map_err(|reason| {
+                KeyRefused {
+                    key: key.to_owned(),
+                    reason,
+                }
+            })?;
+        }
+        let mut new = 0;
+        for key in &keys {
+            if self.join(key.as_ref()) {
+                self.ask_peers(key.as_ref(), None);
+                new += 1;
+            }
+        }
+        Ok(new)
     }
 
     /// Stops following `key`; its record stays and is still served.

@@ -261,7 +261,7 @@ impl Node {
         let raw = match self.lines.recv_timeout(wait) {
             Ok(raw) => raw,
             Err(RecvTimeoutError::Timeout) => {
-                panic!("{}: no {what} within {PATIENCE:?}", self.name)
+                panic!("{}: no {what} in time", self.name)
             }
             Err(RecvTimeoutError::Disconnected) => {
                 panic!("{}: output ended while waiting for {what}", self.name)
@@ -383,6 +383,28 @@ impl Node {
             }
         }
         let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.next_line(deadline, what);
+            if done(&line) {
+                return;
+            }
+        }
+    }
+
+    /// [`Self::watch`] with a deadline of `within` rather than
+    /// [`PATIENCE`], for benchmarks whose runs take longer.
+    pub fn watch_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut done: impl FnMut(&Value) -> bool,
+    ) {
+        while let Some(line) = self.pending.pop_front() {
+            if done(&line) {
+                return;
+            }
+        }
+        let deadline = Instant::now() + within;
         loop {
             let line = self.next_line(deadline, what);
             if done(&line) {
