@@ -16,6 +16,7 @@
 //! `Send Queue full` warnings either node logged (gossipsub dropping what
 //! it could not queue). `POINTER_FOLLOW_K=10000,50000` (default) sets the
 //! sizes, `POINTER_FOLLOW_MODES=lines,bulk,file` the ways,
+//! `POINTER_FOLLOW_ARGS` more flags for both nodes (`--topic-shards 256`),
 //! `POINTER_NODE_BIN` another build of the node.
 
 #[allow(dead_code)]
@@ -63,6 +64,8 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
     if !dht {
         args.push("--no-dht");
     }
+    let extra = std::env::var("POINTER_FOLLOW_ARGS").unwrap_or_default();
+    args.extend(extra.split_whitespace());
     let mut a = Node::start("a", &args);
     let value = "v".repeat(100);
     for i in 0..k {
@@ -115,7 +118,14 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
     let idle_b = idle(b.cpu_seconds().unwrap_or(0.0), b0);
     let queue_full = [&a, &b]
         .iter()
-        .map(|n| n.stderr().matches("Send Queue full").count())
+        .map(|n| {
+            let stderr = n.stderr();
+            let mut lines = stderr.lines().filter(|l| l.contains("Send Queue full"));
+            if let Some(first) = lines.next() {
+                eprintln!("{}: {}", n.name, &first[..first.len().min(400)]);
+            }
+            stderr.matches("Send Queue full").count()
+        })
         .sum();
     Row {
         k,

@@ -504,7 +504,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// the extension.
     fn publish(&mut self, topic: Topic, key: String, data: Vec<u8>, why: Publication) {
         let reported = why == Publication::Write
-            && (self.core.config().topic_shards() == 0 || matches!(topic, Topic::Shard { .. }));
+            && (self.core.topic_shards() == 0 || matches!(topic, Topic::Shard { .. }));
         match self.gossipsub.publish(IdentTopic::new(topic.name()), data) {
             Ok(_) | Err(PublishError::Duplicate) => {}
             Err(error) => match reported {
@@ -534,7 +534,8 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     }
 
     fn on_gossip_event(&mut self, event: gossipsub::Event, now: i64) {
-        let shards = self.core.config().topic_shards();
+        // Shard topics of the count we use or may move to are recognised.
+        let shards = self.core.config().shard_topic_count();
         let input = match event {
             gossipsub::Event::Message {
                 propagation_source,

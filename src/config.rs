@@ -47,6 +47,8 @@ pub struct Config {
     pub(crate) discovery_dials: usize,
     pub(crate) discovery_interval: Duration,
     pub(crate) topic_shards: u16,
+    pub(crate) auto_shards_after: usize,
+    pub(crate) auto_shards: u16,
     pub(crate) verify_threads: usize,
     pub(crate) reconcile_min_keys: usize,
     pub(crate) max_reconcile_ranges: usize,
@@ -80,7 +82,7 @@ impl Default for Config {
             max_inbound_fetch_streams_total: 256,
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
-            topic_changes_per_second: 20_000,
+            topic_changes_per_second: 10_000,
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
             invalid_record_budget: 20,
@@ -96,6 +98,8 @@ impl Default for Config {
             discovery_dials: 3,
             discovery_interval: Duration::from_secs(5 * 60),
             topic_shards: 0,
+            auto_shards_after: 8_192,
+            auto_shards: 256,
             verify_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             reconcile_min_keys: 1024,
             max_reconcile_ranges: 16,
@@ -281,9 +285,26 @@ impl Config {
         self.discovery_interval
     }
 
-    /// How many shard topics keys are spread over; 0: a topic per key.
+    /// How many shard topics keys are spread over from the start; 0: a
+    /// topic per key (until [`Self::auto_topic_shards`] turns shards on).
     pub fn topic_shards(&self) -> u16 {
         self.topic_shards
+    }
+
+    /// `(after_keys, count)`: a node with a topic per key moves to `count`
+    /// shard topics once it follows `after_keys` keys; 0 keys: never.
+    pub fn auto_topic_shards(&self) -> (usize, u16) {
+        (self.auto_shards_after, self.auto_shards)
+    }
+
+    /// The shard count this node's shard topics have or will have: the
+    /// one it recognises in peers' subscriptions (0: none).
+    pub(crate) fn shard_topic_count(&self) -> u16 {
+        match (self.topic_shards, self.auto_shards_after) {
+            (0, 0) => 0,
+            (0, _) => self.auto_shards,
+            (count, _) => count,
+        }
     }
 
     /// Threads the signatures of one answer are checked on (see
@@ -341,6 +362,8 @@ impl fmt::Debug for Config {
             .field("discovery_dials", &self.discovery_dials)
             .field("discovery_interval", &self.discovery_interval)
             .field("topic_shards", &self.topic_shards)
+            .field("auto_shards_after", &self.auto_shards_after)
+            .field("auto_shards", &self.auto_shards)
             .field("verify_threads", &self.verify_threads)
             .finish_non_exhaustive()
     }
@@ -547,8 +570,8 @@ impl ConfigBuilder {
     /// mesh peer on a control queue gossipsub bounds at 20,000 per peer
     /// and drops past (its "Send Queue full" warning), which would leave
     /// those topics' meshes half built: following 50,000 keys at once
-    /// must not. With a topic per key this paces follows (20,000 keys a
-    /// second); with shards, the shards. At least 1. Default: 20,000.
+    /// must not. With a topic per key this paces follows (10,000 keys a
+    /// second); with shards, the shards. At least 1. Default: 10,000.
     pub fn topic_changes_per_second(mut self, changes: u32) -> Self {
         self.0.topic_changes_per_second = changes;
         self
@@ -725,6 +748,23 @@ impl ConfigBuilder {
     /// key, the seed's wire; at most [`MAX_TOPIC_SHARDS`].
     pub fn topic_shards(mut self, count: u16) -> Self {
         self.0.topic_shards = count;
+        self
+    }
+
+    /// A node that keeps a topic per key (`topic_shards` 0) moves to
+    /// `count` shard topics once it follows `after_keys` keys, and stays
+    /// on them until it restarts. Below that a topic per key costs little
+    /// and reaches every peer; past it gossipsub's work grows with the
+    /// topics (a heartbeat walks every mesh, and two nodes that share
+    /// 50,000 topics queue more GRAFTs than gossipsub's per-peer queue of
+    /// 20,000 holds). It keeps the key topics that connected peers
+    /// without shards are on, so small nodes and peers that speak only
+    /// the seed's wire are still served. Nodes that move should agree on
+    /// `count`. `after_keys` 0 never moves. Default: after 8,192 keys, to
+    /// 256 shards.
+    pub fn auto_topic_shards(mut self, after_keys: usize, count: u16) -> Self {
+        self.0.auto_shards_after = after_keys;
+        self.0.auto_shards = count;
         self
     }
 

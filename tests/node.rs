@@ -346,7 +346,10 @@ fn command_lines_parse() {
         parse("sub a  b"),
         Some(Ok(C::Sub(vec!["a".into(), "b".into()])))
     );
-    assert_eq!(parse("sub-file /k.txt"), Some(Ok(C::SubFile("/k.txt".into()))));
+    assert_eq!(
+        parse("sub-file /k.txt"),
+        Some(Ok(C::SubFile("/k.txt".into())))
+    );
     assert_eq!(parse("unsub a"), Some(Ok(C::Unsub(vec!["a".into()]))));
     let error = parse("sub").unwrap().unwrap_err();
     assert_eq!(error.command, "sub");
@@ -475,21 +478,34 @@ fn many_keys_are_followed_by_one_line_or_one_file() {
     }
     let too_long = "x".repeat(600);
     b.send(&format!("sub k0 {too_long}"));
-    b.expect("the refusal", |l| l["event"] == "error" && l["command"] == "sub");
+    b.expect("the refusal", |l| {
+        l["event"] == "error" && l["command"] == "sub"
+    });
     b.send("sub k0 k1 k2");
     let line = b.expect("sub_many", |l| l["event"] == "sub_many");
-    assert_eq!((line["keys"].as_u64(), line["new"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (line["keys"].as_u64(), line["new"].as_u64()),
+        (Some(3), Some(3))
+    );
     let file = std::env::temp_dir().join(format!("pointer-sub-file-{}.txt", std::process::id()));
     std::fs::write(&file, "# the rest\nk2\nk3\n\nk4\nk5\n").expect("write the key file");
     b.send(&format!("sub-file {}", file.display()));
     let line = b.expect("sub_many", |l| l["event"] == "sub_many");
-    assert_eq!((line["keys"].as_u64(), line["new"].as_u64()), (Some(4), Some(3)));
+    assert_eq!(
+        (line["keys"].as_u64(), line["new"].as_u64()),
+        (Some(4), Some(3))
+    );
     std::fs::remove_file(&file).ok();
     for key in &keys {
-        b.expect("the key by fetch", updated(key, &format!("v-{key}"), "fetch"));
+        b.expect(
+            "the key by fetch",
+            updated(key, &format!("v-{key}"), "fetch"),
+        );
     }
     b.send("sub-file /nonexistent/pointer-keys.txt");
-    b.expect("the error", |l| l["event"] == "error" && l["command"] == "sub-file");
+    b.expect("the error", |l| {
+        l["event"] == "error" && l["command"] == "sub-file"
+    });
     b.send("unsub k0 k1 nothing");
     let line = b.expect("unsub_many", |l| l["event"] == "unsub_many");
     assert_eq!(

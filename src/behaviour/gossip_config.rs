@@ -68,7 +68,7 @@ pub(super) fn build_gossipsub(config: &Config) -> Result<Gossip, BuildError> {
     let filter = MaxCountSubscriptionFilter {
         filter: RecordTopics {
             max_key_bytes: config.limits.max_key_bytes,
-            shards: config.topic_shards,
+            shards: config.shard_topic_count(),
         },
         max_subscribed_topics: usize::MAX / 4,
         max_subscriptions_per_request: config.max_topics_per_peer,

@@ -118,6 +118,11 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
             return Err(ConfigError::Zero { knob });
         }
     }
+    if c.auto_shards_after > 0 && c.auto_shards == 0 {
+        return Err(ConfigError::Zero {
+            knob: "auto_topic_shards",
+        });
+    }
     let durations = [
         ("republish_interval", c.republish_interval, true),
         ("fetch_timeout", c.fetch_timeout, true),
@@ -148,6 +153,11 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
         (
             "topic_shards",
             usize::from(c.topic_shards),
+            usize::from(MAX_TOPIC_SHARDS),
+        ),
+        (
+            "auto_topic_shards",
+            usize::from(c.auto_shards),
             usize::from(MAX_TOPIC_SHARDS),
         ),
         ("verify_threads", c.verify_threads, MAX_VERIFY_THREADS),
@@ -182,7 +192,7 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
         }
     }
     // On a shard topic the record names its key: tag, length and key.
-    let key_field = if c.topic_shards > 0 {
+    let key_field = if c.shard_topic_count() > 0 {
         c.limits.max_key_bytes + 3
     } else {
         0

@@ -28,6 +28,7 @@ fn every_knob() -> ConfigBuilder {
         .work_earned_per_byte(22)
         .collected_delete_memory(23)
         .topic_changes_per_second(24)
+        .auto_topic_shards(25, 26)
 }
 
 #[test]
@@ -64,6 +65,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.work_earned_per_byte(), 22);
     assert_eq!(c.collected_delete_memory(), 23);
     assert_eq!(c.topic_changes_per_second(), 24);
+    assert_eq!(c.auto_topic_shards(), (25, 26));
     assert!(Config::default().verify_threads() >= 1);
     assert_eq!(
         Config::builder()
@@ -104,12 +106,20 @@ fn shards_are_bounded_and_make_room_for_the_key() {
             .max_key_bytes(100)
             .max_value_bytes(1000)
             .max_message_bytes(1000 + OPERATE_OVERHEAD)
+            .auto_topic_shards(0, 0)
     };
     assert!(tight().build().is_ok());
     assert!(matches!(
         tight().topic_shards(16).build(),
         Err(ConfigError::ValueDoesNotFit { .. })
     ));
+    assert!(
+        matches!(
+            tight().auto_topic_shards(10, 16).build(),
+            Err(ConfigError::ValueDoesNotFit { .. })
+        ),
+        "a node that may move to shards must fit its records there"
+    );
 }
 
 #[test]
@@ -123,6 +133,10 @@ fn values_that_cannot_work_are_refused_not_clamped() {
     for (builder, knob) in [
         (Config::builder().discovery_rate(0), "discovery_rate"),
         (Config::builder().peer_work_budget(0, 1), "peer_work_budget"),
+        (
+            Config::builder().auto_topic_shards(1, 0),
+            "auto_topic_shards",
+        ),
         (
             Config::builder().topic_changes_per_second(0),
             "topic_changes_per_second",

@@ -29,6 +29,8 @@ mod throttle;
 #[cfg(test)]
 mod throttle_tests;
 mod topics;
+#[cfg(test)]
+mod topics_tests;
 mod upkeep;
 
 use std::borrow::Cow;
@@ -254,6 +256,9 @@ pub struct Coordinator<S: RecordStore> {
     // Ordered sets where iteration produces outputs: a run must replay
     // exactly from its seed.
     subscribed: BTreeSet<String>,
+    /// Shard topics in use (0: a topic per key); from `topic_shards`, or
+    /// set once by `auto_topic_shards`.
+    shards: u16,
     /// With shard topics: the followed keys of each shard we are on.
     shard_keys: BTreeMap<u16, BTreeSet<String>>,
     /// With shard topics: the keys whose own topic we joined too.
@@ -317,6 +322,7 @@ impl<S: RecordStore> Coordinator<S> {
             replica,
             rng: SmallRng::seed_from_u64(seed),
             subscribed: BTreeSet::new(),
+            shards: config.topic_shards,
             shard_keys: BTreeMap::new(),
             key_topics: BTreeSet::new(),
             followers: PeerIndex::default(),
@@ -524,6 +530,12 @@ impl<S: RecordStore> Coordinator<S> {
         self.subscribed.iter().map(String::as_str)
     }
 
+    /// Shard topics in use: `topic_shards`, or the count
+    /// `auto_topic_shards` moved to; 0 while a topic per key.
+    pub fn topic_shards(&self) -> u16 {
+        self.shards
+    }
+
     /// How many keys are followed.
     pub fn followed_count(&self) -> usize {
         self.subscribed.len()
@@ -651,6 +663,7 @@ impl<S: RecordStore> Coordinator<S> {
         }
         self.join_topics(key);
         self.discover_joined(key);
+        self.shard_when_due();
         true
     }
 

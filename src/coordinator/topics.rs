@@ -17,7 +17,60 @@ use crate::wire;
 
 impl<S: RecordStore> Coordinator<S> {
     pub(super) fn shards(&self) -> u16 {
-        self.config.topic_shards
+        self.shards
+    }
+
+    /// A node on a topic per key that now follows `auto_topic_shards`
+    /// keys moves to shard topics, for good: it joins the shard of every
+    /// followed key and keeps the key topics it is on until
+    /// [`Self::prune_key_topics`] finds them unneeded.
+    pub(super) fn shard_when_due(&mut self) {
+        let (after, count) = (self.config.auto_shards_after, self.config.auto_shards);
+        if self.shards != 0 || after == 0 || count == 0 || self.subscribed.len() < after {
+            return;
+        }
+        tracing::info!(
+            keys = self.subscribed.len(),
+            count,
+            "moving to shard topics"
+        );
+        self.shards = count;
+        let keys: Vec<String> = self.subscribed.iter().cloned().collect();
+        for key in keys {
+            let index = shard_index(&key, count);
+            let members = self.shard_keys.entry(index).or_default();
+            if members.is_empty() {
+                self.outputs
+                    .push_back(Output::Join(Topic::Shard { count, index }));
+            }
+            members.insert(key.clone());
+            self.key_topics.insert(key);
+        }
+    }
+
+    /// A sharded node leaves a key's own topic once every connected peer
+    /// on it is on the key's shard too: they hear the key there (a peer
+    /// on both bridges the two). Run at each republish firing, not as
+    /// subscriptions arrive: a peer's hello lists its key topics before
+    /// its shards.
+    pub(super) fn prune_key_topics(&mut self) {
+        let count = self.shards;
+        if count == 0 {
+            return;
+        }
+        let unneeded: Vec<String> = self
+            .key_topics
+            .iter()
+            .filter(|key| {
+                let on_shard = self.shard_peers.of(&shard_index(key, count).to_string());
+                self.followers.of(key).iter().all(|p| on_shard.contains(p))
+            })
+            .cloned()
+            .collect();
+        for key in unneeded {
+            self.key_topics.remove(&key);
+            self.outputs.push_back(Output::Leave(Topic::Key(key)));
+        }
     }
 
     /// Joins the topics the records of `key` travel on; `key` was just

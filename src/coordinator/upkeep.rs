@@ -47,6 +47,7 @@ impl<S: RecordStore> Coordinator<S> {
             }
         }
         self.anti_entropy();
+        self.prune_key_topics();
         self.rediscover(now_ms);
         let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
         if let Err(e) = self.replica.collect_tombstones(now_ms, ttl) {

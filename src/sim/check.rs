@@ -147,6 +147,7 @@ fn node_config(
     let (republish, skew) = (settings.republish_interval, settings.max_clock_skew);
     let allowed = allowed.to_vec();
     let (shards, nodes) = (scenario.shards.clone(), scenario.shards.len());
+    let auto = scenario.auto_shards.clone();
     let by_ranges = scenario.reconcile_min_keys.clone();
     let settled = scenario.settled_after.clone();
     let make = move |i: usize| {
@@ -154,6 +155,10 @@ fn node_config(
             .republish_interval(republish)
             .max_clock_skew(skew)
             .topic_shards(shards.get(i).copied().unwrap_or(0))
+            .auto_topic_shards(
+                auto.get(i).copied().unwrap_or(0),
+                super::scenario::SIM_SHARDS,
+            )
             .reconcile_min_keys(by_ranges.get(i).copied().unwrap_or(0))
             .settled_after(settled.get(i).copied().unwrap_or_default())
             .build()

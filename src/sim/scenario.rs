@@ -110,6 +110,11 @@ pub struct Scenario {
     /// sharded, or a mix, so that nodes with and without the extension
     /// are checked together.
     pub shards: Vec<u16>,
+    /// Each node's `auto_topic_shards` threshold (0: never), to the same
+    /// count of shards as the sharded nodes: a node with a topic per key
+    /// moves to shards once it follows that many keys, and then leaves
+    /// the key topics only sharded peers are on.
+    pub auto_shards: Vec<usize>,
     /// Each node's `reconcile_min_keys`: 0 reconciles by key ranges
     /// (spec §18) from the first key on, the default only past 1,024 keys,
     /// so never here. All one, all the other, or a mix.
@@ -191,11 +196,13 @@ impl Scenario {
             links,
             steps: Vec::new(),
             shards: Vec::new(),
+            auto_shards: Vec::new(),
             reconcile_min_keys: Vec::new(),
             settled_after: Vec::new(),
         };
         scenario.steps = scenario.timeline(shape, &mut rng);
         scenario.shards = shard_counts(seed, n);
+        scenario.auto_shards = auto_shards(seed, n);
         scenario.reconcile_min_keys = reconcile_min_keys(seed, n);
         scenario.settled_after = settled_after(seed, n);
         scenario
@@ -204,7 +211,7 @@ impl Scenario {
     /// The scenario in a few lines: nodes, skews, links and the timeline.
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?}\nreconcile_min_keys {:?}\nsettled_after {:?}\n",
+            "seed {}: {} nodes ({:?}), unauthorized {:?}, keys {:?}\nskews ms {:?}\nlinks {:?}\nshards {:?} auto after {:?}\nreconcile_min_keys {:?}\nsettled_after {:?}\n",
             self.seed,
             self.nodes(),
             self.topology,
@@ -213,6 +220,7 @@ impl Scenario {
             self.skews_ms,
             self.links,
             self.shards,
+            self.auto_shards,
             self.reconcile_min_keys,
             self.settled_after
         );
@@ -307,7 +315,7 @@ impl Scenario {
 /// most a handful of keys: keys share shards, and a node is on a shard for
 /// keys it relays and keys it holds at once.
 fn shard_counts(seed: u64, n: usize) -> Vec<u16> {
-    const SHARDS: u16 = 2;
+    const SHARDS: u16 = SIM_SHARDS;
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5348_4152_4453);
     match rng.random_range(0..3) {
         0 => vec![0; n],
@@ -317,6 +325,20 @@ fn shard_counts(seed: u64, n: usize) -> Vec<u16> {
             .collect(),
     }
 }
+
+/// Each node's `auto_topic_shards` threshold, from a generator of its own
+/// (as [`shard_counts`]): none in two seeds of three, else each node off
+/// or moving after its first or second key.
+fn auto_shards(seed: u64, n: usize) -> Vec<usize> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x4155_544f);
+    match rng.random_range(0..3) {
+        0 | 1 => vec![0; n],
+        _ => (0..n).map(|_| rng.random_range(0..3)).collect(),
+    }
+}
+
+/// The count of shards sharded nodes use, auto or not.
+pub const SIM_SHARDS: u16 = 2;
 
 /// Each node's `reconcile_min_keys`, from a generator of its own (as
 /// [`shard_counts`]), so that the rest of a seed's schedule is unchanged.

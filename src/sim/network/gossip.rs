@@ -126,7 +126,7 @@ impl Network {
             Topic::Shard { count, .. } => self.nodes[i]
                 .core
                 .as_ref()
-                .is_some_and(|c| c.config().topic_shards() == *count),
+                .is_some_and(|c| c.config().shard_topic_count() == *count),
         }
     }
 
