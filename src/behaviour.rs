@@ -369,6 +369,13 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         self.core.is_subscribed(key)
     }
 
+    /// Shard topics in use: [`Config::topic_shards`], or the count the
+    /// node moved to past [`Config::auto_topic_shards`]; 0 while it keeps
+    /// a topic per key.
+    pub fn topic_shards(&self) -> u16 {
+        self.core.topic_shards()
+    }
+
     /// The followed keys.
     pub fn subscribed(&self) -> impl Iterator<Item = &str> {
         self.core.subscribed()

@@ -136,3 +136,63 @@ async fn a_delete_travels_more_than_one_hop() {
     assert_eq!(values(&nodes, "doc"), vec![None; 3]);
     assert!(nodes.iter().all(|n| !n.behaviour().is_subscribed("doc")));
 }
+
+/// A delete of a key already deleted everywhere: nobody is on the key's
+/// topic any more, so no gossip carries it, and a node that learnt the
+/// first delete by fetch is known to nobody as a holder of the key. It
+/// still reaches every node holding the older tombstone, in round trips
+/// (it took a republish, up to a minute, before).
+#[tokio::test]
+async fn a_delete_of_a_deleted_key_reaches_every_holder_of_the_older_tombstone() {
+    for by_ranges in [false, true] {
+        a_delete_of_a_deleted_key_travels(by_ranges).await;
+    }
+}
+
+/// `by_ranges`: the nodes reconcile by key ranges (spec §18) when they
+/// connect, rather than asking key by key.
+async fn a_delete_of_a_deleted_key_travels(by_ranges: bool) {
+    let config = move || {
+        let min_keys = if by_ranges { 0 } else { 1024 };
+        test_config()
+            .reconcile_min_keys(min_keys)
+            .build()
+            .expect("valid config")
+    };
+    let mut nodes = following_mesh_with(2, "doc", config).await;
+    nodes[0].behaviour_mut().put("doc", "draft").expect("put");
+    until(&mut nodes, "the value is on both", |n| {
+        values(n, "doc").iter().all(Option::is_some)
+    })
+    .await;
+    // Node 1 misses the first delete and learns it by fetch once back.
+    let (peer0, peer1) = (*nodes[0].local_peer_id(), *nodes[1].local_peer_id());
+    nodes[0].disconnect_peer_id(peer1).expect("connected");
+    until(&mut nodes, "apart", |n| {
+        !n[0].is_connected(&peer1) && !n[1].is_connected(&peer0)
+    })
+    .await;
+    let first = nodes[0].behaviour_mut().delete("doc").expect("delete");
+    link(&mut nodes, 0, 1).await;
+    until(&mut nodes, "the first delete is on both", |n| {
+        n.iter()
+            .all(|x| x.behaviour().record("doc").as_deref() == Some(&first))
+    })
+    .await;
+    let second = nodes[0]
+        .behaviour_mut()
+        .delete("doc")
+        .expect("delete again");
+    assert!(second.time() > first.time());
+    let started = std::time::Instant::now();
+    until(&mut nodes, "the second delete is on both", |n| {
+        n.iter()
+            .all(|x| x.behaviour().record("doc").as_deref() == Some(&second))
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "by ranges {by_ranges}: took {took:?}"
+    );
+}

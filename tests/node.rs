@@ -513,3 +513,68 @@ fn many_keys_are_followed_by_one_line_or_one_file() {
         (Some(3), Some(2))
     );
 }
+
+/// A delete of a key both nodes hold deleted reaches the other within 2 s
+/// (no topic carries it: both left the key's topic on the first delete).
+#[test]
+fn a_second_delete_reaches_the_other_node_within_two_seconds() {
+    let args = ["--validator", "open", "--no-dht"];
+    let mut a = Node::start("A", &args);
+    let mut b = Node::start("B", &[&args[..], &["--dial", &a.addr]].concat());
+    b.expect("connected", connected_to(&a.peer_id));
+    a.send("put doc draft");
+    a.expect("put", is("put", "doc"));
+    b.send("sub doc");
+    b.expect("the value", updated("doc", "draft", "fetch"));
+    a.send("del doc");
+    let first = a.expect("del", is("del", "doc"))["time"].as_i64();
+    b.expect("the first delete", |l| {
+        l["event"] == "deleted" && l["key"] == "doc" && l["time"].as_i64() == first
+    });
+    a.send("del doc");
+    let second = a.expect("del", is("del", "doc"))["time"].as_i64();
+    assert!(second > first);
+    let started = std::time::Instant::now();
+    b.expect("the second delete", |l| {
+        l["event"] == "deleted" && l["key"] == "doc" && l["time"].as_i64() == second
+    });
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+}
+
+/// Follows survive a restart on the data directory, also of keys no
+/// record of had arrived yet (the store alone would not bring those
+/// back), and an unfollow survives too: after `kill -9` and a restart,
+/// the node hears the first write of the key it followed in advance and
+/// not the one it unfollowed.
+#[cfg(feature = "redb")]
+#[test]
+fn follows_survive_a_restart_even_of_keys_without_a_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("n");
+    let data = data.to_str().expect("UTF-8 path");
+    let args = ["--validator", "open", "--no-dht"];
+    let mut n = Node::start("N", &[&args[..], &["--data-dir", data]].concat());
+    n.send("sub later dropped");
+    n.expect("sub_many", |l| l["event"] == "sub_many");
+    n.send("unsub dropped");
+    n.expect("unsub", is("unsub", "dropped"));
+    n.kill();
+
+    let mut n = Node::start("N again", &[&args[..], &["--data-dir", data]].concat());
+    let mut w = Node::start("W", &[&args[..], &["--dial", &n.addr]].concat());
+    w.expect("connected", connected_to(&n.peer_id));
+    w.send("put dropped no");
+    w.expect("put", is("put", "dropped"));
+    w.send("put later yes");
+    w.expect("put", is("put", "later"));
+    n.expect("the key followed before the restart", |l| {
+        l["event"] == "updated" && l["key"] == "later" && l["value"] == "yes"
+    });
+    let list = n.list();
+    assert!(list.contains_key("later"), "{list:?}");
+    assert!(
+        !list.contains_key("dropped"),
+        "an unfollowed key came: {list:?}"
+    );
+}

@@ -84,6 +84,12 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub topic_shards: u16,
 
+    /// With a topic per key (--topic-shards 0), move to 256 shard topics
+    /// once the node follows N keys, keeping the key topics of peers that
+    /// do not shard. 0: never.
+    #[arg(long, value_name = "N", default_value_t = 8_192)]
+    pub auto_shards_after: usize,
+
     /// Serve metrics (Pointer's and libp2p's, for Prometheus) over HTTP at
     /// http://ADDR/metrics, e.g. 127.0.0.1:9464; port 0 picks a free one,
     /// printed at start.
@@ -154,6 +160,10 @@ impl Args {
 /// `--max-value-bytes` when not given: the library's default.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 60 * 1024;
 
+/// The shard count `--auto-shards-after` moves to: the library's default,
+/// so that nodes that move agree.
+const AUTO_SHARDS: u16 = 256;
+
 impl Args {
     /// The node's `pointer::Config`: the limits.
     pub fn config(&self) -> Result<Config, ConfigError> {
@@ -163,6 +173,7 @@ impl Args {
             .max_value_bytes(self.max_value_bytes)
             .max_message_bytes(message)
             .topic_shards(self.topic_shards)
+            .auto_topic_shards(self.auto_shards_after, AUTO_SHARDS)
             .build()
     }
 }

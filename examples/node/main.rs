@@ -14,6 +14,7 @@
 mod cli;
 mod command;
 mod events;
+mod follows;
 mod identity;
 mod input;
 mod limits;
@@ -73,9 +74,15 @@ async fn start(args: Args) -> Result<(), Error> {
     };
     let Some(dir) = args.data_dir.clone() else {
         let store = memory();
-        return run(args, Keypair::generate_ed25519(), store).await;
+        return run(args, Keypair::generate_ed25519(), store, None).await;
     };
     let keypair = identity::load_or_create(&dir)?;
+    let follows = follows::Follows::open(&dir).map_err(|e| {
+        format!(
+            "cannot open {}: {e}",
+            dir.join(follows::FOLLOWING_FILE).display()
+        )
+    })?;
     #[cfg(feature = "redb")]
     {
         let path = dir.join(RECORDS_FILE);
@@ -86,13 +93,13 @@ async fn start(args: Args) -> Result<(), Error> {
         };
         let store = pointer::store::RedbStore::open_with_config(&path, config)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        run(args, keypair, store).await
+        run(args, keypair, store, Some(follows)).await
     }
     #[cfg(not(feature = "redb"))]
     {
         tracing::warn!("built without the redb feature: records are kept in memory");
         let store = memory();
-        run(args, keypair, store).await
+        run(args, keypair, store, Some(follows)).await
     }
 }
 
@@ -100,6 +107,7 @@ async fn run<S: RecordStore + 'static>(
     args: Args,
     keypair: Keypair,
     store: S,
+    follows: Option<(follows::Follows, Vec<String>)>,
 ) -> Result<(), Error> {
     let printer = Printer { json: args.json };
     let options = net::Options {
@@ -118,6 +126,9 @@ async fn run<S: RecordStore + 'static>(
         registry.as_mut(),
     )?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
+    if let Some((journal, keys)) = follows {
+        node.follow_again(journal, keys);
+    }
     node.swarm_metrics = registry.as_mut().map(libp2p::metrics::Metrics::new);
     for addr in &args.external_address {
         node.swarm.add_external_address(addr.clone());
@@ -131,7 +142,7 @@ async fn run<S: RecordStore + 'static>(
         data_dir: args.data_dir.as_ref().map(|d| d.display().to_string()),
         records: node.pointer().records().count(),
         mdns: node.mdns_enabled(),
-        topic_shards: args.topic_shards,
+        topic_shards: node.pointer().topic_shards(),
     });
     if let (Some(addr), Some(registry)) = (args.metrics, registry) {
         if cfg!(not(feature = "metrics")) {

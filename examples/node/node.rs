@@ -18,6 +18,7 @@ use pointer::{OwnedKeys, RecordStore, WriteError};
 
 use crate::cli::ValidatorArg;
 use crate::command::{self, Command, HELP};
+use crate::follows::Follows;
 use crate::input::Input;
 use crate::net::Behaviour;
 use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
@@ -40,6 +41,8 @@ pub struct Node<S: RecordStore + 'static> {
     pub(crate) listen_is_external: bool,
     /// libp2p-metrics' recorder, with `--metrics` (see `metrics.rs`).
     pub(crate) swarm_metrics: Option<libp2p::metrics::Metrics>,
+    /// With `--data-dir`: the journal of followed keys.
+    follows: Option<Follows>,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -52,6 +55,7 @@ impl<S: RecordStore + 'static> Node<S> {
             user_dials: HashSet::new(),
             listen_is_external: false,
             swarm_metrics: None,
+            follows: None,
         }
     }
 
@@ -261,21 +265,56 @@ impl<S: RecordStore + 'static> Node<S> {
         self.pointer_mut().get(&key);
     }
 
+    /// Follows again the keys the journal lists (except those deleted
+    /// since: a delete ends a follow), and journals from now on.
+    pub fn follow_again(&mut self, journal: Follows, keys: Vec<String>) {
+        let pointer = self.pointer();
+        let keys: Vec<String> = keys
+            .into_iter()
+            .filter(|k| !pointer.record(k).is_some_and(|r| r.is_tombstone()))
+            .collect();
+        if let Err(e) = self.pointer_mut().subscribe_many(&keys) {
+            tracing::warn!("{}: {e}", journal.path().display());
+        }
+        self.follows = Some(journal);
+    }
+
+    /// Journals a change of follows; a failure is reported, not fatal.
+    fn journal<'a>(&mut self, following: bool, keys: impl IntoIterator<Item = &'a str>) {
+        let Some(journal) = self.follows.as_mut() else {
+            return;
+        };
+        if let Err(e) = journal.record(following, keys) {
+            let message = format!("cannot write {}: {e}", journal.path().display());
+            self.print(&Line::network_error(message));
+        }
+    }
+
     /// One key prints what became of it; several, how many were new.
     fn sub(&mut self, keys: Vec<String>) {
         let mut keys: Vec<String> = keys.into_iter().map(|k| self.full_key(k)).collect();
         if keys.len() == 1 {
             let key = keys.remove(0);
             match self.pointer_mut().subscribe(&key) {
-                Ok(new) => self.print(&Line::Sub { key, new }),
+                Ok(new) => {
+                    self.journal(true, [key.as_str()]);
+                    self.print(&Line::Sub { key, new })
+                }
                 Err(e) => self.print(&Line::error("sub", e)),
             }
             return;
         }
+        self.sub_many("sub", keys);
+    }
+
+    fn sub_many(&mut self, command: &str, keys: Vec<String>) {
         let count = keys.len();
         match self.pointer_mut().subscribe_many(&keys) {
-            Ok(new) => self.print(&Line::SubMany { keys: count, new }),
-            Err(e) => self.print(&Line::error("sub", e)),
+            Ok(new) => {
+                self.journal(true, keys.iter().map(String::as_str));
+                self.print(&Line::SubMany { keys: count, new })
+            }
+            Err(e) => self.print(&Line::error(command, e)),
         }
     }
 
@@ -289,11 +328,7 @@ impl<S: RecordStore + 'static> Node<S> {
             }
             Ok(keys) => {
                 let keys: Vec<String> = keys.into_iter().map(|k| self.full_key(k)).collect();
-                let count = keys.len();
-                match self.pointer_mut().subscribe_many(&keys) {
-                    Ok(new) => self.print(&Line::SubMany { keys: count, new }),
-                    Err(e) => self.print(&Line::error("sub-file", e)),
-                }
+                self.sub_many("sub-file", keys);
             }
             Err(e) => self.print(&Line::error("sub-file", e)),
         }
@@ -305,6 +340,7 @@ impl<S: RecordStore + 'static> Node<S> {
         for key in keys {
             let key = self.full_key(key);
             let was_following = self.pointer_mut().unsubscribe(&key);
+            self.journal(false, [key.as_str()]);
             were += usize::from(was_following);
             if !many {
                 self.print(&Line::Unsub { key, was_following });
