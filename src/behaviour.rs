@@ -16,7 +16,7 @@ use futures::channel::oneshot;
 use futures::FutureExt;
 use futures_timer::Delay;
 
-use self::topic_pacer::{TopicChange, TopicPacer};
+use self::pacer::{Pacer, TopicChange};
 use libp2p::gossipsub::{
     self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageId, PublishError,
     TopicHash,
@@ -45,8 +45,8 @@ use crate::validator::{OwnedKeys, Validator};
 
 mod gossip_config;
 mod network;
+mod pacer;
 mod probe;
-mod topic_pacer;
 
 use self::gossip_config::{build_gossipsub, RecordTopics};
 use self::probe::Probe;
@@ -148,7 +148,9 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     inputs: VecDeque<Input>,
     timers: Timers,
     /// Joins and leaves waiting for room in gossipsub's queues.
-    topic_changes: TopicPacer,
+    topic_changes: Pacer<TopicChange>,
+    /// Republishes waiting for room in gossipsub's queues.
+    republishes: Pacer<(Topic, String, Vec<u8>)>,
     events: VecDeque<ToSwarm<Event, HandlerInEvent<D>>>,
     waker: Option<Waker>,
     /// Inbound fetch streams served now, over every connection.
@@ -217,7 +219,11 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         let signer = signing_key(keypair).ok_or(BuildError::NotEd25519)?;
         let gossipsub = build_gossipsub(&config)?;
         let validator: Box<dyn Validator> = Box::new(validator);
-        let topic_changes = TopicPacer::new(config.topic_changes_per_second);
+        // Joins and leaves are never dropped; republishes past a minute's
+        // worth are (the next firing republishes them).
+        let topic_changes = Pacer::new(config.topic_changes_per_second, usize::MAX);
+        let per_second = config.republish_per_second;
+        let republishes = Pacer::new(per_second, usize::try_from(per_second).unwrap_or(0) * 60);
         let mut core = Coordinator::new(signer, store, config, validator, rand::random());
         if discovery.is_enabled() {
             core.enable_discovery();
@@ -233,6 +239,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             inputs: VecDeque::new(),
             timers: Timers::default(),
             topic_changes,
+            republishes,
             events: VecDeque::new(),
             waker: None,
             inbound_streams: Arc::default(),
@@ -415,7 +422,15 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
 
     /// Executes what the coordinator decided, and wakes `poll` for what
     /// it queued.
-    /// Hands gossipsub the joins and leaves its queues can take now.
+    /// Hands gossipsub the joins, leaves and republishes its queues can
+    /// take now.
+    fn pace(&mut self, cx: &mut Context<'_>, now: i64) {
+        self.change_topics(cx, now);
+        for (topic, key, data) in self.republishes.poll_ready(cx, now) {
+            self.publish(topic, key, data, Publication::Republish);
+        }
+    }
+
     fn change_topics(&mut self, cx: &mut Context<'_>, now: i64) {
         for change in self.topic_changes.poll_ready(cx, now) {
             match change {
@@ -446,8 +461,19 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     fn execute_one(&mut self, output: Output) {
         self.probe.output(&output);
         match output {
-            Output::Join(topic) => self.topic_changes.push(TopicChange::Join(topic)),
-            Output::Leave(topic) => self.topic_changes.push(TopicChange::Leave(topic)),
+            // Never full: nothing is dropped.
+            Output::Join(topic) => drop(self.topic_changes.push(TopicChange::Join(topic))),
+            Output::Leave(topic) => drop(self.topic_changes.push(TopicChange::Leave(topic))),
+            Output::Publish {
+                topic,
+                key,
+                data,
+                why: Publication::Republish,
+            } => {
+                if let Some((_, key, _)) = self.republishes.push((topic, key, data)) {
+                    tracing::debug!(%key, "republish dropped: more waiting than a minute's worth");
+                }
+            }
             Output::Publish {
                 topic,
                 key,

@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) gossipsub_protocol_prefix: Option<String>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) topic_changes_per_second: u32,
+    pub(crate) republish_per_second: u32,
     pub(crate) store_flush_interval: Duration,
     pub(crate) push_delay: Duration,
     pub(crate) invalid_record_budget: u32,
@@ -83,6 +84,7 @@ impl Default for Config {
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
             topic_changes_per_second: 10_000,
+            republish_per_second: 500,
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
             invalid_record_budget: 20,
@@ -218,6 +220,11 @@ impl Config {
         self.push_delay
     }
 
+    /// Records republished per second at most.
+    pub fn republish_per_second(&self) -> u32 {
+        self.republish_per_second
+    }
+
     /// Topic joins and leaves handed to gossipsub per second.
     pub fn topic_changes_per_second(&self) -> u32 {
         self.topic_changes_per_second
@@ -347,6 +354,7 @@ impl fmt::Debug for Config {
             .field("gossipsub_protocol_prefix", &self.gossipsub_protocol_prefix)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("topic_changes_per_second", &self.topic_changes_per_second)
+            .field("republish_per_second", &self.republish_per_second)
             .field("store_flush_interval", &self.store_flush_interval)
             .field("push_delay", &self.push_delay)
             .field("invalid_record_budget", &self.invalid_record_budget)
@@ -574,6 +582,19 @@ impl ConfigBuilder {
     /// second); with shards, the shards. At least 1. Default: 10,000.
     pub fn topic_changes_per_second(mut self, changes: u32) -> Self {
         self.0.topic_changes_per_second = changes;
+        self
+    }
+
+    /// Records republished per second at most, a quarter of that at once.
+    /// A firing that finds more due than an interval's worth republishes
+    /// a share of them, a different share each firing (so each record
+    /// still goes out, less often); writes are never held back. A burst of
+    /// a million republishes overflows gossipsub's per-peer queue of 5,000
+    /// and takes a core: a node with many keys relies on range
+    /// reconciliation (spec §18) to repair what republish no longer
+    /// repeats every interval. At least 1. Default: 500.
+    pub fn republish_per_second(mut self, records: u32) -> Self {
+        self.0.republish_per_second = records;
         self
     }
 

@@ -10,6 +10,11 @@ mod process;
 #[allow(dead_code)]
 mod command;
 
+/// The node's redial schedule, tested here for the same reason.
+#[path = "../examples/node/redial.rs"]
+#[allow(dead_code)]
+mod redial;
+
 use std::process::Command;
 
 use process::{connected_to, is, line_of, node_binary, text, updated, Node, LOOPBACK_TCP};
@@ -577,4 +582,90 @@ fn follows_survive_a_restart_even_of_keys_without_a_record() {
         !list.contains_key("dropped"),
         "an unfollowed key came: {list:?}"
     );
+}
+
+/// The redial schedule: a lost peer is dialed again after 1 s, a failed
+/// dial after a backoff that doubles up to a minute, and a connection
+/// resets it.
+#[test]
+fn lost_peers_are_dialed_again_with_a_doubling_backoff() {
+    use libp2p::swarm::ConnectionId;
+    use std::time::{Duration, Instant};
+    let peer = libp2p::PeerId::random();
+    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+        .parse()
+        .expect("address");
+    let mut r = redial::Redial::default();
+    r.keep(addr.clone());
+    let t0 = Instant::now();
+    let first = ConnectionId::new_unchecked(1);
+    r.dialing(&addr, first);
+    r.connected(peer, first);
+    assert_eq!(r.next_due(), None, "connected: nothing to do");
+    r.lost(peer, t0);
+    assert_eq!(r.next_due(), Some(t0 + Duration::from_secs(1)));
+    assert!(r.due(t0).is_empty());
+    let mut at = t0 + Duration::from_secs(1);
+    let mut waits = Vec::new();
+    for n in 2..10 {
+        assert_eq!(r.due(at), vec![addr.clone()]);
+        assert_eq!(r.next_due(), None, "not due again while dialing");
+        let dial = ConnectionId::new_unchecked(n);
+        r.dialing(&addr, dial);
+        r.failed(dial, at);
+        let next = r.next_due().expect("due again");
+        waits.push((next - at).as_secs());
+        at = next;
+    }
+    assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 60, 60]);
+    // An inbound connection from the peer ends the backoff.
+    r.connected(peer, ConnectionId::new_unchecked(99));
+    assert_eq!(r.next_due(), None);
+    r.lost(peer, at);
+    assert_eq!(r.next_due(), Some(at + Duration::from_secs(1)));
+}
+
+/// A node redials the peers it was told to dial when they are lost: B
+/// dialed A at start; A is killed and restarted on its data directory and
+/// port; B connects to it again with no command, and a write on A reaches
+/// B.
+#[cfg(feature = "redb")]
+#[test]
+fn a_lost_peer_given_with_dial_is_dialed_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("a");
+    let data = data.to_str().expect("UTF-8 path");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let a_args = [
+        "--validator",
+        "open",
+        "--no-dht",
+        "--data-dir",
+        data,
+        "--listen",
+        &listen,
+    ];
+    let mut a = Node::start("A", &a_args);
+    let args = ["--validator", "open", "--no-dht"];
+    let mut b = Node::start("B", &[&args[..], &["--dial", &a.addr]].concat());
+    b.expect("connected", connected_to(&a.peer_id));
+    b.send("sub doc");
+    b.expect("sub", is("sub", "doc"));
+    let a_id = a.peer_id.clone();
+    a.kill();
+    b.expect("A gone", |l| {
+        l["event"] == "disconnected" && l["peer_id"] == a_id.as_str()
+    });
+    let mut a = Node::start("A again", &a_args);
+    assert_eq!(a.peer_id, a_id);
+    b.expect("connected again", connected_to(&a.peer_id));
+    a.send("put doc back");
+    a.expect("put", is("put", "doc"));
+    b.expect("the write", |l| {
+        l["event"] == "updated" && l["key"] == "doc" && l["value"] == "back"
+    });
 }

@@ -46,6 +46,7 @@ impl<S: RecordStore + 'static> Node<S> {
                 ..
             } => {
                 self.user_dials.remove(&connection_id);
+                self.redial.connected(peer_id, connection_id);
                 if !self.peers.contains_key(&peer_id) {
                     let address = endpoint.get_remote_address().clone();
                     self.print(&Line::Connected {
@@ -61,6 +62,7 @@ impl<S: RecordStore + 'static> Node<S> {
                 ..
             } => {
                 self.peers.remove(&peer_id);
+                self.redial.lost(peer_id, std::time::Instant::now());
                 self.print(&Line::Disconnected {
                     peer_id: peer_id.to_string(),
                 });
@@ -70,6 +72,7 @@ impl<S: RecordStore + 'static> Node<S> {
                 error,
                 ..
             } => {
+                self.redial.failed(connection_id, std::time::Instant::now());
                 if self.user_dials.remove(&connection_id) {
                     self.print(&Line::network_error(format!("dial failed: {error}")));
                 } else {

@@ -22,6 +22,7 @@ mod metrics;
 mod net;
 mod node;
 mod output;
+mod redial;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

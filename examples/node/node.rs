@@ -22,6 +22,7 @@ use crate::follows::Follows;
 use crate::input::Input;
 use crate::net::Behaviour;
 use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
+use crate::redial::Redial;
 use crate::Error;
 
 /// How long `quit` waits for connections to close.
@@ -43,6 +44,8 @@ pub struct Node<S: RecordStore + 'static> {
     pub(crate) swarm_metrics: Option<libp2p::metrics::Metrics>,
     /// With `--data-dir`: the journal of followed keys.
     follows: Option<Follows>,
+    /// Addresses dialed on the user's word, dialed again when lost.
+    pub(crate) redial: Redial,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -56,6 +59,7 @@ impl<S: RecordStore + 'static> Node<S> {
             listen_is_external: false,
             swarm_metrics: None,
             follows: None,
+            redial: Redial::default(),
         }
     }
 
@@ -124,6 +128,8 @@ impl<S: RecordStore + 'static> Node<S> {
         match self.swarm.dial(opts) {
             Ok(()) => {
                 self.user_dials.insert(id);
+                self.redial.keep(addr.clone());
+                self.redial.dialing(&addr, id);
                 self.print(&Line::Dialing {
                     address: addr.to_string(),
                 });
@@ -132,10 +138,36 @@ impl<S: RecordStore + 'static> Node<S> {
         }
     }
 
+    /// Dials a lost peer again (see [`Redial`]); a failure is logged and
+    /// tried again later, not reported as the user's dial.
+    fn dial_again(&mut self, addr: Multiaddr) {
+        let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+        let id = opts.connection_id();
+        match self.swarm.dial(opts) {
+            Ok(()) => {
+                tracing::debug!(%addr, "dialing again");
+                self.redial.dialing(&addr, id);
+            }
+            Err(e) => tracing::debug!(%addr, "cannot dial again: {e}"),
+        }
+    }
+
     /// Runs until `quit` or the end of the input.
     pub async fn run(mut self, mut input: UnboundedReceiver<Input>) {
         loop {
+            let next_redial = self.redial.next_due();
+            let redial = async move {
+                match next_redial {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = redial => {
+                    for addr in self.redial.due(std::time::Instant::now()) {
+                        self.dial_again(addr);
+                    }
+                }
                 line = input.next() => {
                     // End of input works like `quit`.
                     let Some(line) = line else { break };

@@ -183,7 +183,7 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                 }
                 Poll::Pending => {}
             }
-            self.change_topics(cx, now);
+            self.pace(cx, now);
             match self.gossipsub.poll(cx) {
                 Poll::Ready(ToSwarm::GenerateEvent(event)) => {
                     self.on_gossip_event(event, now);

@@ -101,6 +101,7 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
             "topic_changes_per_second",
             c.topic_changes_per_second as usize,
         ),
+        ("republish_per_second", c.republish_per_second as usize),
         ("peer_work_budget", c.peer_work_per_second),
         ("discovery_rate", c.discovery_rate as usize),
         ("discovery_dials", c.discovery_dials),

@@ -29,6 +29,7 @@ fn every_knob() -> ConfigBuilder {
         .collected_delete_memory(23)
         .topic_changes_per_second(24)
         .auto_topic_shards(25, 26)
+        .republish_per_second(27)
 }
 
 #[test]
@@ -66,6 +67,7 @@ fn builder_sets_every_limit() {
     assert_eq!(c.collected_delete_memory(), 23);
     assert_eq!(c.topic_changes_per_second(), 24);
     assert_eq!(c.auto_topic_shards(), (25, 26));
+    assert_eq!(c.republish_per_second(), 27);
     assert!(Config::default().verify_threads() >= 1);
     assert_eq!(
         Config::builder()
@@ -136,6 +138,10 @@ fn values_that_cannot_work_are_refused_not_clamped() {
         (
             Config::builder().auto_topic_shards(1, 0),
             "auto_topic_shards",
+        ),
+        (
+            Config::builder().republish_per_second(0),
+            "republish_per_second",
         ),
         (
             Config::builder().topic_changes_per_second(0),

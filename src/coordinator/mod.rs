@@ -32,6 +32,8 @@ mod topics;
 #[cfg(test)]
 mod topics_tests;
 mod upkeep;
+#[cfg(test)]
+mod upkeep_tests;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -38,8 +38,25 @@ impl<S: RecordStore> Coordinator<S> {
         let round = u64::try_from(now_ms).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
         let settled = self.settled_rule();
         let subscribed = &self.subscribed;
-        let candidates = self.replica.values_where(|key, hash, time| {
+        let due = |key: &str, hash: u128, time: i64| {
             subscribed.contains(key) && settled.is_none_or(|s| s.due(hash, time, now_ms, round))
+        };
+        // More due than `republish_per_second` allows over an interval: a
+        // share of them, a different share each firing, so every record
+        // still goes out, less often (range reconciliation repairs the
+        // rest in between).
+        let mut count: u64 = 0;
+        self.replica.values_where(|key, hash, time| {
+            count += u64::from(due(key, hash, time));
+            false
+        });
+        let seconds = u64::try_from(interval / 1000).unwrap_or(u64::MAX).max(1);
+        let budget = u64::from(self.config.republish_per_second).saturating_mul(seconds);
+        let stride = count.div_ceil(budget.max(1)).max(1);
+        let candidates = self.replica.values_where(|key, hash, time| {
+            // The low bits of the item hash spread keys over the shares.
+            let share = (hash as u64).wrapping_add(round) % stride;
+            share == 0 && due(key, hash, time)
         });
         for key in self.trickle.fire(candidates.iter().map(String::as_str)) {
             if let Some(record) = self.value_record(&key) {

@@ -1,14 +1,24 @@
-//! Topic joins and leaves handed to gossipsub at the pace its queues take.
+//! Work handed to gossipsub at the pace its queues take.
 //!
-//! Joining a topic makes gossipsub queue a GRAFT for each mesh peer it
-//! picks, and leaving one a PRUNE, on a per-peer control queue of 20,000
-//! (gossipsub 0.50): past that it drops them ("Send Queue full") and the
-//! meshes of those topics stay half built until heartbeats repair them. A
-//! user following 50,000 keys at once would overflow it. So joins and
-//! leaves wait here, in order (a leave never overtakes the join it
-//! undoes), and go out at `topic_changes_per_second` with a burst of a
-//! quarter of that. Subscriptions themselves are never dropped: gossipsub
-//! queues them without bound.
+//! gossipsub (0.50) queues what it sends each peer in bounded queues and
+//! drops what does not fit ("Send Queue full"):
+//!
+//! - joining a topic queues a GRAFT for each mesh peer it picks, and
+//!   leaving one a PRUNE, on a control queue of 20,000 per peer; past it
+//!   the meshes of those topics stay half built until heartbeats repair
+//!   them, and a user following 50,000 keys at once would overflow it.
+//!   Joins and leaves wait in a [`Pacer`], in order (a leave never
+//!   overtakes the join it undoes), and go out at
+//!   `topic_changes_per_second`. Subscriptions themselves are never
+//!   dropped: gossipsub queues them without bound;
+//! - a republish queues a message per mesh peer on a queue of 5,000
+//!   (`connection_handler_queue_len`); a node republishing a million
+//!   records at one firing would overflow it and spend a core doing so.
+//!   Republishes wait in a [`Pacer`] and go out at `republish_per_second`
+//!   (writes are never held back).
+//!
+//! Each pacer hands out a quarter second's worth at once, then waits for
+//! its bucket to refill.
 
 use std::collections::VecDeque;
 use std::task::Context;
@@ -27,9 +37,12 @@ pub(crate) enum TopicChange {
     Leave(Topic),
 }
 
-/// See the [module docs](self).
-pub(crate) struct TopicPacer {
-    waiting: VecDeque<TopicChange>,
+/// Items waiting for gossipsub, handed out at a pace; see the
+/// [module docs](self).
+pub(crate) struct Pacer<T> {
+    waiting: VecDeque<T>,
+    /// Most items waiting; past it the oldest is dropped.
+    capacity: usize,
     bucket: TokenBucket,
     /// Wakes the behaviour when the bucket has refilled.
     refill: Option<Delay>,
@@ -38,32 +51,37 @@ pub(crate) struct TopicPacer {
 /// How long the pacer sleeps before it looks at its bucket again.
 const REFILL_MS: u64 = 50;
 
-impl TopicPacer {
-    /// A pacer that hands out `per_second` changes a second, a quarter of
-    /// that at once.
-    pub fn new(per_second: u32) -> Self {
+impl<T> Pacer<T> {
+    /// A pacer that hands out `per_second` items a second, a quarter of
+    /// that at once, and holds at most `capacity` waiting.
+    pub fn new(per_second: u32, capacity: usize) -> Self {
         let burst = (per_second / 4).max(1);
-        TopicPacer {
+        Pacer {
             waiting: VecDeque::new(),
+            capacity,
             bucket: TokenBucket::new(burst, 250),
             refill: None,
         }
     }
 
-    /// Queues `change` behind those waiting.
-    pub fn push(&mut self, change: TopicChange) {
-        self.waiting.push_back(change);
+    /// Queues `item` behind those waiting; returns the oldest, dropped,
+    /// if the pacer was full.
+    pub fn push(&mut self, item: T) -> Option<T> {
+        self.waiting.push_back(item);
+        (self.waiting.len() > self.capacity)
+            .then(|| self.waiting.pop_front())
+            .flatten()
     }
 
-    /// Changes waiting.
+    /// Items waiting.
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.waiting.len()
     }
 
-    /// The changes that may go to gossipsub at `now_ms`, in order. When
+    /// The items that may go to gossipsub at `now_ms`, in order. When
     /// some must wait, arms a wake-up for when the bucket has refilled.
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>, now_ms: i64) -> Vec<TopicChange> {
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>, now_ms: i64) -> Vec<T> {
         if let Some(refill) = self.refill.as_mut() {
             if refill.poll_unpin(cx).is_pending() {
                 return Vec::new();
@@ -97,7 +115,7 @@ mod tests {
     #[test]
     fn changes_go_out_in_order_at_the_pace() {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut pacer = TopicPacer::new(400);
+        let mut pacer = Pacer::new(400, 1000);
         for i in 0..250 {
             pacer.push(join(i));
         }
@@ -127,5 +145,14 @@ mod tests {
             "the leave stays behind the joins"
         );
         assert_eq!(pacer.len(), 0);
+    }
+
+    #[test]
+    fn a_full_pacer_drops_its_oldest() {
+        let mut pacer = Pacer::new(1, 2);
+        assert_eq!(pacer.push(1), None);
+        assert_eq!(pacer.push(2), None);
+        assert_eq!(pacer.push(3), Some(1));
+        assert_eq!(pacer.len(), 2);
     }
 }
