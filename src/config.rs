@@ -84,7 +84,7 @@ impl Default for Config {
             gossipsub_protocol_prefix: None,
             heartbeat_interval: Duration::from_secs(1),
             topic_changes_per_second: 10_000,
-            republish_per_second: 500,
+            republish_per_second: 200,
             store_flush_interval: Duration::from_millis(100),
             push_delay: Duration::from_millis(100),
             invalid_record_budget: 20,
@@ -592,7 +592,7 @@ impl ConfigBuilder {
     /// a million republishes overflows gossipsub's per-peer queue of 5,000
     /// and takes a core: a node with many keys relies on range
     /// reconciliation (spec §18) to repair what republish no longer
-    /// repeats every interval. At least 1. Default: 500.
+    /// repeats every interval. At least 1. Default: 200.
     pub fn republish_per_second(mut self, records: u32) -> Self {
         self.0.republish_per_second = records;
         self
