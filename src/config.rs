@@ -309,9 +309,20 @@ impl Config {
     pub(crate) fn shard_topic_count(&self) -> u16 {
         match (self.topic_shards, self.auto_shards_after) {
             (0, 0) => 0,
-            (0, _) => self.auto_shards,
+            (0, _) if self.shard_payload_fits() => self.auto_shards,
+            (0, _) => 0,
             (count, _) => count,
         }
+    }
+
+    /// Whether the largest record fits a shard topic's payload, which
+    /// carries the key too (spec §17).
+    pub(crate) fn shard_payload_fits(&self) -> bool {
+        let needed = self.limits.max_value_bytes
+            + crate::config::OPERATE_OVERHEAD
+            + self.limits.max_key_bytes
+            + 3;
+        needed <= self.max_message_bytes
     }
 
     /// Threads the signatures of one answer are checked on (see
@@ -781,8 +792,11 @@ impl ConfigBuilder {
     /// 20,000 holds). It keeps the key topics that connected peers
     /// without shards are on, so small nodes and peers that speak only
     /// the seed's wire are still served. Nodes that move should agree on
-    /// `count`. `after_keys` 0 never moves. Default: after 8,192 keys, to
-    /// 256 shards.
+    /// `count`. `after_keys` 0 never moves, and neither does a node whose
+    /// largest record would not fit a shard topic's payload with its key
+    /// (`max_value_bytes` + `max_key_bytes` + 3 + the record's overhead
+    /// over `max_message_bytes`). Default: after 8,192 keys, to 256
+    /// shards.
     pub fn auto_topic_shards(mut self, after_keys: usize, count: u16) -> Self {
         self.0.auto_shards_after = after_keys;
         self.0.auto_shards = count;

@@ -193,7 +193,7 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
         }
     }
     // On a shard topic the record names its key: tag, length and key.
-    let key_field = if c.shard_topic_count() > 0 {
+    let key_field = if c.topic_shards > 0 {
         c.limits.max_key_bytes + 3
     } else {
         0

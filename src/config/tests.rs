@@ -108,20 +108,23 @@ fn shards_are_bounded_and_make_room_for_the_key() {
             .max_key_bytes(100)
             .max_value_bytes(1000)
             .max_message_bytes(1000 + OPERATE_OVERHEAD)
-            .auto_topic_shards(0, 0)
     };
     assert!(tight().build().is_ok());
     assert!(matches!(
         tight().topic_shards(16).build(),
         Err(ConfigError::ValueDoesNotFit { .. })
     ));
-    assert!(
-        matches!(
-            tight().auto_topic_shards(10, 16).build(),
-            Err(ConfigError::ValueDoesNotFit { .. })
-        ),
-        "a node that may move to shards must fit its records there"
+    let tight_auto = tight().auto_topic_shards(10, 16).build().expect("valid");
+    assert_eq!(
+        tight_auto.shard_topic_count(),
+        0,
+        "records that would not fit a shard topic keep a topic per key"
     );
+    let roomy = Config::builder()
+        .auto_topic_shards(10, 16)
+        .build()
+        .expect("valid");
+    assert_eq!(roomy.shard_topic_count(), 16);
 }
 
 #[test]

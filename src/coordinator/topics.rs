@@ -25,8 +25,11 @@ impl<S: RecordStore> Coordinator<S> {
     /// followed key and keeps the key topics it is on until
     /// [`Self::prune_key_topics`] finds them unneeded.
     pub(super) fn shard_when_due(&mut self) {
-        let (after, count) = (self.config.auto_shards_after, self.config.auto_shards);
-        if self.shards != 0 || after == 0 || count == 0 || self.subscribed.len() < after {
+        let (after, count) = (
+            self.config.auto_shards_after,
+            self.config.shard_topic_count(),
+        );
+        if self.shards != 0 || count == 0 || self.subscribed.len() < after {
             return;
         }
         tracing::info!(
