@@ -174,7 +174,7 @@ fn run(seed: u64) {
         nodes.push(Some(node));
     }
     let mut acked = Acked::new();
-    let mut links_down = vec![false; NODES - 1];
+    let mut links_down = [false; NODES - 1];
     for step in 0..STEPS {
         match rng.random_range(0..10) {
             0..=4 => {
@@ -219,14 +219,17 @@ fn run(seed: u64) {
             net.set_link(link, true);
         }
     }
-    for i in 0..NODES {
-        if nodes[i].is_none() {
-            let prev = i.checked_sub(1).map(|p| addrs[p].as_str());
-            nodes[i] = Some(start(&net, &dirs, i, prev));
-        }
-    }
+    let mut nodes: Vec<Node> = nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| {
+            node.unwrap_or_else(|| {
+                let prev = i.checked_sub(1).map(|p| addrs[p].as_str());
+                start(&net, &dirs, i, prev)
+            })
+        })
+        .collect();
     let healed = Instant::now();
-    let mut nodes: Vec<Node> = nodes.into_iter().map(Option::unwrap).collect();
     agree(&mut nodes, &acked, healed, seed);
 }
 

@@ -376,19 +376,8 @@ impl Node {
     /// taken, until `done` returns `true`. For following a node's state
     /// through its events (every line counts, not only the first match).
     /// Panics after [`PATIENCE`].
-    pub fn watch(&mut self, what: &str, mut done: impl FnMut(&Value) -> bool) {
-        while let Some(line) = self.pending.pop_front() {
-            if done(&line) {
-                return;
-            }
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let line = self.next_line(deadline, what);
-            if done(&line) {
-                return;
-            }
-        }
+    pub fn watch(&mut self, what: &str, done: impl FnMut(&Value) -> bool) {
+        self.watch_within(what, PATIENCE, done);
     }
 
     /// [`Self::watch`] with a deadline of `within` rather than
