@@ -209,15 +209,12 @@ pub use config::{Config, ConfigBuilder, ConfigError};
 pub use decode_error::DecodeError;
 pub use event::{Event, GetOutcome, QueryId, Source};
 
-/// The old name of [`Behaviour`].
-#[deprecated(
-    since = "0.2.0",
-    note = "renamed to `pointer::Behaviour`, as libp2p's `Kademlia` became `kad::Behaviour`"
-)]
+/// [`Behaviour`] under the name the design card gives it: `Pointer`
+/// reads well in a `#[derive(NetworkBehaviour)]` struct beside other
+/// protocols' behaviours.
 pub type Pointer<S = MemoryStore, D = discovery::NoDiscovery> = Behaviour<S, D>;
 
-/// The old name of [`Event`].
-#[deprecated(since = "0.2.0", note = "renamed to `pointer::Event`")]
+/// [`Event`] under the name the design card gives it.
 pub type PointerEvent = Event;
 pub use misbehaviour::Misbehaviour;
 pub use protocol::{InboundFailure, OutboundFailure};
