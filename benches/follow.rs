@@ -14,8 +14,7 @@
 //! during it, B's idle CPU over the 10 s after, one update A → B after it,
 //! B's resident memory per key (growth from before the follows), and the
 //! `Send Queue full` warnings either node logged (gossipsub dropping what
-//! it could not queue), and with `POINTER_FOLLOW_RECONNECTS=N` A's CPU per
-//! connection of a fresh peer, N times. `POINTER_FOLLOW_K=10000,50000` (default) sets the
+//! it could not queue). `POINTER_FOLLOW_K=10000,50000` (default) sets the
 //! sizes, `POINTER_FOLLOW_MODES=lines,bulk,file` the ways,
 //! `POINTER_FOLLOW_ARGS` more flags for both nodes (`--topic-shards 256`),
 //! `POINTER_NODE_BIN` another build of the node.
@@ -58,8 +57,6 @@ struct Row {
     update: Option<Duration>,
     bytes_per_key: f64,
     queue_full: usize,
-    /// A's CPU per connection of a fresh peer, if measured.
-    reconnect_ms: Option<f64>,
 }
 
 fn run(k: usize, mode: &str, dht: bool) -> Row {
@@ -130,9 +127,7 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
             stderr.matches("Send Queue full").count()
         })
         .sum();
-    let reconnect_ms = reconnects().map(|n| reconnect_cost(&mut a, &args, n));
     Row {
-        reconnect_ms,
         k,
         mode: mode.to_owned(),
         catch_up: caught_up,
@@ -144,29 +139,6 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
         bytes_per_key: rss_after.saturating_sub(rss_before) as f64 / k as f64,
         queue_full,
     }
-}
-
-/// `POINTER_FOLLOW_RECONNECTS`: how many times a fresh peer connects to A
-/// after the rest, to measure what a connection costs a node holding K
-/// keys (gossipsub's hello lists every topic it is on).
-fn reconnects() -> Option<usize> {
-    std::env::var("POINTER_FOLLOW_RECONNECTS").ok()?.parse().ok()
-}
-
-/// A's CPU, in ms, per connection of a node that follows nothing, dials
-/// A, and is killed once connected: `n` of them, one after the other.
-fn reconnect_cost(a: &mut Node, args: &[&str], n: usize) -> f64 {
-    let before = a.cpu_seconds().unwrap_or(0.0);
-    for _ in 0..n {
-        let mut c = Node::start("c", &[args, &["--dial", &a.addr]].concat());
-        c.expect("connected", connected_to(&a.peer_id));
-        let id = c.peer_id.clone();
-        c.kill();
-        a.watch_within("c gone", Duration::from_secs(30), |l| {
-            l["event"] == "disconnected" && l["peer_id"] == id.as_str()
-        });
-    }
-    (a.cpu_seconds().unwrap_or(0.0) - before) * 1000.0 / n as f64
 }
 
 /// Follows `k` keys on `b` the way `mode` says.
@@ -207,9 +179,9 @@ fn main() {
         }
     }
     println!(
-        "\n| keys | followed by | catch-up | B CPU during | idle CPU after, A / B | one update after | B memory per key | `Send Queue full` | A CPU per new connection |"
+        "\n| keys | followed by | catch-up | B CPU during | idle CPU after, A / B | one update after | B memory per key | `Send Queue full` |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let catch_up = match r.catch_up {
             Some(d) => format!("{:.2} s", d.as_secs_f64()),
@@ -218,11 +190,8 @@ fn main() {
         let update = r.update.map_or("-".to_owned(), |d| {
             format!("{:.0} ms", d.as_secs_f64() * 1000.0)
         });
-        let reconnect = r
-            .reconnect_ms
-            .map_or("-".to_owned(), |ms| format!("{ms:.1} ms"));
         println!(
-            "| {} | {} | {} | {:.1} s | {:.1} % / {:.1} % | {} | {:.0} B | {} | {} |",
+            "| {} | {} | {} | {:.1} s | {:.1} % / {:.1} % | {} | {:.0} B | {} |",
             r.k,
             r.mode,
             catch_up,
@@ -231,8 +200,7 @@ fn main() {
             r.idle_b,
             update,
             r.bytes_per_key,
-            r.queue_full,
-            reconnect
+            r.queue_full
         );
     }
 }
