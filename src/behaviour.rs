@@ -448,10 +448,17 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     }
 
     fn execute(&mut self) {
+        let idle_pacers = (self.topic_changes.is_empty(), self.republishes.is_empty());
         while let Some(output) = self.core.poll_output() {
             self.execute_one(output);
         }
-        if !self.events.is_empty() || !self.inputs.is_empty() {
+        // Joins and republishes wait in pacers that only `poll` drains: a
+        // pacer that just got its first item (a `subscribe` from outside
+        // `poll`, say) needs a poll soon, not at the next event. One that
+        // already held items has its refill timer armed.
+        let woke_pacer = (idle_pacers.0 && !self.topic_changes.is_empty())
+            || (idle_pacers.1 && !self.republishes.is_empty());
+        if !self.events.is_empty() || !self.inputs.is_empty() || woke_pacer {
             if let Some(waker) = self.waker.take() {
                 waker.wake();
             }

@@ -73,6 +73,11 @@ impl<T> Pacer<T> {
             .flatten()
     }
 
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
     /// Items waiting.
     #[cfg(test)]
     pub fn len(&self) -> usize {
