@@ -286,6 +286,8 @@ pub struct Coordinator<S: RecordStore> {
     /// speak ranges, or hold far more than we watch.
     per_key_peers: BTreeSet<PeerId>,
     trickle: Trickle,
+    /// The round of the last firing that republished.
+    republished_round: Option<u64>,
     flush_armed: bool,
     outputs: VecDeque<Output>,
     next_id: u64,
@@ -340,6 +342,7 @@ impl<S: RecordStore> Coordinator<S> {
             range_fetches: HashMap::new(),
             per_key_peers: BTreeSet::new(),
             trickle: Trickle::new(config.republish_interval),
+            republished_round: None,
             flush_armed: false,
             outputs: VecDeque::new(),
             next_id: 0,

@@ -36,21 +36,42 @@ impl<S: RecordStore> Coordinator<S> {
     pub(super) fn on_republish_timer(&mut self, now_ms: i64) {
         let interval = self.config.republish_interval.as_millis().max(1);
         let round = u64::try_from(now_ms).unwrap_or(0) / u64::try_from(interval).unwrap_or(1);
+        // Firings follow Trickle's intervals, rounds the clock: two
+        // firings can fall in one round. The second would publish the
+        // very bytes of the first, which gossipsub refuses, with a warning
+        // per record: it only clears Trickle's marks.
+        if self.republished_round == Some(round) {
+            self.trickle.fire(std::iter::empty());
+        } else {
+            self.republish(now_ms, round);
+            self.republished_round = Some(round);
+        }
+        self.anti_entropy();
+        self.prune_key_topics();
+        self.rediscover(now_ms);
+        let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = self.replica.collect_tombstones(now_ms, ttl) {
+            tracing::warn!("tombstone collection failed: {e}");
+        }
+        self.arm_republish();
+    }
+
+    /// The records due at this firing of `round`, republished. More due
+    /// than `republish_per_second` allows over an interval: a share of
+    /// them, a different share each round, so every record still goes
+    /// out, less often (range reconciliation repairs the rest in between).
+    fn republish(&mut self, now_ms: i64, round: u64) {
         let settled = self.settled_rule();
         let subscribed = &self.subscribed;
         let due = |key: &str, hash: u128, time: i64| {
             subscribed.contains(key) && settled.is_none_or(|s| s.due(hash, time, now_ms, round))
         };
-        // More due than `republish_per_second` allows over an interval: a
-        // share of them, a different share each firing, so every record
-        // still goes out, less often (range reconciliation repairs the
-        // rest in between).
         let mut count: u64 = 0;
         self.replica.values_where(|key, hash, time| {
             count += u64::from(due(key, hash, time));
             false
         });
-        let seconds = u64::try_from(interval / 1000).unwrap_or(u64::MAX).max(1);
+        let seconds = self.config.republish_interval.as_secs().max(1);
         let budget = u64::from(self.config.republish_per_second).saturating_mul(seconds);
         let stride = count.div_ceil(budget.max(1)).max(1);
         let candidates = self.replica.values_where(|key, hash, time| {
@@ -63,14 +84,6 @@ impl<S: RecordStore> Coordinator<S> {
                 self.publish_record(&record, round, Publication::Republish);
             }
         }
-        self.anti_entropy();
-        self.prune_key_topics();
-        self.rediscover(now_ms);
-        let ttl = i64::try_from(self.config.tombstone_ttl.as_millis()).unwrap_or(i64::MAX);
-        if let Err(e) = self.replica.collect_tombstones(now_ms, ttl) {
-            tracing::warn!("tombstone collection failed: {e}");
-        }
-        self.arm_republish();
     }
 
     /// How settled records are thinned out, for a node that reconciles by

@@ -57,3 +57,37 @@ fn a_firing_republishes_its_budget_and_the_shares_cover_every_record() {
         "every record went out at some firing"
     );
 }
+
+/// Trickle's firings and the clock's rounds are not aligned: a second
+/// firing in the round of the first republishes nothing (its bytes would
+/// be the first's, which gossipsub refuses with a warning each); the
+/// next round's firing republishes again.
+#[test]
+fn a_second_firing_in_one_round_republishes_nothing() {
+    let config = Config::builder()
+        .republish_interval(Duration::from_secs(10))
+        .build()
+        .expect("valid config");
+    let signer = SigningKey::from_bytes(&[9; 32]);
+    let mut c = Coordinator::new(signer, MemoryStore::new(), config, Box::new(Open), 7);
+    c.put("k", "v", T0).expect("put");
+    std::iter::from_fn(|| c.poll_output()).for_each(drop);
+    let mut republished_at = |now: i64| {
+        c.handle(Input::Timer(Timer::Republish), now);
+        std::iter::from_fn(|| c.poll_output())
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Publish {
+                        why: Publication::Republish,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    // T0 is a multiple of 10 s: T0 + 1 s and T0 + 8 s share a round.
+    assert_eq!(republished_at(T0 + 1_000), 1);
+    assert_eq!(republished_at(T0 + 8_000), 0);
+    assert_eq!(republished_at(T0 + 14_000), 1, "the next round");
+}
