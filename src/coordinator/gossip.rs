@@ -218,6 +218,25 @@ impl<S: RecordStore> Coordinator<S> {
                 self.ask(peer, key, None);
             }
         }
+        // A delete of a deleted key: everyone left its topic, and a peer
+        // that learnt the older delete by gossip is known to nobody as
+        // one that holds it. Every connected peer is asked, one key each:
+        // a delete of a deleted key is rare, and it must be a newer
+        // tombstone that passed every check, so what it costs is bounded
+        // by our connections per write. One that holds the older
+        // tombstone asks back.
+        let redeleted = record.is_tombstone() && replaced.is_some_and(Record::is_tombstone);
+        if redeleted {
+            let peers: Vec<PeerId> = self
+                .connected
+                .iter()
+                .copied()
+                .filter(|p| Some(*p) != from)
+                .collect();
+            for peer in peers {
+                self.ask(peer, key, None);
+            }
+        }
     }
 
     /// A record was stored: tell the user; a delete leaves the topic, except
