@@ -37,6 +37,12 @@ fn drain(c: &mut Coordinator<MemoryStore>) -> Vec<Output> {
     std::iter::from_fn(|| c.poll_output()).collect()
 }
 
+/// `peer` asks for `big` as exchange `id` at `now`.
+fn asked(c: &mut Coordinator<MemoryStore>, peer: PeerId, id: u64, now: i64) {
+    let request = ask_big();
+    c.handle(Input::Asked { peer, id, request }, now);
+}
+
 fn ask_big() -> Request {
     Request::keys(vec![AskKey {
         key: "big".into(),
@@ -80,14 +86,7 @@ fn asks_past_the_burst_wait_for_the_refill_then_are_answered_in_order() {
     let mut answered = Vec::new();
     let mut waited = None;
     for id in 0..10 {
-        c.handle(
-            Input::Asked {
-                peer,
-                id,
-                request: ask_big(),
-            },
-            T0,
-        );
+        asked(&mut c, peer, id, T0);
         let out = drain(&mut c);
         let (bytes, ids) = replied(&out);
         if ids.is_empty() {
@@ -134,14 +133,7 @@ fn what_one_peer_gets_is_bounded_by_burst_plus_refill_and_others_are_served() {
         let now = T0 + step * 10;
         c.handle(Input::Timer(Timer::Throttle), now);
         if id < 32 + sent / 5_000 {
-            c.handle(
-                Input::Asked {
-                    peer: hog,
-                    id: id as u64,
-                    request: ask_big(),
-                },
-                now,
-            );
+            asked(&mut c, hog, id as u64, now);
             id += 1;
         }
         sent += replied(&drain(&mut c)).0;
@@ -153,14 +145,7 @@ fn what_one_peer_gets_is_bounded_by_burst_plus_refill_and_others_are_served() {
         "the hog is served at the refill rate: {sent}"
     );
     // Another peer's ask is answered at once: accounts are per peer.
-    c.handle(
-        Input::Asked {
-            peer: honest,
-            id: 99_999,
-            request: ask_big(),
-        },
-        T0 + 10_000,
-    );
+    asked(&mut c, honest, 99_999, T0 + 10_000);
     assert_eq!(replied(&drain(&mut c)).1, vec![99_999]);
 }
 
@@ -170,14 +155,7 @@ fn a_departing_peer_gets_its_waiting_asks_closed_and_keeps_its_debt() {
     let peer = PeerId::random();
     c.handle(Input::Connected { peer }, T0);
     for id in 0..8 {
-        c.handle(
-            Input::Asked {
-                peer,
-                id,
-                request: ask_big(),
-            },
-            T0,
-        );
+        asked(&mut c, peer, id, T0);
     }
     let (_, ids) = replied(&drain(&mut c));
     assert_eq!(ids.len(), 4);
@@ -191,14 +169,7 @@ fn a_departing_peer_gets_its_waiting_asks_closed_and_keeps_its_debt() {
     );
     // Back at once, it is still in debt.
     c.handle(Input::Connected { peer }, T0 + 10);
-    c.handle(
-        Input::Asked {
-            peer,
-            id: 8,
-            request: ask_big(),
-        },
-        T0 + 10,
-    );
+    asked(&mut c, peer, 8, T0 + 10);
     assert!(replied(&drain(&mut c)).1.is_empty());
 }
 
@@ -213,22 +184,8 @@ fn an_ask_that_waits_past_the_fetch_timeout_gets_an_empty_answer() {
     c.put("big", &"v".repeat(5_000), T0).expect("put");
     let peer = PeerId::random();
     c.handle(Input::Connected { peer }, T0);
-    c.handle(
-        Input::Asked {
-            peer,
-            id: 1,
-            request: ask_big(),
-        },
-        T0,
-    );
-    c.handle(
-        Input::Asked {
-            peer,
-            id: 2,
-            request: ask_big(),
-        },
-        T0,
-    );
+    asked(&mut c, peer, 1, T0);
+    asked(&mut c, peer, 2, T0);
     let out = drain(&mut c);
     assert_eq!(replied(&out).1, vec![1]);
     let after = throttle_after(&out).expect("armed");
