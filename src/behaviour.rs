@@ -51,8 +51,6 @@ mod probe;
 use self::gossip_config::{build_gossipsub, RecordTopics};
 use self::probe::Probe;
 
-pub use crate::topic::TOPIC_PREFIX;
-
 /// Bytes an `Answer` adds around its `Operate`: field tags, the embedded
 /// length varint (at most 5 bytes) and the status.
 const ANSWER_OVERHEAD: usize = 16;
@@ -509,15 +507,13 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                 peer_id: peer,
                 connection: CloseConnection::All,
             }),
-            Output::Provide(key) => self.discovery.provide(topic(&key).hash().as_str()),
-            Output::StopProviding(key) => {
-                self.discovery.stop_providing(topic(&key).hash().as_str())
-            }
-            Output::FindProviders(key) => {
+            Output::Provide(at) => self.discovery.provide(&at.name()),
+            Output::StopProviding(at) => self.discovery.stop_providing(&at.name()),
+            Output::FindProviders(at) => {
                 if self.discovery.can_look_up() {
-                    self.discovery.find_providers(topic(&key).hash().as_str())
+                    self.discovery.find_providers(&at.name())
                 } else {
-                    self.inputs.push_back(Input::LookupSkipped { key });
+                    self.inputs.push_back(Input::LookupSkipped { topic: at });
                 }
             }
             Output::Dial(peer) => self.events.push_back(ToSwarm::Dial {

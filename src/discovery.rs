@@ -2,7 +2,9 @@
 //!
 //! A node that follows a key advertises itself in a DHT as a *provider* of
 //! the key's topic (`/pointer/record/<key>`), the way go-libp2p-pubsub's
-//! discovery uses a DHT rendezvous. A node that follows or `get`s a key and
+//! discovery uses a DHT rendezvous; a node on shard topics advertises its
+//! shards (`/pointer/shard/<count>/<index>`) instead, one record per shard
+//! however many keys it follows. A node that follows or `get`s a key and
 //! has no follower of it among its connections looks the providers up,
 //! dials a few ([`ConfigBuilder::discovery_dials`]), and catches up from
 //! them; gossipsub then meshes them.
@@ -43,7 +45,8 @@ use crate::event::Event;
 pub use self::kad::{Kad, MAX_PROVIDER_KEYS, PROTOCOL};
 
 /// A DHT that [`Behaviour`](crate::Behaviour) drives to find followers. Topics
-/// are record topics, `/pointer/record/<key>`.
+/// are record topics: `/pointer/record/<key>`, or a shard's
+/// `/pointer/shard/<count>/<index>`.
 pub trait Discovery: NetworkBehaviour {
     /// Whether it does anything: with `false` Pointer never calls it.
     fn is_enabled(&self) -> bool {

@@ -27,9 +27,13 @@ fn config() -> Config {
 }
 
 async fn node_with(discovery: impl FnOnce(libp2p::PeerId) -> Kad) -> Node {
+    node_configured(config(), discovery).await
+}
+
+async fn node_configured(config: Config, discovery: impl FnOnce(libp2p::PeerId) -> Kad) -> Node {
     let mut swarm = Swarm::new_ephemeral_tokio(|key| {
         let kad = discovery(key.public().to_peer_id());
-        Behaviour::with_validator_and_discovery(&key, MemoryStore::new(), config(), Open, kad)
+        Behaviour::with_validator_and_discovery(&key, MemoryStore::new(), config, Open, kad)
             .expect("valid config")
     });
     swarm.listen().with_memory_addr_external().await;
@@ -99,6 +103,64 @@ async fn a_get_finds_a_follower_three_hops_away() {
         nodes[3].is_connected(nodes[0].local_peer_id()),
         "the reader dialed the follower it found"
     );
+}
+
+/// A node that follows keys in bulk on shard topics advertises its shards,
+/// not its keys, and a node on a topic per key two hops away that follows
+/// one of those keys still gets its record. In a DHT this small the key's
+/// own lookup already walks through the writer; which lookups a node makes
+/// when, and that a lookup of the key's shard follows one that found
+/// nobody, is shown input by input in the coordinator's tests.
+#[tokio::test]
+async fn a_follower_on_a_topic_per_key_finds_a_follower_on_shards() {
+    const SHARDS: u16 = 16;
+    let base = || {
+        Config::builder()
+            .fetch_timeout(Duration::from_secs(5))
+            .auto_topic_shards(8_192, SHARDS)
+    };
+    let sharded = base().topic_shards(SHARDS).build().expect("config");
+    let mut nodes = vec![
+        node_configured(sharded, Kad::new).await,
+        node_with(Kad::new).await,
+        node_configured(base().build().expect("config"), Kad::new).await,
+    ];
+    link(&mut nodes, 0, 1).await;
+    link(&mut nodes, 1, 2).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("bulk/{i}")).collect();
+    nodes[0]
+        .behaviour_mut()
+        .subscribe_many(&keys)
+        .expect("keys ok");
+    let record = nodes[0].behaviour_mut().put("bulk/7", "v").expect("put");
+    nodes[2]
+        .behaviour_mut()
+        .subscribe("bulk/7")
+        .expect("key ok");
+    let source = until(&mut nodes, 2, |e| match e {
+        Event::RecordUpdated { record: r, source } if *r == record => Some(*source),
+        _ => None,
+    })
+    .await;
+    assert!(
+        nodes[2].is_connected(nodes[0].local_peer_id()),
+        "the follower on shards was reached through the DHT ({source:?})"
+    );
+    let advertised: Vec<String> = nodes[0]
+        .behaviour_mut()
+        .discovery_mut()
+        .behaviour_mut()
+        .store_mut()
+        .provided()
+        .map(|r| String::from_utf8_lossy(r.key.as_ref()).into_owned())
+        .collect();
+    assert!(
+        !advertised.is_empty() && advertised.len() <= usize::from(SHARDS),
+        "one advertisement per shard, not per key: {advertised:?}"
+    );
+    assert!(advertised
+        .iter()
+        .all(|k| k.starts_with("/pointer/shard/16/")));
 }
 
 #[tokio::test]

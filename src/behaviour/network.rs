@@ -14,12 +14,13 @@ use libp2p::swarm::{
 };
 use libp2p::PeerId;
 
-use super::{now_ms, Behaviour, Gossip, TOPIC_PREFIX};
+use super::{now_ms, Behaviour, Gossip};
 use crate::coordinator::Input;
 use crate::discovery::{Discovered, Discovery};
 use crate::event::Event;
 use crate::handler::Handler;
 use crate::store::RecordStore;
+use crate::topic::Topic;
 
 impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D> {
     type ConnectionHandler =
@@ -214,17 +215,15 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
 
 impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     fn on_discovered(&mut self, event: D::ToSwarm, now: i64) {
+        // Rendezvous are record topics: a key's, or a shard of the count
+        // we recognise.
+        let shards = self.core.config().shard_topic_count();
         let input = match self.discovery.on_event(event) {
             Some(Discovered::Providers { topic, peers }) => {
-                topic_str_key(&topic).map(|key| Input::Providers {
-                    key: key.to_owned(),
-                    peers,
-                })
+                Topic::parse(&topic, shards).map(|topic| Input::Providers { topic, peers })
             }
             Some(Discovered::Done { topic }) => {
-                topic_str_key(&topic).map(|key| Input::LookupDone {
-                    key: key.to_owned(),
-                })
+                Topic::parse(&topic, shards).map(|topic| Input::LookupDone { topic })
             }
             Some(Discovered::Event(event)) => {
                 self.events.push_back(ToSwarm::GenerateEvent(*event));
@@ -237,9 +236,4 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             self.execute();
         }
     }
-}
-
-/// The key of a record topic named as a string.
-fn topic_str_key(topic: &str) -> Option<&str> {
-    topic.strip_prefix(TOPIC_PREFIX)
 }

@@ -1,13 +1,19 @@
-//! Finding followers beyond our connections: which keys to advertise in
-//! the DHT, when to look a key's followers up, whom of those found to dial,
-//! and how a `get` waits for them.
+//! Finding followers beyond our connections: what to advertise in the DHT,
+//! when to look followers up, whom of those found to dial, and how a `get`
+//! waits for them.
 //!
 //! The coordinator only decides; a [`Discovery`](crate::discovery::Discovery)
 //! in the shell (libp2p-kad provider records by default) carries it out.
-//! Every DHT operation draws on one token bucket of
+//! Every background DHT operation draws on one token bucket of
 //! [`discovery_rate`](crate::ConfigBuilder::discovery_rate) per second, so
 //! following many keys at once is spread out rather than sent as a burst;
 //! a user's `get` goes first and is never held back.
+//!
+//! What is advertised and looked up is a *rendezvous*, a record [`Topic`]:
+//! a node on a topic per key uses each followed key's own topic; a node on
+//! shard topics uses the shards, one advertisement and at most one
+//! background lookup per shard however many keys it follows (spec §12,
+//! "Finding followers through a DHT").
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -19,6 +25,7 @@ use crate::event::QueryId;
 use crate::query::Finished;
 use crate::store::RecordStore;
 use crate::token_bucket::TokenBucket;
+use crate::topic::{shard_index, Topic};
 
 /// How often queued DHT work is looked at while any waits.
 const TICK_MS: i64 = 1000;
@@ -27,13 +34,13 @@ const TICK_MS: i64 = 1000;
 /// a moment ago elsewhere may not be advertised yet when the first runs.
 const GET_LOOKUPS: u32 = 3;
 
-/// Background lookups of a key that keeps finding nobody back off to
-/// `discovery_interval` times this at most (5 min becomes 5 h 20 min).
+/// Background lookups of a rendezvous that keeps finding nobody back off
+/// to `discovery_interval` times this at most (5 min becomes 5 h 20 min).
 const MAX_BACKOFF: i64 = 64;
 
-/// The wait before the next background lookup of a key after `misses`
-/// lookups in a row that found nobody (one found nothing new: the first
-/// counts as a miss only once it ends empty).
+/// The wait before the next background lookup of a rendezvous after
+/// `misses` lookups in a row that found nobody (one found nothing new: the
+/// first counts as a miss only once it ends empty).
 fn backoff(interval: i64, misses: u32) -> i64 {
     let factor = 1i64 << misses.saturating_sub(1).min(6);
     interval.saturating_mul(factor.min(MAX_BACKOFF))
@@ -45,14 +52,14 @@ pub(crate) struct Discover {
     active: bool,
     /// `discovery_rate` operations per second.
     bucket: TokenBucket,
-    provide: VecDeque<String>,
-    lookup: VecDeque<String>,
-    queued: BTreeSet<(bool, String)>,
-    /// Keys with a lookup running, and when it started.
-    running: BTreeMap<String, i64>,
-    /// When each followed key was last looked up, and how many lookups in
-    /// a row found nobody.
-    looked_up: BTreeMap<String, (i64, u32)>,
+    provide: VecDeque<Topic>,
+    lookup: VecDeque<Topic>,
+    queued: BTreeSet<(bool, Topic)>,
+    /// Rendezvous with a lookup running, and when it started.
+    running: BTreeMap<Topic, i64>,
+    /// When each rendezvous was last looked up, and how many lookups in a
+    /// row found nobody.
+    looked_up: BTreeMap<Topic, (i64, u32)>,
     /// `get`s that want a lookup's result before they finish, and their
     /// deadlines.
     discovering: BTreeMap<QueryId, i64>,
@@ -62,8 +69,8 @@ pub(crate) struct Discover {
     /// Keys a `get` waits on: lookups made for it, and when the next is
     /// due after one found nobody.
     get_lookups: BTreeMap<String, (u32, Option<i64>)>,
-    /// Keys whose found followers were dialed: when, and how many.
-    dialed: BTreeMap<String, (i64, usize)>,
+    /// Rendezvous whose found peers were dialed: when, and how many.
+    dialed: BTreeMap<Topic, (i64, usize)>,
     tick_armed: bool,
 }
 
@@ -78,7 +85,8 @@ impl<S: RecordStore> Coordinator<S> {
         self.discover.bucket = TokenBucket::new(self.config.discovery_rate, 1000);
         let keys: Vec<String> = self.subscribed.iter().cloned().collect();
         for key in keys {
-            self.queue_dht(true, &key);
+            let at = self.rendezvous(&key);
+            self.queue_dht(true, at);
         }
     }
 
@@ -87,31 +95,107 @@ impl<S: RecordStore> Coordinator<S> {
         self.discover.active
     }
 
+    /// Where followed `key` is advertised and looked up in the background:
+    /// its own topic, or its shard once we are on shard topics.
+    fn rendezvous(&self, key: &str) -> Topic {
+        match self.shards() {
+            0 => Topic::Key(key.to_owned()),
+            count => Topic::shard_of(key, count),
+        }
+    }
+
+    /// Where the sharded followers of `key` advertise it, if peers may be
+    /// on shards of the count we recognise.
+    fn shard_rendezvous(&self, key: &str) -> Option<Topic> {
+        match self.config.shard_topic_count() {
+            0 => None,
+            count => Some(Topic::shard_of(key, count)),
+        }
+    }
+
+    /// Every rendezvous a follower of `key` may be found at: what a `get`
+    /// looks up.
+    fn all_rendezvous(&self, key: &str) -> Vec<Topic> {
+        let mut all = vec![Topic::Key(key.to_owned())];
+        all.extend(self.shard_rendezvous(key));
+        all
+    }
+
     /// We follow `key` from now on: advertise it, and look its followers
-    /// up if none is connected.
+    /// up if none is connected. On shards the key's shard is advertised
+    /// when its first key is followed, and looked up while no peer is on it.
     pub(super) fn discover_joined(&mut self, key: &str) {
         if !self.discover.active {
             return;
         }
-        self.queue_dht(true, key);
-        // Only a peer on the key's own topic surely follows it: a peer on
-        // its shard may follow other keys there and not be connected to
-        // any follower, so with shards the lookup still runs.
-        if self.followers.of(key).is_empty() {
-            self.queue_dht(false, key);
+        let at = self.rendezvous(key);
+        let Topic::Shard { index, .. } = at else {
+            self.queue_dht(true, at.clone());
+            if self.followers.of(key).is_empty() {
+                self.queue_dht(false, at);
+            }
+            return;
+        };
+        if self
+            .shard_keys
+            .get(&index)
+            .is_some_and(|keys| keys.len() == 1)
+        {
+            self.queue_dht(true, at.clone());
+        }
+        // Keys followed in bulk land in a few shards: the first key of a
+        // shard looks it up; once looked up, a shard is looked up again
+        // at republish firings (`rediscover`), however many keys join it.
+        let lonely = self.shard_peers.of(&index.to_string()).is_empty();
+        if lonely && !self.discover.looked_up.contains_key(&at) {
+            self.queue_dht(false, at);
         }
     }
 
-    /// We stopped following `key`.
+    /// We stopped following `key`: its advertisement ends, or, on shards,
+    /// its shard's with the last key followed there.
     pub(super) fn discover_left(&mut self, key: &str) {
         if !self.discover.active {
             return;
         }
-        self.discover.queued.remove(&(true, key.to_owned()));
-        self.discover.queued.remove(&(false, key.to_owned()));
-        self.discover.looked_up.remove(key);
-        self.outputs
-            .push_back(Output::StopProviding(key.to_owned()));
+        let at = self.rendezvous(key);
+        if let Topic::Shard { index, .. } = at {
+            if self.shard_keys.contains_key(&index) {
+                return;
+            }
+        }
+        self.forget_rendezvous(at);
+    }
+
+    /// A node that just moved to shard topics advertises its shards
+    /// instead of its keys: one provider record per shard, however many
+    /// keys. Its key advertisements end here (kad's copies on other nodes
+    /// expire by themselves).
+    pub(super) fn discover_sharded(&mut self) {
+        if !self.discover.active {
+            return;
+        }
+        let keys: Vec<String> = self.subscribed.iter().cloned().collect();
+        for key in keys {
+            self.forget_rendezvous(Topic::Key(key));
+        }
+        let count = self.shards();
+        let indices: Vec<u16> = self.shard_keys.keys().copied().collect();
+        for index in indices {
+            let shard = Topic::Shard { count, index };
+            self.queue_dht(true, shard.clone());
+            if self.shard_peers.of(&index.to_string()).is_empty() {
+                self.queue_dht(false, shard);
+            }
+        }
+    }
+
+    /// Stops advertising `at` and drops what waits for it.
+    fn forget_rendezvous(&mut self, at: Topic) {
+        self.discover.queued.remove(&(true, at.clone()));
+        self.discover.queued.remove(&(false, at.clone()));
+        self.discover.looked_up.remove(&at);
+        self.outputs.push_back(Output::StopProviding(at));
     }
 
     /// A `get` of `key` with no connected follower: look the key up now,
@@ -126,8 +210,22 @@ impl<S: RecordStore> Coordinator<S> {
             .get_lookups
             .entry(key.to_owned())
             .or_insert((1, None));
-        self.start_lookup(key, now_ms);
+        self.start_get_lookups(key, now_ms);
         self.arm_discover_tick(TICK_MS);
+    }
+
+    fn start_get_lookups(&mut self, key: &str, now_ms: i64) {
+        for at in self.all_rendezvous(key) {
+            self.start_lookup(at, now_ms);
+        }
+    }
+
+    /// Whether a lookup made for a `get` of `key`, or a dial it caused, is
+    /// still under way.
+    fn get_lookup_pending(&self, key: &str) -> bool {
+        self.all_rendezvous(key).iter().any(|at| {
+            self.discover.running.contains_key(at) || self.discover.dialed.contains_key(at)
+        })
     }
 
     /// Whether a finished round of `get` `id` waits for discovery instead
@@ -137,8 +235,7 @@ impl<S: RecordStore> Coordinator<S> {
             return Some(done);
         }
         let retry_due = |(_, due): &(u32, Option<i64>)| due.is_some();
-        let pending = self.discover.running.contains_key(&done.key)
-            || self.discover.dialed.contains_key(&done.key)
+        let pending = self.get_lookup_pending(&done.key)
             || self
                 .discover
                 .get_lookups
@@ -163,10 +260,13 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
-    /// A peer subscribed to `key`: parked `get`s of the key ask it.
+    /// A peer follows `key` now (on its topic or its shard): parked `get`s
+    /// of the key ask it.
     pub(super) fn discover_follower(&mut self, peer: PeerId, key: &str) {
         let ids = self.parked_on(key);
-        self.discover.dialed.remove(key);
+        for at in self.all_rendezvous(key) {
+            self.discover.dialed.remove(&at);
+        }
         for id in ids {
             let Some(parked) = self.discover.parked.remove(&id) else {
                 continue;
@@ -179,23 +279,23 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
-    /// A lookup of `key` found `peers`: dial up to `discovery_dials` of
-    /// them, fewer when followers are connected already.
-    pub(super) fn on_providers(&mut self, key: &str, peers: Vec<PeerId>, now_ms: i64) {
-        if !self.discover.active || !self.subscribed.contains(key) {
+    /// A lookup of `at` found `peers`: dial up to `discovery_dials` of
+    /// them, fewer when peers on it are connected already.
+    pub(super) fn on_providers(&mut self, at: Topic, peers: Vec<PeerId>, now_ms: i64) {
+        if !self.discover.active || !self.wants(&at) {
             return;
         }
-        if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
+        if let Some((_, misses)) = self.discover.looked_up.get_mut(&at) {
             *misses = 0;
         }
         // A lookup reports in steps: what earlier steps dialed counts too.
         self.forget_old_dials(now_ms);
-        // Connected followers leave at least one dial: peers that merely
-        // subscribed to the key (Sybils, say) must not keep a lookup from
+        // Connected peers leave at least one dial: peers that merely
+        // subscribed to the topic (Sybils, say) must not keep a lookup from
         // reaching the followers it found.
         let dials = self.config.discovery_dials;
-        let connected = self.followers_of(key).len().min(dials.saturating_sub(1));
-        let dialing = self.discover.dialed.get(key).map_or(0, |(_, n)| *n);
+        let connected = self.connected_on(&at).min(dials.saturating_sub(1));
+        let dialing = self.discover.dialed.get(&at).map_or(0, |(_, n)| *n);
         let room = dials.saturating_sub(connected + dialing);
         let mut fresh: Vec<PeerId> = peers
             .into_iter()
@@ -209,43 +309,105 @@ impl<S: RecordStore> Coordinator<S> {
             let entry = self
                 .discover
                 .dialed
-                .entry(key.to_owned())
+                .entry(at.clone())
                 .or_insert((now_ms, 0));
             entry.1 += 1;
             self.outputs.push_back(Output::Dial(peer));
         }
     }
 
-    /// A lookup of `key` is over. `get`s parked on it that have no
-    /// follower connected by now end with what is held.
-    pub(super) fn on_lookup_done(&mut self, key: &str, now_ms: i64) {
+    /// Whether the peers found at `at` are of use to us: it is the topic
+    /// of a key we follow or a `get` waits on, or the shard of one.
+    fn wants(&self, at: &Topic) -> bool {
+        match at {
+            Topic::Key(key) => {
+                self.subscribed.contains(key) || self.discover.get_lookups.contains_key(key)
+            }
+            Topic::Shard { count, index } => {
+                let in_shard = |key: &String| shard_index(key, *count) == *index;
+                if *count == self.shards() {
+                    self.shard_keys.contains_key(index)
+                        || self.discover.get_lookups.keys().any(in_shard)
+                } else {
+                    self.subscribed.iter().any(in_shard)
+                        || self.discover.get_lookups.keys().any(in_shard)
+                }
+            }
+        }
+    }
+
+    /// Connected peers that follow a key at `at`, or are on its shard.
+    fn connected_on(&self, at: &Topic) -> usize {
+        match at {
+            Topic::Key(key) => self.followers_of(key).len(),
+            Topic::Shard { index, .. } => self.shard_peers.of(&index.to_string()).len(),
+        }
+    }
+
+    /// A lookup of `at` is over. `get`s parked on it that have no follower
+    /// connected by now end with what is held.
+    pub(super) fn on_lookup_done(&mut self, at: Topic, now_ms: i64) {
         // A lookup that found nobody (its providers would have reset the
         // count) backs the next background one off.
-        if let Some((_, misses)) = self.discover.looked_up.get_mut(key) {
+        if let Some((_, misses)) = self.discover.looked_up.get_mut(&at) {
             *misses = misses.saturating_add(1);
         }
-        self.lookup_over(key, now_ms);
+        self.lookup_over(at, now_ms);
     }
 
-    /// A lookup of `key` could not start: it found nobody, but says
-    /// nothing of the key. It is not a miss, and the key is looked up
-    /// again at the next republish firing rather than after
-    /// `discovery_interval` (each such try costs nothing while the DHT
-    /// stays empty).
-    pub(super) fn on_lookup_skipped(&mut self, key: &str, now_ms: i64) {
-        self.discover.looked_up.remove(key);
-        self.lookup_over(key, now_ms);
+    /// A lookup of `at` could not start: it found nobody, but says nothing
+    /// of the rendezvous. It is not a miss, and it is looked up again at
+    /// the next republish firing rather than after `discovery_interval`
+    /// (each such try costs nothing while the DHT stays empty).
+    pub(super) fn on_lookup_skipped(&mut self, at: Topic, now_ms: i64) {
+        self.discover.looked_up.remove(&at);
+        self.lookup_over(at, now_ms);
     }
 
-    fn lookup_over(&mut self, key: &str, now_ms: i64) {
-        self.discover.running.remove(key);
+    fn lookup_over(&mut self, at: Topic, now_ms: i64) {
+        self.discover.running.remove(&at);
         // Followers that were dialed may still connect: the parked gets
         // wait for them until their deadline (see `on_discover_tick`).
         self.forget_old_dials(now_ms);
-        if self.discover.dialed.contains_key(key) {
+        self.then_look_up_shard(&at, now_ms);
+        let keys: Vec<String> = self
+            .discover
+            .get_lookups
+            .keys()
+            .filter(|key| self.all_rendezvous(key).contains(&at))
+            .cloned()
+            .collect();
+        for key in keys {
+            self.get_lookup_over(&key, now_ms);
+        }
+    }
+
+    /// A node on a topic per key whose lookup of a key dialed nobody looks
+    /// the key's shard up next: followers on shard topics advertise their
+    /// shards, not their keys.
+    fn then_look_up_shard(&mut self, at: &Topic, now_ms: i64) {
+        let Topic::Key(key) = at else { return };
+        if self.shards() != 0
+            || !self.subscribed.contains(key)
+            || !self.followers.of(key).is_empty()
+            || self.discover.dialed.contains_key(at)
+        {
             return;
         }
-        // A `get` looks again, a tick later, before it settles.
+        let Some(shard) = self.shard_rendezvous(key) else {
+            return;
+        };
+        if self.lookup_due(&shard, now_ms) {
+            self.queue_dht(false, shard);
+        }
+    }
+
+    /// The lookups made for a `get` of `key` are over: look again, a tick
+    /// later, or end the `get`s parked on it.
+    fn get_lookup_over(&mut self, key: &str, now_ms: i64) {
+        if self.get_lookup_pending(key) {
+            return;
+        }
         if let Some((made, due)) = self.discover.get_lookups.get_mut(key) {
             if *made < GET_LOOKUPS {
                 *made += 1;
@@ -259,23 +421,20 @@ impl<S: RecordStore> Coordinator<S> {
         self.finish_parked(ids);
     }
 
-    fn start_lookup(&mut self, key: &str, now_ms: i64) {
+    fn start_lookup(&mut self, at: Topic, now_ms: i64) {
         self.forget_old_dials(now_ms);
-        if self.discover.running.contains_key(key) {
+        if self.discover.running.contains_key(&at) {
             return;
         }
-        self.discover.running.insert(key.to_owned(), now_ms);
-        let misses = self.discover.looked_up.get(key).map_or(0, |(_, m)| *m);
-        self.discover
-            .looked_up
-            .insert(key.to_owned(), (now_ms, misses));
-        self.outputs
-            .push_back(Output::FindProviders(key.to_owned()));
+        self.discover.running.insert(at.clone(), now_ms);
+        let misses = self.discover.looked_up.get(&at).map_or(0, |(_, m)| *m);
+        self.discover.looked_up.insert(at.clone(), (now_ms, misses));
+        self.outputs.push_back(Output::FindProviders(at));
     }
 
     /// Dials and lookups older than `fetch_timeout` are taken as over: a
     /// `get` waits no longer, and a DHT that never reports a lookup's end
-    /// does not block the key's next lookup.
+    /// does not block the next lookup.
     fn forget_old_dials(&mut self, now_ms: i64) {
         let wait = ms(self.config.fetch_timeout);
         let fresh = |at: i64| now_ms.saturating_sub(at) < wait;
@@ -288,14 +447,14 @@ impl<S: RecordStore> Coordinator<S> {
     pub(super) fn on_discover_tick(&mut self, now_ms: i64) {
         self.discover.tick_armed = false;
         while self.discover.bucket.has(now_ms) {
-            let Some((provide, key)) = self.next_dht_job() else {
+            let Some((provide, at)) = self.next_dht_job() else {
                 break;
             };
             self.discover.bucket.take(now_ms);
             if provide {
-                self.outputs.push_back(Output::Provide(key));
+                self.outputs.push_back(Output::Provide(at));
             } else {
-                self.start_lookup(&key, now_ms);
+                self.start_lookup(at, now_ms);
             }
         }
         let due: Vec<String> = self
@@ -309,7 +468,7 @@ impl<S: RecordStore> Coordinator<S> {
             })
             .collect();
         for key in due {
-            self.start_lookup(&key, now_ms);
+            self.start_get_lookups(&key, now_ms);
         }
         let due: Vec<QueryId> = self
             .discover
@@ -340,32 +499,47 @@ impl<S: RecordStore> Coordinator<S> {
         }
     }
 
-    /// At each republish firing: followed keys with no connected follower,
-    /// not looked up for `discovery_interval`, are looked up again (a
+    /// At each republish firing: followed keys (on shards: shards) with
+    /// nobody connected on them, not looked up for `discovery_interval`
+    /// (longer after lookups that found nobody), are looked up again (a
     /// follower may have come up elsewhere since).
     pub(super) fn rediscover(&mut self, now_ms: i64) {
         if !self.discover.active {
             return;
         }
-        let interval = ms(self.config.discovery_interval);
-        let lonely: Vec<String> = self
-            .subscribed
-            .iter()
-            .filter(|k| self.followers.of(k).is_empty())
-            .filter(|k| {
-                self.discover.looked_up.get(*k).is_none_or(|(at, misses)| {
-                    now_ms.saturating_sub(*at) >= backoff(interval, *misses)
-                })
-            })
-            .cloned()
-            .collect();
-        for key in lonely {
-            self.queue_dht(false, &key);
+        let lonely: Vec<Topic> = match self.shards() {
+            0 => self
+                .subscribed
+                .iter()
+                .filter(|k| self.followers.of(k).is_empty())
+                .map(|k| Topic::Key(k.clone()))
+                .collect(),
+            count => self
+                .shard_keys
+                .keys()
+                .filter(|index| self.shard_peers.of(&index.to_string()).is_empty())
+                .map(|&index| Topic::Shard { count, index })
+                .collect(),
+        };
+        for at in lonely {
+            if self.lookup_due(&at, now_ms) {
+                self.queue_dht(false, at);
+            }
         }
     }
 
-    fn queue_dht(&mut self, provide: bool, key: &str) {
-        if !self.discover.queued.insert((provide, key.to_owned())) {
+    /// Whether a background lookup of `at` is due: none has been made, or
+    /// the last is older than the backoff its misses earned.
+    fn lookup_due(&self, at: &Topic, now_ms: i64) -> bool {
+        let interval = ms(self.config.discovery_interval);
+        self.discover
+            .looked_up
+            .get(at)
+            .is_none_or(|(last, misses)| now_ms.saturating_sub(*last) >= backoff(interval, *misses))
+    }
+
+    fn queue_dht(&mut self, provide: bool, at: Topic) {
+        if !self.discover.queued.insert((provide, at.clone())) {
             return;
         }
         let queue = if provide {
@@ -373,13 +547,13 @@ impl<S: RecordStore> Coordinator<S> {
         } else {
             &mut self.discover.lookup
         };
-        queue.push_back(key.to_owned());
+        queue.push_back(at);
         self.arm_discover_tick(0);
     }
 
     /// Lookups go before provides: a node that follows a key and has no
     /// follower of it is worse off than one not yet found by others.
-    fn next_dht_job(&mut self) -> Option<(bool, String)> {
+    fn next_dht_job(&mut self) -> Option<(bool, Topic)> {
         for provide in [false, true] {
             loop {
                 let queue = if provide {
@@ -387,10 +561,10 @@ impl<S: RecordStore> Coordinator<S> {
                 } else {
                     &mut self.discover.lookup
                 };
-                let Some(key) = queue.pop_front() else { break };
-                // Keys unfollowed meanwhile were taken out of `queued`.
-                if self.discover.queued.remove(&(provide, key.clone())) {
-                    return Some((provide, key));
+                let Some(at) = queue.pop_front() else { break };
+                // Rendezvous given up meanwhile were taken out of `queued`.
+                if self.discover.queued.remove(&(provide, at.clone())) {
+                    return Some((provide, at));
                 }
             }
         }

@@ -9,6 +9,7 @@ use super::{Coordinator, Input, Output, Timer};
 use crate::event::{Event, GetOutcome};
 use crate::exchange::{Entry, Response};
 use crate::store::MemoryStore;
+use crate::topic::Topic;
 use crate::validator::Open;
 use crate::Config;
 
@@ -28,6 +29,10 @@ fn node(seed: u8, config: crate::ConfigBuilder) -> Coordinator<MemoryStore> {
     c
 }
 
+fn key_topic(key: &str) -> Topic {
+    Topic::Key(key.to_owned())
+}
+
 fn drain(c: &mut Coordinator<MemoryStore>) -> Vec<Output> {
     c.pack_asks();
     std::iter::from_fn(|| c.poll_output()).collect()
@@ -43,6 +48,26 @@ fn is_provide(o: &Output) -> bool {
 
 fn is_find(o: &Output) -> bool {
     matches!(o, Output::FindProviders(_))
+}
+
+fn is_find_of(key: &str) -> impl Fn(&Output) -> bool + '_ {
+    move |o| matches!(o, Output::FindProviders(Topic::Key(k)) if k == key)
+}
+
+/// The shard `key` belongs to among the default auto-shard count.
+fn shard_topic(key: &str) -> Topic {
+    let (_, count) = Config::builder()
+        .build()
+        .expect("config")
+        .auto_topic_shards();
+    Topic::shard_of(key, count)
+}
+
+/// Ends the lookups a `get` of `key` made: its topic's and its shard's.
+fn end_get_lookups(c: &mut Coordinator<MemoryStore>, key: &str, now: i64) {
+    for topic in [key_topic(key), shard_topic(key)] {
+        c.handle(Input::LookupDone { topic }, now);
+    }
 }
 
 fn finished(outputs: &[Output]) -> Option<&GetOutcome> {
@@ -83,18 +108,27 @@ fn a_followed_key_is_advertised_and_looked_up_when_no_follower_is_connected() {
     c.handle(Input::Timer(Timer::Discover), T0);
     let out = drain(&mut c);
     assert_eq!(
-        count(&out, |o| matches!(o, Output::Provide(k) if k == "k")),
+        count(
+            &out,
+            |o| matches!(o, Output::Provide(t) if *t == key_topic("k"))
+        ),
         1
     );
     assert_eq!(
-        count(&out, |o| matches!(o, Output::FindProviders(k) if k == "k")),
+        count(
+            &out,
+            |o| matches!(o, Output::FindProviders(t) if *t == key_topic("k"))
+        ),
         1
     );
     // Leaving the key withdraws the advertisement.
     c.unsubscribe("k");
     let out = drain(&mut c);
     assert_eq!(
-        count(&out, |o| matches!(o, Output::StopProviding(k) if k == "k")),
+        count(
+            &out,
+            |o| matches!(o, Output::StopProviding(t) if *t == key_topic("k"))
+        ),
         1
     );
 }
@@ -135,7 +169,7 @@ fn a_lookup_dials_at_most_discovery_dials_peers_and_never_connected_ones() {
     found.push(c.local_peer_id());
     c.handle(
         Input::Providers {
-            key: "k".into(),
+            topic: key_topic("k"),
             peers: found,
         },
         T0,
@@ -169,7 +203,7 @@ fn connected_followers_never_take_a_lookups_last_dial() {
     let found = (0..5).map(|_| PeerId::random()).collect();
     c.handle(
         Input::Providers {
-            key: "k".into(),
+            topic: key_topic("k"),
             peers: found,
         },
         T0,
@@ -188,7 +222,7 @@ fn a_lookup_reporting_in_steps_dials_discovery_dials_peers_in_all() {
         let peers = (0..2).map(|_| PeerId::random()).collect();
         c.handle(
             Input::Providers {
-                key: "k".into(),
+                topic: key_topic("k"),
                 peers,
             },
             T0 + step,
@@ -215,12 +249,17 @@ fn a_get_parked_after_its_asks_still_ends_at_its_deadline() {
     drain(&mut c);
     c.handle(
         Input::Providers {
-            key: "k".into(),
+            topic: key_topic("k"),
             peers: vec![PeerId::random()],
         },
         T0 + 1_100,
     );
-    c.handle(Input::LookupDone { key: "k".into() }, T0 + 1_200);
+    c.handle(
+        Input::LookupDone {
+            topic: key_topic("k"),
+        },
+        T0 + 1_200,
+    );
     // The neighbour knows nothing: the get parks, waiting for the dial.
     let id = ask.expect("the neighbour is asked");
     c.handle(
@@ -256,18 +295,22 @@ fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
     let mut c = node(1, Config::builder());
     c.get("k", T0);
     let out = drain(&mut c);
-    assert_eq!(count(&out, is_find), 1, "a get looks up at once");
+    assert_eq!(
+        count(&out, is_find),
+        2,
+        "a get looks up the key's topic and its shard at once"
+    );
     assert!(finished(&out).is_none(), "nobody connected, yet it waits");
 
     let far = PeerId::random();
     c.handle(
         Input::Providers {
-            key: "k".into(),
+            topic: key_topic("k"),
             peers: vec![far],
         },
         T0 + 50,
     );
-    c.handle(Input::LookupDone { key: "k".into() }, T0 + 60);
+    end_get_lookups(&mut c, "k", T0 + 60);
     let out = drain(&mut c);
     assert!(out
         .iter()
@@ -301,12 +344,27 @@ fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
 fn a_get_whose_lookups_find_nobody_ends_after_its_third() {
     let mut c = node(1, Config::builder());
     c.get("k", T0);
-    assert_eq!(count(&drain(&mut c), is_find), 1);
+    assert_eq!(count(&drain(&mut c), is_find), 2);
     // A key written a moment ago elsewhere may not be advertised yet: the
     // get looks again a tick later, twice, before it settles.
     for attempt in 1..=3 {
         let now = T0 + attempt * 2000;
-        c.handle(Input::LookupDone { key: "k".into() }, now - 1000);
+        c.handle(
+            Input::LookupDone {
+                topic: key_topic("k"),
+            },
+            now - 1000,
+        );
+        assert!(
+            finished(&drain(&mut c)).is_none(),
+            "the shard's lookup still runs"
+        );
+        c.handle(
+            Input::LookupDone {
+                topic: shard_topic("k"),
+            },
+            now - 1000,
+        );
         let out = drain(&mut c);
         if attempt == 3 {
             assert_eq!(finished(&out), Some(&GetOutcome::NotFound));
@@ -314,7 +372,7 @@ fn a_get_whose_lookups_find_nobody_ends_after_its_third() {
         }
         assert!(finished(&out).is_none(), "lookup {attempt} of 3");
         c.handle(Input::Timer(Timer::Discover), now);
-        assert_eq!(count(&drain(&mut c), is_find), 1, "lookup {}", attempt + 1);
+        assert_eq!(count(&drain(&mut c), is_find), 2, "lookup {}", attempt + 1);
     }
 }
 
@@ -325,12 +383,12 @@ fn a_get_waits_for_dialed_followers_no_longer_than_fetch_timeout() {
     c.get("k", T0);
     c.handle(
         Input::Providers {
-            key: "k".into(),
+            topic: key_topic("k"),
             peers: vec![PeerId::random()],
         },
         T0 + 10,
     );
-    c.handle(Input::LookupDone { key: "k".into() }, T0 + 20);
+    end_get_lookups(&mut c, "k", T0 + 20);
     drain(&mut c);
     c.handle(Input::Timer(Timer::Discover), T0 + 2_000);
     assert!(finished(&drain(&mut c)).is_none(), "within fetch_timeout");
@@ -360,22 +418,22 @@ fn relookups(ends: Ends, until: i64) -> Vec<i64> {
         let now = T0 + s * 1000;
         c.handle(Input::Timer(Timer::Republish), now);
         c.handle(Input::Timer(Timer::Discover), now);
-        if count(&drain(&mut c), is_find) > 0 {
+        if count(&drain(&mut c), is_find_of("k")) > 0 {
             lookups.push(s);
             if ends == Ends::Found {
                 let peers = vec![PeerId::random()];
                 c.handle(
                     Input::Providers {
-                        key: "k".into(),
+                        topic: key_topic("k"),
                         peers,
                     },
                     now,
                 );
             }
-            let key = "k".to_owned();
+            let topic = key_topic("k");
             let over = match ends {
-                Ends::Skipped => Input::LookupSkipped { key },
-                _ => Input::LookupDone { key },
+                Ends::Skipped => Input::LookupSkipped { topic },
+                _ => Input::LookupDone { topic },
             };
             c.handle(over, now);
             drain(&mut c);

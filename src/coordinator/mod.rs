@@ -17,6 +17,8 @@
 
 mod discover;
 #[cfg(test)]
+mod discover_shard_tests;
+#[cfg(test)]
 mod discover_tests;
 mod fetch;
 mod get;
@@ -125,24 +127,24 @@ pub enum Input {
     /// A timer armed with [`Output::SetTimer`] fired.
     Timer(Timer),
     /// A lookup started by [`Output::FindProviders`] found peers that
-    /// advertise following `key` (possibly in several parts).
+    /// advertise `topic` (possibly in several parts).
     Providers {
-        /// The key looked up.
-        key: String,
+        /// The rendezvous looked up.
+        topic: Topic,
         /// The peers found.
         peers: Vec<PeerId>,
     },
-    /// The lookup of `key` is over.
+    /// The lookup of `topic` is over.
     LookupDone {
-        /// The key looked up.
-        key: String,
+        /// The rendezvous looked up.
+        topic: Topic,
     },
-    /// The lookup of `key` could not start (the DHT knows no peer yet):
-    /// over at once, and not counted as one that found nobody, so the
-    /// key's background lookups do not back off for it.
+    /// The lookup of `topic` could not start (the DHT knows no peer yet):
+    /// over at once, and not counted as one that found nobody, so its
+    /// background lookups do not back off for it.
     LookupSkipped {
-        /// The key not looked up.
-        key: String,
+        /// The rendezvous not looked up.
+        topic: Topic,
     },
 }
 
@@ -235,13 +237,14 @@ pub enum Output {
         /// When the ban ends.
         until_ms: i64,
     },
-    /// Advertise in the DHT that we follow `key`.
-    Provide(String),
-    /// Stop advertising that we follow `key`.
-    StopProviding(String),
-    /// Look up the peers that advertise following `key`; the results come
-    /// back as [`Input::Providers`], then [`Input::LookupDone`].
-    FindProviders(String),
+    /// Advertise in the DHT that we are on `topic`: a key's own topic, or
+    /// on shard topics a shard (spec §12).
+    Provide(Topic),
+    /// Stop advertising `topic`.
+    StopProviding(Topic),
+    /// Look up the peers that advertise `topic`; the results come back as
+    /// [`Input::Providers`], then [`Input::LookupDone`].
+    FindProviders(Topic),
     /// Connect to `peer` (a follower a lookup found) unless connected.
     Dial(PeerId),
     /// Tell the user.
@@ -386,9 +389,9 @@ impl<S: RecordStore> Coordinator<S> {
             Input::Timer(Timer::Discover) => self.on_discover_tick(now_ms),
             Input::Timer(Timer::GetGrace) => self.on_get_grace(now_ms),
             Input::Timer(Timer::Throttle) => self.on_throttle_timer(now_ms),
-            Input::Providers { key, peers } => self.on_providers(&key, peers, now_ms),
-            Input::LookupDone { key } => self.on_lookup_done(&key, now_ms),
-            Input::LookupSkipped { key } => self.on_lookup_skipped(&key, now_ms),
+            Input::Providers { topic, peers } => self.on_providers(topic, peers, now_ms),
+            Input::LookupDone { topic } => self.on_lookup_done(topic, now_ms),
+            Input::LookupSkipped { topic } => self.on_lookup_skipped(topic, now_ms),
         }
     }
 

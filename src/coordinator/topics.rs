@@ -49,6 +49,7 @@ impl<S: RecordStore> Coordinator<S> {
             members.insert(key.clone());
             self.key_topics.insert(key);
         }
+        self.discover_sharded();
     }
 
     /// A sharded node leaves a key's own topic once every connected peer
