@@ -123,6 +123,14 @@ impl Node {
         if !args.contains(&"--listen") {
             command.args(["--listen", LOOPBACK_TCP]);
         }
+        Node::start_command(name, command)
+    }
+
+    /// Spawns `command`, a program that prints `--json` lines as the node
+    /// does (`started` with `peer_id` first, then `listening` with an
+    /// `address`), and waits for its first address. For a program other
+    /// than the node, such as a benchmark's baseline.
+    pub fn start_command(name: &str, command: Command) -> Node {
         let mut node = Node::spawn(name, command, true);
         node.started = node.expect("started", |l| l["event"] == "started");
         node.peer_id = node.started["peer_id"].as_str().unwrap().to_owned();
@@ -382,22 +390,35 @@ impl Node {
 
     /// [`Self::watch`] with a deadline of `within` rather than
     /// [`PATIENCE`], for benchmarks whose runs take longer.
-    pub fn watch_within(
-        &mut self,
-        what: &str,
-        within: Duration,
-        mut done: impl FnMut(&Value) -> bool,
-    ) {
+    pub fn watch_within(&mut self, what: &str, within: Duration, done: impl FnMut(&Value) -> bool) {
+        let deadline = Instant::now() + within;
+        if !self.watch_until(deadline, done) {
+            panic!("{}: no {what} in time", self.name);
+        }
+    }
+
+    /// [`Self::watch`] until `deadline`: `false` when it passed first,
+    /// rather than a panic, for benchmarks that count what did not arrive
+    /// and go on. Panics only when the node's output ends.
+    pub fn watch_until(&mut self, deadline: Instant, mut done: impl FnMut(&Value) -> bool) -> bool {
         while let Some(line) = self.pending.pop_front() {
             if done(&line) {
-                return;
+                return true;
             }
         }
-        let deadline = Instant::now() + within;
         loop {
-            let line = self.next_line(deadline, what);
-            if done(&line) {
-                return;
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(raw) => {
+                    let line = self.parse(raw);
+                    if done(&line) {
+                        return true;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{}: output ended while watching", self.name)
+                }
             }
         }
     }
