@@ -3,11 +3,13 @@
 //! `"event"` field names the variant. The README documents this schema;
 //! change both together.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 
 use libp2p::{Multiaddr, PeerId};
-use pointer::{GetOutcome, Record, Source};
+use pointer::{Author, GetOutcome, Record, Source};
 use serde::Serialize;
 
 /// One answer or event.
@@ -148,8 +150,8 @@ impl RecordLine {
     pub fn new(record: &Record, source: Source) -> Self {
         let (source, from) = match source {
             Source::Local => ("local", None),
-            Source::Gossip { peer } => ("gossip", Some(peer.to_string())),
-            Source::Fetch { peer } => ("fetch", Some(peer.to_string())),
+            Source::Gossip { peer } => ("gossip", Some(peer_text(peer))),
+            Source::Fetch { peer } => ("fetch", Some(peer_text(peer))),
         };
         RecordLine {
             key: record.key().to_owned(),
@@ -225,11 +227,41 @@ pub fn dialable(addr: &Multiaddr, peer: PeerId) -> String {
         .to_string()
 }
 
+/// Most names [`NAMES`] remembers before it starts again.
+const NAMES_KEPT: usize = 4096;
+
+thread_local! {
+    /// The text of the peers and authors printed lately. Every `updated`
+    /// line names two, nearly always the same few, and encoding them anew
+    /// in base58 was a twentieth of the node's CPU while it caught up a
+    /// few hundred thousand records.
+    static NAMES: RefCell<(HashMap<PeerId, String>, HashMap<Author, String>)> =
+        RefCell::default();
+}
+
+fn peer_text(peer: PeerId) -> String {
+    NAMES.with_borrow_mut(|(peers, _)| {
+        if peers.len() >= NAMES_KEPT {
+            peers.clear();
+        }
+        peers.entry(peer).or_insert_with(|| peer.to_string()).clone()
+    })
+}
+
 fn author(record: &Record) -> String {
-    match record.author().peer_id() {
-        Some(peer) => peer.to_string(),
-        None => format!("{:?}", record.author()),
-    }
+    let key = *record.author();
+    NAMES.with_borrow_mut(|(_, authors)| {
+        if authors.len() >= NAMES_KEPT {
+            authors.clear();
+        }
+        authors
+            .entry(key)
+            .or_insert_with(|| match key.peer_id() {
+                Some(peer) => peer.to_string(),
+                None => format!("{key:?}"),
+            })
+            .clone()
+    })
 }
 
 /// Writes lines to standard output in the chosen format.
