@@ -43,11 +43,13 @@ use crate::store::{MemoryStore, RecordStore};
 use crate::topic::Topic;
 use crate::validator::{OwnedKeys, Validator};
 
+mod dht_links;
 mod gossip_config;
 mod network;
 mod pacer;
 mod probe;
 
+use self::dht_links::DhtLinks;
 use self::gossip_config::{build_gossipsub, RecordTopics};
 use self::probe::Probe;
 
@@ -159,6 +161,8 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     /// Threads the fetch handlers have borrowed for signature checks, shared
     /// so that all connections together borrow at most `verify_threads - 1`.
     verify_threads_lent: Arc<AtomicUsize>,
+    /// Connections the DHT dialed, closed once they have lingered.
+    dht_links: DhtLinks,
     /// Metrics (feature `metrics`), or hooks that do nothing.
     probe: Probe,
 }
@@ -222,6 +226,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         let topic_changes = Pacer::new(config.topic_changes_per_second, usize::MAX);
         let per_second = config.republish_per_second;
         let republishes = Pacer::new(per_second, usize::try_from(per_second).unwrap_or(0) * 60);
+        let dht_links = DhtLinks::new(config.dht_connection_linger);
         let mut core = Coordinator::new(signer, store, config, validator, rand::random());
         if discovery.is_enabled() {
             core.enable_discovery();
@@ -243,6 +248,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             inbound_streams: Arc::default(),
             peer_streams: HashMap::new(),
             verify_threads_lent: Arc::default(),
+            dht_links,
             probe: Probe::default(),
         };
         pointer.execute();
@@ -516,11 +522,14 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                     self.inputs.push_back(Input::LookupSkipped { topic: at });
                 }
             }
-            Output::Dial(peer) => self.events.push_back(ToSwarm::Dial {
-                opts: DialOpts::peer_id(peer)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build(),
-            }),
+            Output::Dial(peer) => {
+                self.dht_links.wanted(peer);
+                self.events.push_back(ToSwarm::Dial {
+                    opts: DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build(),
+                })
+            }
             Output::Event(event) => self.events.push_back(ToSwarm::GenerateEvent(event)),
         }
     }

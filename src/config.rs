@@ -47,6 +47,7 @@ pub struct Config {
     pub(crate) discovery_rate: u32,
     pub(crate) discovery_dials: usize,
     pub(crate) discovery_interval: Duration,
+    pub(crate) dht_connection_linger: Option<Duration>,
     pub(crate) topic_shards: u16,
     pub(crate) auto_shards_after: usize,
     pub(crate) auto_shards: u16,
@@ -99,6 +100,7 @@ impl Default for Config {
             discovery_rate: 20,
             discovery_dials: 3,
             discovery_interval: Duration::from_secs(5 * 60),
+            dht_connection_linger: Some(Duration::from_secs(30)),
             topic_shards: 0,
             auto_shards_after: 8_192,
             auto_shards: 256,
@@ -292,6 +294,13 @@ impl Config {
         self.discovery_interval
     }
 
+    /// How long a connection the DHT dialed for its own queries stays open
+    /// before it is closed; `None` keeps them (see
+    /// [`ConfigBuilder::dht_connection_linger`]).
+    pub fn dht_connection_linger(&self) -> Option<Duration> {
+        self.dht_connection_linger
+    }
+
     /// How many shard topics keys are spread over from the start; 0: a
     /// topic per key (until [`Self::auto_topic_shards`] turns shards on).
     pub fn topic_shards(&self) -> u16 {
@@ -380,6 +389,7 @@ impl fmt::Debug for Config {
             .field("discovery_rate", &self.discovery_rate)
             .field("discovery_dials", &self.discovery_dials)
             .field("discovery_interval", &self.discovery_interval)
+            .field("dht_connection_linger", &self.dht_connection_linger)
             .field("topic_shards", &self.topic_shards)
             .field("auto_shards_after", &self.auto_shards_after)
             .field("auto_shards", &self.auto_shards)

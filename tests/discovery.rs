@@ -163,6 +163,63 @@ async fn a_follower_on_a_topic_per_key_finds_a_follower_on_shards() {
         .all(|k| k.starts_with("/pointer/shard/16/")));
 }
 
+/// A connection the DHT dialed for its own walk is closed once it has
+/// lingered: three nodes in a line follow one key, the end nodes' kad
+/// walks connect them, and gossipsub would keep that link (both follow the
+/// key); it closes, and a write still crosses the line through the middle.
+#[tokio::test]
+async fn a_connection_the_dht_dialed_is_closed_after_its_linger() {
+    let config = || {
+        Config::builder()
+            .fetch_timeout(Duration::from_secs(5))
+            .dht_connection_linger(Some(Duration::from_secs(1)))
+            .build()
+            .expect("config")
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node_configured(config(), Kad::new).await);
+    }
+    link(&mut nodes, 0, 1).await;
+    link(&mut nodes, 1, 2).await;
+    for node in &mut nodes {
+        node.behaviour_mut().subscribe("line/c").expect("key ok");
+    }
+    let far = *nodes[2].local_peer_id();
+    let mut opened = false;
+    let closed = async {
+        loop {
+            let next = select_all(
+                nodes
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, n)| n.select_next_some().map(move |e| (i, e)).boxed()),
+            );
+            let ((i, event), _, _) = next.await;
+            match event {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } if i == 0 && peer_id == far => {
+                    opened = true;
+                }
+                SwarmEvent::ConnectionClosed {
+                    peer_id,
+                    num_established: 0,
+                    ..
+                } if i == 0 && peer_id == far && opened => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, closed)
+        .await
+        .expect("the ends' DHT link opened and then closed");
+    let record = nodes[0].behaviour_mut().put("line/c", "v").expect("put");
+    until(&mut nodes, 2, |e| match e {
+        Event::RecordUpdated { record: r, .. } if *r == record => Some(()),
+        _ => None,
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_users_own_kad_keeps_serving_the_users_queries() {
     let own = |peer| {

@@ -244,7 +244,10 @@ fn peer_text(peer: PeerId) -> String {
         if peers.len() >= NAMES_KEPT {
             peers.clear();
         }
-        peers.entry(peer).or_insert_with(|| peer.to_string()).clone()
+        peers
+            .entry(peer)
+            .or_insert_with(|| peer.to_string())
+            .clone()
     })
 }
 

@@ -8,9 +8,9 @@ use either::Either;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::swarm::{
-    behaviour::ConnectionEstablished, ConnectionClosed, ConnectionDenied, ConnectionHandler,
-    ConnectionHandlerSelect, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    behaviour::ConnectionEstablished, CloseConnection, ConnectionClosed, ConnectionDenied,
+    ConnectionHandler, ConnectionHandlerSelect, ConnectionId, DialFailure, FromSwarm,
+    NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::PeerId;
 
@@ -119,12 +119,21 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                 peer_id,
                 connection_id,
                 ..
-            }) => self.on_connection_established(peer_id, connection_id),
+            }) => {
+                self.dht_links.established(connection_id, peer_id, now_ms());
+                self.on_connection_established(peer_id, connection_id)
+            }
             FromSwarm::ConnectionClosed(ConnectionClosed {
                 peer_id,
                 connection_id,
                 ..
-            }) => self.on_connection_closed(peer_id, connection_id),
+            }) => {
+                self.dht_links.ended(connection_id);
+                self.on_connection_closed(peer_id, connection_id)
+            }
+            FromSwarm::DialFailure(DialFailure { connection_id, .. }) => {
+                self.dht_links.ended(connection_id)
+            }
             _ => {}
         }
     }
@@ -176,13 +185,23 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                     continue;
                 }
                 Poll::Ready(action) => {
+                    if let ToSwarm::Dial { opts } = &action {
+                        self.dht_links.dialing(opts.connection_id());
+                    }
                     return Poll::Ready(
                         action
                             .map_in(Either::Right)
                             .map_out(|_| unreachable!("discovery events are handled above")),
-                    )
+                    );
                 }
                 Poll::Pending => {}
+            }
+            let core = &self.core;
+            for (peer_id, id) in self.dht_links.poll_due(cx, now, |p| core.needs_peer(&p)) {
+                self.events.push_back(ToSwarm::CloseConnection {
+                    peer_id,
+                    connection: CloseConnection::One(id),
+                });
             }
             self.pace(cx, now);
             match self.gossipsub.poll(cx) {

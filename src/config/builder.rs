@@ -318,6 +318,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// How long a connection that the DHT dialed for its own queries (a
+    /// lookup's or an advertisement's walk) stays open; after it, the
+    /// connection is closed unless the peer is the only connected one on a
+    /// key or shard we follow. Without it, gossipsub keeps every such
+    /// connection to a peer that follows one of our keys, and a network of
+    /// nodes that follow the same keys ends up fully connected, each write
+    /// crossing many more links than the graph the users dialed. Peers
+    /// Pointer's discovery dials, the swarm's user dials, and inbound
+    /// connections are never closed by this. `None` keeps them all.
+    /// Default: 30 s.
+    pub fn dht_connection_linger(mut self, linger: Option<Duration>) -> Self {
+        self.0.dht_connection_linger = linger;
+        self
+    }
+
     /// How many invalid records (a bad signature, malformed bytes, a time
     /// beyond the clock skew) a peer may send per `window` before it is
     /// disconnected and banned: a burst of `count`, refilled steadily over

@@ -216,6 +216,27 @@ impl<S: RecordStore> Coordinator<S> {
         !self.followers.of(key).is_empty() || !self.on_shard_of(key).is_empty()
     }
 
+    /// Whether `peer` is the only connected peer on a key or a shard we
+    /// follow: without it, that key would have no neighbour.
+    pub fn needs_peer(&self, peer: &PeerId) -> bool {
+        let sole = |on: &[PeerId]| on == [*peer];
+        let on_key = self.followers.keys_in(peer, "", None).into_iter();
+        let sole_on_key = on_key
+            .into_iter()
+            .any(|key| self.subscribed.contains(&key) && sole(self.followers.of(&key)));
+        let followed_shard = |index: &str| {
+            index
+                .parse::<u16>()
+                .is_ok_and(|i| self.shard_keys.contains_key(&i))
+        };
+        let sole_on_shard = self
+            .shard_peers
+            .keys_in(peer, "", None)
+            .into_iter()
+            .any(|index| followed_shard(&index) && sole(self.shard_peers.of(&index)));
+        sole_on_key || sole_on_shard
+    }
+
     /// The followed keys that no connected peer follows or relays, in
     /// order. With shards, whole shards with a peer on them are skipped
     /// instead of hashing every key to its shard.

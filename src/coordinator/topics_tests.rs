@@ -148,3 +148,33 @@ fn a_node_below_the_threshold_or_with_auto_off_keeps_a_topic_per_key() {
     assert_eq!(joined(&out).len(), 4);
     assert!(joined(&out).iter().all(|t| matches!(t, Topic::Key(_))));
 }
+
+#[test]
+fn a_peer_is_needed_while_it_is_the_only_one_on_a_followed_key_or_shard() {
+    let mut c = node();
+    let (a, b) = (PeerId::random(), PeerId::random());
+    c.subscribe("k").expect("key ok");
+    for peer in [a, b] {
+        c.handle(Input::Connected { peer }, T0);
+        c.handle(
+            Input::PeerSubscribed {
+                peer,
+                topic: key("k"),
+            },
+            T0,
+        );
+    }
+    assert!(!c.needs_peer(&a), "another follower of k is connected");
+    c.handle(Input::Disconnected { peer: b }, T0);
+    assert!(c.needs_peer(&a), "a is k's only neighbour");
+    c.unsubscribe("k");
+    assert!(!c.needs_peer(&a), "k is no longer followed");
+
+    // On shards, the only peer on a followed key's shard.
+    for k in ["k1", "k2", "k3"] {
+        c.subscribe(k).expect("key ok");
+    }
+    let shard = Topic::shard_of("k1", COUNT);
+    c.handle(Input::PeerSubscribed { peer: a, topic: shard }, T0);
+    assert!(c.needs_peer(&a));
+}
