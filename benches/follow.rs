@@ -11,8 +11,9 @@
 //! - `file`: one `sub-file PATH` naming a file of the K keys.
 //!
 //! Measured: the catch-up (first follow sent until B holds all K), B's CPU
-//! during it, B's idle CPU over the 10 s after, one update A → B after it,
-//! B's resident memory per key (growth from before the follows), and the
+//! during it, one update A → B after it, both nodes' idle CPU over 20 s
+//! starting 30 s after that update (their steady state), B's resident
+//! memory per key (growth from before the follows), and the
 //! `Send Queue full` warnings either node logged (gossipsub dropping what
 //! it could not queue). `POINTER_FOLLOW_K=10000,50000` (default) sets the
 //! sizes, `POINTER_FOLLOW_MODES=lines,bulk,file` the ways,
@@ -30,8 +31,12 @@ use process::{connected_to, Node};
 
 /// Longest catch-up waited for.
 const CATCH_UP: Duration = Duration::from_secs(180);
+/// How long after the update idle CPU starts to be measured: the nodes'
+/// steady state, past the flushes and asks that follow a large catch-up
+/// (nothing prints when they end, so this is a wait, not an event).
+const SETTLE: Duration = Duration::from_secs(30);
 /// How long idle CPU is measured.
-const IDLE: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(20);
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
@@ -108,6 +113,7 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
         });
         at.elapsed()
     });
+    std::thread::sleep(SETTLE);
     let (a0, b0) = (
         a.cpu_seconds().unwrap_or(0.0),
         b.cpu_seconds().unwrap_or(0.0),

@@ -30,7 +30,10 @@
 //! graft the meshes to their size; nothing prints when a mesh is full, so
 //! this one wait is a sleep. Then the run waits until the network is quiet
 //! (all nodes together under [`QUIET_PER_NODE`] of CPU per node over
-//! [`QUIET_WINDOW`], at most [`QUIET_LIMIT`]; `quiet after` in the table):
+//! [`QUIET_WINDOW`], at most [`QUIET_LIMIT`]) and until the connections
+//! the DHT dialed have closed (`dht_connection_linger`), counting the
+//! links every [`LINKS_POLL`] until they are the graph dialed, at most
+//! [`LINKS_LIMIT`] (`quiet after` in the table, both waits together):
 //! with the DHT, every node advertises and looks up every key it follows,
 //! and kad's queries connect it to most others, which on 2 cores keeps the
 //! machine busy for some 20 s at N=30. A write measured in that storm
@@ -88,6 +91,11 @@ const QUIET_WINDOW: Duration = Duration::from_secs(2);
 const QUIET_LIMIT: Duration = Duration::from_secs(180);
 /// Bytes of each written value.
 const VALUE_BYTES: usize = 100;
+/// Longest wait, from the start of the wait for quiet, for the links to
+/// come back to the graph dialed.
+const LINKS_LIMIT: Duration = Duration::from_secs(90);
+/// How often the links are counted while waiting for them.
+const LINKS_POLL: Duration = Duration::from_secs(2);
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
     std::env::var(name)
@@ -308,6 +316,13 @@ fn run(plan: &Plan, system: System) -> Row {
             break;
         }
     }
+    // Connections kad dialed for its start-up walks close once they have
+    // lingered (`dht_connection_linger`, 30 s): the steady state to
+    // measure is the graph the users dialed, so the run waits for it.
+    let dialed: usize = plan.dials.iter().map(Vec::len).sum();
+    while links(&mut nodes) > dialed && quiet_from.elapsed() < LINKS_LIMIT {
+        std::thread::sleep(LINKS_POLL);
+    }
     let quiet_after = quiet_from.elapsed();
     let idle_from = cpu(&nodes);
     std::thread::sleep(IDLE);
@@ -338,12 +353,7 @@ fn run(plan: &Plan, system: System) -> Row {
     let phase = started.elapsed();
     let cpu_per_write = (cpu(&nodes) - cpu_from) / plan.writers.len() as f64;
 
-    let mut degrees = 0;
-    for node in nodes.iter_mut() {
-        node.send("peers");
-        let peers = node.expect("peers", |l| l["event"] == "peers");
-        degrees += peers["peers"].as_array().map_or(0, Vec::len);
-    }
+    let links = links(&mut nodes);
     latencies.sort_unstable();
     Row {
         n,
@@ -355,8 +365,19 @@ fn run(plan: &Plan, system: System) -> Row {
         phase,
         quiet_after,
         writes: plan.writers.len(),
-        links: degrees / 2,
+        links,
     }
+}
+
+/// The connections open among `nodes`: half the sum of their `peers`.
+fn links(nodes: &mut [Node]) -> usize {
+    let mut degrees = 0;
+    for node in nodes.iter_mut() {
+        node.send("peers");
+        let peers = node.expect("peers", |l| l["event"] == "peers");
+        degrees += peers["peers"].as_array().map_or(0, Vec::len);
+    }
+    degrees / 2
 }
 
 /// The nearest-rank percentile `q` of sorted `samples`, in ms.

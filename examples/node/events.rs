@@ -47,13 +47,24 @@ impl<S: RecordStore + 'static> Node<S> {
             } => {
                 self.user_dials.remove(&connection_id);
                 self.redial.connected(peer_id, connection_id);
-                if !self.peers.contains_key(&peer_id) {
-                    let address = endpoint.get_remote_address().clone();
+                let address = endpoint.get_remote_address().clone();
+                let links = self.peers.entry(peer_id).or_default();
+                links.push((connection_id, address.clone()));
+                if links.len() == 1 {
                     self.print(&Line::Connected {
                         peer_id: peer_id.to_string(),
                         address: address.to_string(),
                     });
-                    self.peers.insert(peer_id, address);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established: 1..,
+                ..
+            } => {
+                if let Some(links) = self.peers.get_mut(&peer_id) {
+                    links.retain(|(id, _)| *id != connection_id);
                 }
             }
             SwarmEvent::ConnectionClosed {

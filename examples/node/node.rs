@@ -32,8 +32,10 @@ pub struct Node<S: RecordStore + 'static> {
     pub(crate) swarm: Swarm<Behaviour<S>>,
     printer: Printer,
     validator: ValidatorArg,
-    /// Connected peers and the address of their first connection.
-    pub(crate) peers: BTreeMap<PeerId, Multiaddr>,
+    /// Connected peers and the remote address of each of their
+    /// connections, in the order they opened (a relayed one and the
+    /// direct one hole punching made stand side by side for a while).
+    pub(crate) peers: BTreeMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     /// Dials the user asked for: their failures are reported, while those
     /// of mDNS dials (often to unreachable interfaces) are only logged.
     pub(crate) user_dials: HashSet<ConnectionId>,
@@ -400,9 +402,13 @@ impl<S: RecordStore + 'static> Node<S> {
         let peers = self
             .peers
             .iter()
-            .map(|(peer, addr)| PeerLine {
+            .map(|(peer, links)| PeerLine {
                 peer_id: peer.to_string(),
-                address: addr.to_string(),
+                address: links
+                    .first()
+                    .map(|(_, addr)| addr.to_string())
+                    .unwrap_or_default(),
+                connections: links.iter().map(|(_, addr)| addr.to_string()).collect(),
             })
             .collect();
         Line::Peers { peers }

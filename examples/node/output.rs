@@ -177,7 +177,10 @@ impl RecordLine {
 #[derive(Debug, Serialize)]
 pub struct PeerLine {
     pub peer_id: String,
+    /// The remote address of the oldest connection.
     pub address: String,
+    /// The remote address of every connection, oldest first.
+    pub connections: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -365,9 +368,9 @@ impl fmt::Display for Line {
             Line::List { records } => list(f, records),
             Line::Peers { peers } => {
                 write!(f, "connected peers: {}", peers.len())?;
-                peers
-                    .iter()
-                    .try_for_each(|p| write!(f, "\n  {} at {}", p.peer_id, p.address))
+                peers.iter().try_for_each(|p| {
+                    write!(f, "\n  {} at {}", p.peer_id, p.connections.join(", "))
+                })
             }
             Line::Id { peer_id, validator } => write!(f, "{peer_id} (validator {validator})"),
             Line::Addrs { addresses } => {

@@ -57,6 +57,7 @@ impl DhtLinks {
     pub(super) fn established(&mut self, id: ConnectionId, peer: PeerId, now_ms: i64) {
         let Some(linger) = self.linger else { return };
         if self.dialing.remove(&id) {
+            tracing::debug!(%peer, "a connection the DHT dialed is up");
             self.open.insert(id, (peer, now_ms));
             if self.timer.is_none() {
                 self.timer = Some(Delay::new(linger));
@@ -100,11 +101,19 @@ impl DhtLinks {
         let mut close = Vec::new();
         for (id, peer) in due {
             self.open.remove(&id);
-            if !needed(peer) {
+            if needed(peer) {
+                tracing::debug!(%peer, "keeping a connection the DHT dialed: the peer is needed");
+            } else {
+                tracing::debug!(%peer, "closing a connection the DHT dialed");
                 close.push((peer, id));
             }
         }
-        self.timer = (!self.open.is_empty()).then(|| Delay::new(linger));
+        // The next check is when the oldest connection left is due.
+        let next = self.open.values().map(|(_, at)| *at).min();
+        self.timer = next.map(|at| {
+            let due_ms = at.saturating_add(linger_ms).saturating_sub(now_ms).max(0);
+            Delay::new(Duration::from_millis(u64::try_from(due_ms).unwrap_or(0)))
+        });
         if let Some(timer) = self.timer.as_mut() {
             // Registers the waker for the next check.
             let _ = timer.poll_unpin(cx);

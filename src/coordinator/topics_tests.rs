@@ -175,6 +175,12 @@ fn a_peer_is_needed_while_it_is_the_only_one_on_a_followed_key_or_shard() {
         c.subscribe(k).expect("key ok");
     }
     let shard = Topic::shard_of("k1", COUNT);
-    c.handle(Input::PeerSubscribed { peer: a, topic: shard }, T0);
+    c.handle(
+        Input::PeerSubscribed {
+            peer: a,
+            topic: shard,
+        },
+        T0,
+    );
     assert!(c.needs_peer(&a));
 }
