@@ -657,10 +657,10 @@ async fn replay_after_collection(memory: usize) -> bool {
     // then a fresh one.
     // (The rogue counts subscriptions seen, never unsubscriptions.)
     let target = *nodes[0].local_peer_id();
-    let seen = rogue.topics_of(&target);
+    let seen = rogue.subscriptions_of(&target, &topic_of("r"));
     nodes[0].behaviour_mut().subscribe("r").expect("valid key");
     until(&mut nodes, "the rogue sees the target follow again", |_| {
-        rogue.topics_of(&target) > seen
+        rogue.subscriptions_of(&target, &topic_of("r")) > seen
     })
     .await;
     rogue.publish(topic_of("r"), wire::encode_republish(&write, 7));

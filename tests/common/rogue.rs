@@ -42,7 +42,7 @@ pub struct Rogue {
     /// The identity it signs with, when it signs at all.
     pub keypair: libp2p::identity::Keypair,
     commands: mpsc::UnboundedSender<Command>,
-    topics: Arc<Mutex<HashMap<PeerId, usize>>>,
+    topics: Subscriptions,
     /// Publishes that gossipsub refused (no peer on the topic, duplicate).
     pub refused: Arc<Mutex<usize>>,
     /// `Ask`s it answered (all with `NotExist`).
@@ -57,9 +57,12 @@ pub struct Rogue {
 /// Gossip messages a rogue received, and their payload bytes.
 type Heard = Arc<Mutex<(usize, usize)>>;
 
+/// Subscriptions a rogue saw, by peer and topic.
+type Subscriptions = Arc<Mutex<HashMap<(PeerId, String), usize>>>;
+
 /// What the rogue's thread shares with its handle.
 struct Shared {
-    seen: Arc<Mutex<HashMap<PeerId, usize>>>,
+    seen: Subscriptions,
     failed: Arc<Mutex<usize>>,
     links: Arc<Mutex<i64>>,
     answered: Arc<Mutex<usize>>,
@@ -92,8 +95,9 @@ async fn drive(mut swarm: Swarm<Raw>, mut rx: mpsc::UnboundedReceiver<Command>, 
                     heard.0 += 1;
                     heard.1 += message.data.len();
                 }
-                SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, .. })) => {
-                    *seen.lock().expect("lock").entry(peer_id).or_insert(0) += 1;
+                SwarmEvent::Behaviour(RawEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic })) => {
+                    let key = (peer_id, topic.into_string());
+                    *seen.lock().expect("lock").entry(key).or_insert(0) += 1;
                 }
                 SwarmEvent::ConnectionEstablished { .. } => *links.lock().expect("lock") += 1,
                 SwarmEvent::ConnectionClosed { .. } => *links.lock().expect("lock") -= 1,
@@ -308,12 +312,17 @@ impl Rogue {
 
     /// How many subscriptions of `peer` the rogue has heard.
     pub fn topics_of(&self, peer: &PeerId) -> usize {
-        self.topics
-            .lock()
-            .expect("lock")
-            .get(peer)
-            .copied()
-            .unwrap_or(0)
+        let seen = self.topics.lock().expect("lock");
+        seen.iter()
+            .filter(|((p, _), _)| p == peer)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// How many times `peer` was seen subscribing to `topic`.
+    pub fn subscriptions_of(&self, peer: &PeerId, topic: &str) -> usize {
+        let seen = self.topics.lock().expect("lock");
+        seen.get(&(*peer, topic.to_owned())).copied().unwrap_or(0)
     }
 }
 
