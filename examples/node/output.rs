@@ -236,7 +236,7 @@ const NAMES_KEPT: usize = 4096;
 thread_local! {
     /// The text of the peers and authors printed lately. Every `updated`
     /// line names two, nearly always the same few, and encoding them anew
-    /// in base58 was a twentieth of the node's CPU while it caught up a
+    /// in base58 was about a tenth of the node's CPU while it caught up a
     /// few hundred thousand records.
     static NAMES: RefCell<(HashMap<PeerId, String>, HashMap<Author, String>)> =
         RefCell::default();

@@ -186,7 +186,8 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                 }
                 Poll::Ready(action) => {
                     if let ToSwarm::Dial { opts } = &action {
-                        self.dht_links.dialing(opts.connection_id());
+                        self.dht_links
+                            .dialing(opts.connection_id(), opts.get_peer_id());
                     }
                     return Poll::Ready(
                         action
@@ -197,7 +198,8 @@ impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D
                 Poll::Pending => {}
             }
             let core = &self.core;
-            for (peer_id, id) in self.dht_links.poll_due(cx, now, |p| core.needs_peer(&p)) {
+            let needed = |p: PeerId, leaving: &[PeerId]| core.needs_peer(&p, leaving);
+            for (peer_id, id) in self.dht_links.poll_due(cx, now, needed) {
                 self.events.push_back(ToSwarm::CloseConnection {
                     peer_id,
                     connection: CloseConnection::One(id),

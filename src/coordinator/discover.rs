@@ -257,16 +257,22 @@ impl<S: RecordStore> Coordinator<S> {
         self.discover.parked.remove(&id);
         if self.parked_on(key).is_empty() {
             self.discover.get_lookups.remove(key);
+            // The key's own lookup schedule matters only to a node that
+            // looks keys up in the background: one on a topic per key
+            // that follows it.
+            if self.shards() != 0 || !self.subscribed.contains(key) {
+                self.discover.looked_up.remove(&Topic::Key(key.to_owned()));
+            }
         }
     }
 
     /// A peer follows `key` now (on its topic or its shard): parked `get`s
-    /// of the key ask it.
+    /// of the key ask it. Only dials made for the key's own topic end
+    /// here: a peer found on the key's shard may follow other keys of it,
+    /// and the other peers dialed there may still be the ones to ask.
     pub(super) fn discover_follower(&mut self, peer: PeerId, key: &str) {
         let ids = self.parked_on(key);
-        for at in self.all_rendezvous(key) {
-            self.discover.dialed.remove(&at);
-        }
+        self.discover.dialed.remove(&Topic::Key(key.to_owned()));
         for id in ids {
             let Some(parked) = self.discover.parked.remove(&id) else {
                 continue;
@@ -285,8 +291,13 @@ impl<S: RecordStore> Coordinator<S> {
         if !self.discover.active || !self.wants(&at) {
             return;
         }
+        // A DHT reports this node among the providers of what it
+        // advertises: that is finding nobody, and backs off as such.
+        let found_others = peers.iter().any(|p| *p != self.local_peer);
         if let Some((_, misses)) = self.discover.looked_up.get_mut(&at) {
-            *misses = 0;
+            if found_others {
+                *misses = 0;
+            }
         }
         // A lookup reports in steps: what earlier steps dialed counts too.
         self.forget_old_dials(now_ms);

@@ -401,6 +401,8 @@ fn a_get_waits_for_dialed_followers_no_longer_than_fetch_timeout() {
 enum Ends {
     Found,
     FindingNobody,
+    /// Finding only ourselves, as kad reports our own advertisement.
+    FindingOnlyUs,
     /// Not started: the DHT knew no peer.
     Skipped,
 }
@@ -420,8 +422,12 @@ fn relookups(ends: Ends, until: i64) -> Vec<i64> {
         c.handle(Input::Timer(Timer::Discover), now);
         if count(&drain(&mut c), is_find_of("k")) > 0 {
             lookups.push(s);
-            if ends == Ends::Found {
-                let peers = vec![PeerId::random()];
+            if ends == Ends::Found || ends == Ends::FindingOnlyUs {
+                let peers = if ends == Ends::Found {
+                    vec![PeerId::random()]
+                } else {
+                    vec![c.local_peer_id()]
+                };
                 c.handle(
                     Input::Providers {
                         topic: key_topic("k"),
@@ -451,6 +457,9 @@ fn a_lonely_key_is_looked_up_again_every_discovery_interval_while_followers_exis
 fn lookups_that_find_nobody_back_off() {
     // 60 s, then 120 s, then 240 s between lookups.
     assert_eq!(relookups(Ends::FindingNobody, 500), vec![0, 60, 180, 420]);
+    // A DHT lists our own advertisement among the providers: that is
+    // finding nobody too.
+    assert_eq!(relookups(Ends::FindingOnlyUs, 500), vec![0, 60, 180, 420]);
 }
 
 /// A lookup the DHT could not start (no peer known yet) says nothing of

@@ -216,10 +216,15 @@ impl<S: RecordStore> Coordinator<S> {
         !self.followers.of(key).is_empty() || !self.on_shard_of(key).is_empty()
     }
 
-    /// Whether `peer` is the only connected peer on a key or a shard we
-    /// follow: without it, that key would have no neighbour.
-    pub fn needs_peer(&self, peer: &PeerId) -> bool {
-        let sole = |on: &[PeerId]| on == [*peer];
+    /// Whether `peer` is the only connected peer, besides those `leaving`,
+    /// on a key or a shard we follow: without it, that key would have no
+    /// neighbour.
+    pub fn needs_peer(&self, peer: &PeerId, leaving: &[PeerId]) -> bool {
+        let sole = |on: &[PeerId]| {
+            on.iter()
+                .filter(|p| !leaving.contains(p))
+                .all(|p| p == peer)
+        };
         let on_key = self.followers.keys_in(peer, "", None).into_iter();
         let sole_on_key = on_key
             .into_iter()

@@ -164,11 +164,12 @@ fn a_peer_is_needed_while_it_is_the_only_one_on_a_followed_key_or_shard() {
             T0,
         );
     }
-    assert!(!c.needs_peer(&a), "another follower of k is connected");
+    assert!(!c.needs_peer(&a, &[]), "another follower of k is connected");
+    assert!(c.needs_peer(&a, &[b]), "the other one is being closed");
     c.handle(Input::Disconnected { peer: b }, T0);
-    assert!(c.needs_peer(&a), "a is k's only neighbour");
+    assert!(c.needs_peer(&a, &[]), "a is k's only neighbour");
     c.unsubscribe("k");
-    assert!(!c.needs_peer(&a), "k is no longer followed");
+    assert!(!c.needs_peer(&a, &[]), "k is no longer followed");
 
     // On shards, the only peer on a followed key's shard.
     for k in ["k1", "k2", "k3"] {
@@ -182,5 +183,5 @@ fn a_peer_is_needed_while_it_is_the_only_one_on_a_followed_key_or_shard() {
         },
         T0,
     );
-    assert!(c.needs_peer(&a));
+    assert!(c.needs_peer(&a, &[]));
 }
