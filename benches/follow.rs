@@ -27,7 +27,7 @@ mod process;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use process::{connected_to, Node};
+use process::{connected_to, env_list, Node};
 
 /// Longest catch-up waited for.
 const CATCH_UP: Duration = Duration::from_secs(180);
@@ -37,15 +37,6 @@ const CATCH_UP: Duration = Duration::from_secs(180);
 const SETTLE: Duration = Duration::from_secs(30);
 /// How long idle CPU is measured.
 const IDLE: Duration = Duration::from_secs(20);
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 fn key(i: usize) -> String {
     format!("k/{i:07}")

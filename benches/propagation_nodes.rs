@@ -66,7 +66,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use process::{connected_to, Node};
+use process::{connected_to, env_list, Node};
 
 /// Set in the environment of this binary re-run as a raw gossipsub node.
 const RAW_NODE_ENV: &str = "POINTER_RAW_NODE";
@@ -96,15 +96,6 @@ const VALUE_BYTES: usize = 100;
 const LINKS_LIMIT: Duration = Duration::from_secs(90);
 /// How often the links are counted while waiting for them.
 const LINKS_POLL: Duration = Duration::from_secs(2);
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
 
 fn env_number(name: &str, default: u64) -> u64 {
     match std::env::var(name) {

@@ -57,6 +57,19 @@ async fn link(nodes: &mut [Node], a: usize, b: usize) {
 
 /// Drives every node until `node`'s next event that `pick` maps to a value.
 async fn until<T>(nodes: &mut [Node], node: usize, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+    until_swarm(nodes, |i, event| match event {
+        SwarmEvent::Behaviour(e) if i == node => pick(e),
+        _ => None,
+    })
+    .await
+}
+
+/// Drives every node until a swarm event of one (`i`, event) that `pick`
+/// maps to a value.
+async fn until_swarm<T>(
+    nodes: &mut [Node],
+    mut pick: impl FnMut(usize, &SwarmEvent<Event>) -> Option<T>,
+) -> T {
     let wait = async {
         loop {
             let next = select_all(
@@ -66,10 +79,8 @@ async fn until<T>(nodes: &mut [Node], node: usize, mut pick: impl FnMut(&Event) 
                     .map(|(i, n)| n.select_next_some().map(move |e| (i, e)).boxed()),
             );
             let ((i, event), _, _) = next.await;
-            if let (true, SwarmEvent::Behaviour(e)) = (i == node, &event) {
-                if let Some(found) = pick(e) {
-                    return found;
-                }
+            if let Some(found) = pick(i, &event) {
+                return found;
             }
         }
     };
@@ -185,33 +196,22 @@ async fn a_connection_the_dht_dialed_is_closed_after_its_linger() {
     for node in &mut nodes {
         node.behaviour_mut().subscribe("line/c").expect("key ok");
     }
+    // The ends' DHT link opens, then closes.
     let far = *nodes[2].local_peer_id();
     let mut opened = false;
-    let closed = async {
-        loop {
-            let next = select_all(
-                nodes
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, n)| n.select_next_some().map(move |e| (i, e)).boxed()),
-            );
-            let ((i, event), _, _) = next.await;
-            match event {
-                SwarmEvent::ConnectionEstablished { peer_id, .. } if i == 0 && peer_id == far => {
-                    opened = true;
-                }
-                SwarmEvent::ConnectionClosed {
-                    peer_id,
-                    num_established: 0,
-                    ..
-                } if i == 0 && peer_id == far && opened => return,
-                _ => {}
-            }
+    until_swarm(&mut nodes, |i, event| match event {
+        SwarmEvent::ConnectionEstablished { peer_id, .. } if i == 0 && *peer_id == far => {
+            opened = true;
+            None
         }
-    };
-    tokio::time::timeout(PATIENCE, closed)
-        .await
-        .expect("the ends' DHT link opened and then closed");
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } if i == 0 && *peer_id == far && opened => Some(()),
+        _ => None,
+    })
+    .await;
     let record = nodes[0].behaviour_mut().put("line/c", "v").expect("put");
     until(&mut nodes, 2, |e| match e {
         Event::RecordUpdated { record: r, .. } if *r == record => Some(()),

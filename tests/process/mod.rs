@@ -350,6 +350,18 @@ fn shorten(line: &str) -> String {
     format!("{}… ({} bytes)", &line[..cut], line.len())
 }
 
+/// The comma-separated list in environment variable `name`, or in
+/// `default` when it is unset: the benches' sizes and modes.
+#[allow(dead_code)]
+pub fn env_list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// `event == name` and `key == key`.
 pub fn is(event: &str, key: &str) -> impl Fn(&Value) -> bool {
     let (event, key) = (event.to_owned(), key.to_owned());
