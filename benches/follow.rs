@@ -12,8 +12,8 @@
 //!
 //! Measured: the catch-up (first follow sent until B holds all K), B's CPU
 //! during it, one update A → B after it, both nodes' idle CPU over 20 s
-//! starting 30 s after that update (their steady state), B's resident
-//! memory per key (growth from before the follows), and the
+//! starting 30 s after that update (their steady state), resident memory
+//! per key (A's growth over its puts, B's from before the follows), and the
 //! `Send Queue full` warnings either node logged (gossipsub dropping what
 //! it could not queue). `POINTER_FOLLOW_K=10000,50000` (default) sets the
 //! sizes, `POINTER_FOLLOW_MODES=lines,bulk,file` the ways,
@@ -52,6 +52,7 @@ struct Row {
     idle_a: f64,
     update: Option<Duration>,
     bytes_per_key: f64,
+    a_bytes_per_key: f64,
     queue_full: usize,
 }
 
@@ -63,6 +64,7 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
     let extra = std::env::var("POINTER_FOLLOW_ARGS").unwrap_or_default();
     args.extend(extra.split_whitespace());
     let mut a = Node::start("a", &args);
+    let a_rss_before = a.resident_bytes().unwrap_or(0);
     let value = "v".repeat(100);
     for i in 0..k {
         a.send(&format!("put {} {value}", key(i)));
@@ -71,6 +73,8 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
     a.watch_within("the last put", CATCH_UP, |l| {
         l["event"] == "put" && l["key"] == last.as_str()
     });
+    let a_bytes_per_key =
+        a.resident_bytes().unwrap_or(0).saturating_sub(a_rss_before) as f64 / k as f64;
     let mut b = Node::start("b", &args);
     b.send(&format!("dial {}", a.addr));
     b.expect("connected", connected_to(&a.peer_id));
@@ -134,6 +138,7 @@ fn run(k: usize, mode: &str, dht: bool) -> Row {
         idle_a,
         update,
         bytes_per_key: rss_after.saturating_sub(rss_before) as f64 / k as f64,
+        a_bytes_per_key,
         queue_full,
     }
 }
@@ -176,7 +181,7 @@ fn main() {
         }
     }
     println!(
-        "\n| keys | followed by | catch-up | B CPU during | idle CPU after, A / B | one update after | B memory per key | `Send Queue full` |"
+        "\n| keys | followed by | catch-up | B CPU during | idle CPU after, A / B | one update after | memory per key, A / B | `Send Queue full` |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
@@ -188,7 +193,7 @@ fn main() {
             format!("{:.0} ms", d.as_secs_f64() * 1000.0)
         });
         println!(
-            "| {} | {} | {} | {:.1} s | {:.1} % / {:.1} % | {} | {:.0} B | {} |",
+            "| {} | {} | {} | {:.1} s | {:.1} % / {:.1} % | {} | {:.0} B / {:.0} B | {} |",
             r.k,
             r.mode,
             catch_up,
@@ -196,6 +201,7 @@ fn main() {
             r.idle_a,
             r.idle_b,
             update,
+            r.a_bytes_per_key,
             r.bytes_per_key,
             r.queue_full
         );
