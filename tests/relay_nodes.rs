@@ -5,19 +5,37 @@
 #[allow(dead_code)]
 mod process;
 
-use process::{connected_to, is, updated, Node};
+use process::{connected_to, is, updated, Node, LOOPBACK_TCP};
 
 #[test]
 fn two_nodes_behind_a_relay_exchange_records_over_a_circuit() {
     let mut relay = Node::start("R", &["--relay-server", "--validator", "open"]);
     let circuit = format!("{}/p2p-circuit", relay.addr);
 
-    // A has no listener of its own: it is reachable through the relay only.
-    let mut a = Node::start("A", &["--listen", &circuit, "--validator", "open"]);
+    // A is reachable through the relay (and on its own loopback port,
+    // which B is not told about).
+    let mut a = Node::start(
+        "A",
+        &[
+            "--listen",
+            LOOPBACK_TCP,
+            "--listen",
+            &circuit,
+            "--validator",
+            "open",
+        ],
+    );
+    let relayed = a.expect("A listens through the relay", |l| {
+        l["event"] == "listening"
+            && l["address"]
+                .as_str()
+                .is_some_and(|s| s.contains("/p2p-circuit"))
+    });
     assert!(
-        a.addr.contains("/p2p-circuit"),
-        "A listens through the relay: {}",
-        a.addr
+        relayed["address"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&circuit)),
+        "A's relayed address is the relay's: {relayed}"
     );
     relay.expect("A reserved a circuit", connected_to(&a.peer_id));
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::Parser;
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use pointer::{AllowList, Config, ConfigError, Open, OwnedKeys, Validator};
 
@@ -21,7 +22,9 @@ pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0
 #[command(name = "node", version)]
 pub struct Args {
     /// Address to listen on (repeatable). Default: /ip4/0.0.0.0/tcp/0 and
-    /// /ip4/0.0.0.0/udp/0/quic-v1.
+    /// /ip4/0.0.0.0/udp/0/quic-v1, also added when every address given is
+    /// a relay's (ending in /p2p-circuit): a node behind a NAT needs ports
+    /// of its own to punch a direct connection.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
 
@@ -125,6 +128,13 @@ pub struct Args {
     #[arg(long, value_name = "PERCENT", default_value_t = 90.0)]
     pub max_memory_percent: f64,
 
+    /// Longest wait, in seconds, between tries to reconnect a lost peer
+    /// given with --dial, --bootstrap or `dial`, or to listen again through
+    /// a relay (the wait starts at 1 s and doubles up to this). Each try is
+    /// one dial; short waits join a healed network up again within seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub redial_max_secs: u64,
+
     /// Print one JSON object per line instead of readable text.
     #[arg(long)]
     pub json: bool,
@@ -133,13 +143,15 @@ pub struct Args {
 impl Args {
     /// The listen addresses asked for, or the defaults.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        if !self.listen.is_empty() {
-            return self.listen.clone();
+        let relayed = |a: &Multiaddr| a.iter().any(|p| p == Protocol::P2pCircuit);
+        let mut addrs = self.listen.clone();
+        if addrs.iter().all(relayed) {
+            let defaults = DEFAULT_LISTEN
+                .iter()
+                .map(|a| a.parse().expect("default listen addresses are valid"));
+            addrs.splice(0..0, defaults);
         }
-        DEFAULT_LISTEN
-            .iter()
-            .map(|a| a.parse().expect("default listen addresses are valid"))
-            .collect()
+        addrs
     }
 }
 

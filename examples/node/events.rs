@@ -25,7 +25,11 @@ impl<S: RecordStore + 'static> Node<S> {
             SwarmEvent::Behaviour(NodeEvent::RelayServer(e)) => tracing::info!("relay: {e:?}"),
             SwarmEvent::Behaviour(NodeEvent::Dcutr(e)) => tracing::info!("dcutr: {e:?}"),
             SwarmEvent::Behaviour(NodeEvent::Autonat(e)) => tracing::debug!("autonat: {e:?}"),
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
+                self.relisten.up(listener_id);
                 if self.listen_is_external {
                     self.swarm.add_external_address(address.clone());
                 }
@@ -36,6 +40,14 @@ impl<S: RecordStore + 'static> Node<S> {
             SwarmEvent::ExpiredListenAddr { address, .. } => self.print(&Line::ListenExpired {
                 address: dialable(&address, self.peer_id()),
             }),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                tracing::info!("listener closed: {reason:?}");
+                self.relisten.closed(listener_id, std::time::Instant::now());
+            }
             SwarmEvent::ListenerError { error, .. } => {
                 self.print(&Line::network_error(format!("listener failed: {error}")))
             }

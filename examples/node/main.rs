@@ -23,6 +23,7 @@ mod net;
 mod node;
 mod output;
 mod redial;
+mod relisten;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -127,6 +128,9 @@ async fn run<S: RecordStore + 'static>(
         registry.as_mut(),
     )?;
     let mut node = Node::new(swarm, printer, args.validator.clone());
+    let most = std::time::Duration::from_secs(args.redial_max_secs);
+    node.redial = redial::Redial::new(most);
+    node.relisten = relisten::Relisten::new(most);
     if let Some((journal, keys)) = follows {
         node.follow_again(journal, keys);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc::Receiver;
 use futures::{FutureExt, StreamExt};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::ConnectionId;
@@ -23,6 +24,7 @@ use crate::input::Input;
 use crate::net::Behaviour;
 use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
 use crate::redial::Redial;
+use crate::relisten::Relisten;
 use crate::Error;
 
 /// How long `quit` waits for connections to close.
@@ -52,6 +54,7 @@ pub struct Node<S: RecordStore + 'static> {
     follows: Option<Follows>,
     /// Addresses dialed on the user's word, dialed again when lost.
     pub(crate) redial: Redial,
+    pub(crate) relisten: Relisten,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -66,6 +69,7 @@ impl<S: RecordStore + 'static> Node<S> {
             swarm_metrics: None,
             follows: None,
             redial: Redial::default(),
+            relisten: Relisten::default(),
         }
     }
 
@@ -119,11 +123,30 @@ impl<S: RecordStore + 'static> Node<S> {
         self.printer.print(line);
     }
 
+    /// Listens on `addr`; a relay address is kept (see [`Relisten`]).
     pub fn listen(&mut self, addr: Multiaddr) -> Result<(), Error> {
-        self.swarm
+        let id = self
+            .swarm
             .listen_on(addr.clone())
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+            self.relisten.listening(&addr, id);
+        }
         Ok(())
+    }
+
+    /// Listens again through a relay whose listener closed.
+    fn listen_again(&mut self, addr: Multiaddr) {
+        match self.swarm.listen_on(addr.clone()) {
+            Ok(id) => {
+                tracing::debug!(%addr, "listening again");
+                self.relisten.listening(&addr, id);
+            }
+            Err(e) => {
+                tracing::debug!(%addr, "cannot listen again: {e}");
+                self.relisten.refused(&addr, std::time::Instant::now());
+            }
+        }
     }
 
     /// Dials `addr`; the outcome comes as `connected` or an `error` line.
@@ -176,7 +199,10 @@ impl<S: RecordStore + 'static> Node<S> {
     /// Runs until `quit` or the end of the input.
     pub async fn run(mut self, mut input: Receiver<Input>) {
         loop {
-            let next_redial = self.redial.next_due();
+            let next_redial = [self.redial.next_due(), self.relisten.next_due()]
+                .into_iter()
+                .flatten()
+                .min();
             let redial = async move {
                 match next_redial {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -185,8 +211,12 @@ impl<S: RecordStore + 'static> Node<S> {
             };
             tokio::select! {
                 () = redial => {
-                    for addr in self.redial.due(std::time::Instant::now()) {
+                    let now = std::time::Instant::now();
+                    for addr in self.redial.due(now) {
                         self.dial_again(addr);
+                    }
+                    for addr in self.relisten.due(now) {
+                        self.listen_again(addr);
                     }
                 }
                 line = input.next() => {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod netns;
+
 /// How long any one expected line may take. Generous: CI runs the tests of
 /// this file in parallel, each with several debug-built nodes.
 pub const PATIENCE: Duration = Duration::from_secs(30);
