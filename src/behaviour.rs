@@ -644,6 +644,8 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             if list.is_empty() {
                 self.connections.remove(&peer);
                 self.core.handle(Input::Disconnected { peer }, now);
+            } else {
+                self.core.handle(Input::ConnectionLost { peer }, now);
             }
         }
         let lost: Vec<u64> = self

@@ -135,6 +135,13 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub redial_max_secs: u64,
 
+    /// Seconds before opening another relayed connection to a peer this
+    /// node dialed through a relay and reaches no other way, so that DCUtR
+    /// tries to punch a direct connection again; the wait doubles up to 16
+    /// times this. 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub punch_retry_secs: u64,
+
     /// Print one JSON object per line instead of readable text.
     #[arg(long)]
     pub json: bool,

@@ -60,6 +60,9 @@ impl<S: RecordStore + 'static> Node<S> {
                 self.user_dials.remove(&connection_id);
                 self.redial.connected(peer_id, connection_id);
                 let address = endpoint.get_remote_address().clone();
+                let dialed = endpoint.is_dialer().then_some(&address);
+                self.punch
+                    .connected(peer_id, dialed, &address, std::time::Instant::now());
                 let links = self.peers.entry(peer_id).or_default();
                 links.push((connection_id, address.clone()));
                 if links.len() == 1 {
@@ -86,6 +89,7 @@ impl<S: RecordStore + 'static> Node<S> {
             } => {
                 self.peers.remove(&peer_id);
                 self.redial.lost(peer_id, std::time::Instant::now());
+                self.punch.lost(&peer_id);
                 self.print(&Line::Disconnected {
                     peer_id: peer_id.to_string(),
                 });

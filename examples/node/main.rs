@@ -22,6 +22,7 @@ mod metrics;
 mod net;
 mod node;
 mod output;
+mod punch;
 mod redial;
 mod relisten;
 
@@ -131,6 +132,9 @@ async fn run<S: RecordStore + 'static>(
     let most = std::time::Duration::from_secs(args.redial_max_secs);
     node.redial = redial::Redial::new(most);
     node.relisten = relisten::Relisten::new(most);
+    let punch_first =
+        (args.punch_retry_secs > 0).then(|| std::time::Duration::from_secs(args.punch_retry_secs));
+    node.punch = punch::Punch::new(punch_first);
     if let Some((journal, keys)) = follows {
         node.follow_again(journal, keys);
     }

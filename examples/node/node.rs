@@ -10,7 +10,7 @@ use futures::channel::mpsc::Receiver;
 use futures::{FutureExt, StreamExt};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use pointer::accept::check_sizes;
@@ -23,6 +23,7 @@ use crate::follows::Follows;
 use crate::input::Input;
 use crate::net::Behaviour;
 use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
+use crate::punch::Punch;
 use crate::redial::Redial;
 use crate::relisten::Relisten;
 use crate::Error;
@@ -55,6 +56,7 @@ pub struct Node<S: RecordStore + 'static> {
     /// Addresses dialed on the user's word, dialed again when lost.
     pub(crate) redial: Redial,
     pub(crate) relisten: Relisten,
+    pub(crate) punch: Punch,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -70,6 +72,7 @@ impl<S: RecordStore + 'static> Node<S> {
             follows: None,
             redial: Redial::default(),
             relisten: Relisten::default(),
+            punch: Punch::default(),
         }
     }
 
@@ -181,6 +184,19 @@ impl<S: RecordStore + 'static> Node<S> {
         }
     }
 
+    /// Opens another relayed connection to `peer`, on which DCUtR tries to
+    /// punch a direct one again (see [`Punch`]).
+    fn punch_again(&mut self, peer: PeerId, addr: Multiaddr) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr.clone()])
+            .condition(PeerCondition::Always)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) => tracing::debug!(%addr, "relaying again to punch a direct connection"),
+            Err(e) => tracing::debug!(%addr, "cannot relay again: {e}"),
+        }
+    }
+
     /// Handles the swarm events that are ready now, up to
     /// [`EVENTS_PER_LINE`]. A line can make several (a `put` and its
     /// publish, say), and the loop takes turns between input and events:
@@ -199,10 +215,14 @@ impl<S: RecordStore + 'static> Node<S> {
     /// Runs until `quit` or the end of the input.
     pub async fn run(mut self, mut input: Receiver<Input>) {
         loop {
-            let next_redial = [self.redial.next_due(), self.relisten.next_due()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next_redial = [
+                self.redial.next_due(),
+                self.relisten.next_due(),
+                self.punch.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let redial = async move {
                 match next_redial {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -217,6 +237,9 @@ impl<S: RecordStore + 'static> Node<S> {
                     }
                     for addr in self.relisten.due(now) {
                         self.listen_again(addr);
+                    }
+                    for (peer, addr) in self.punch.due(now) {
+                        self.punch_again(peer, addr);
                     }
                 }
                 line = input.next() => {

@@ -49,6 +49,29 @@ impl<S: RecordStore> Coordinator<S> {
         self.fail(peer, waiting, OutboundFailure::ConnectionClosed);
     }
 
+    /// One of the peer's connections closed with gossip perhaps lost on
+    /// it: reconcile as on a new connection, by ranges where the two do,
+    /// else key by key: the followed keys the peer follows, those no
+    /// connected peer is known to follow (the peer may write them without
+    /// following them), tombstones and shared shards.
+    pub(super) fn on_connection_lost(&mut self, peer: PeerId) {
+        if !self.connected.contains(&peer) || self.reconcile_with(peer) {
+            return;
+        }
+        let mut keys: Vec<String> = self
+            .subscribed
+            .iter()
+            .filter(|key| self.followers_of(key).contains(&peer))
+            .cloned()
+            .collect();
+        keys.extend(self.lonely_keys());
+        keys.sort_unstable();
+        for key in keys {
+            self.ask(peer, &key, None);
+        }
+        self.reconcile_per_key(peer);
+    }
+
     /// A peer follows `key`. If we watch it (follow it, or hold its
     /// tombstone), the two reconcile: we ask with our version, the peer
     /// answers only a newer record, and asks us back if ours is newer.

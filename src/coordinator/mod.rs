@@ -15,6 +15,8 @@
 //! fingerprints), and calls [`wire`](crate::wire) for the gossip payload
 //! bytes.
 
+#[cfg(test)]
+mod connection_lost_tests;
 mod discover;
 #[cfg(test)]
 mod discover_shard_tests;
@@ -77,6 +79,13 @@ pub enum Input {
     },
     /// The last connection to `peer` closed.
     Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// One of several connections to `peer` closed; others remain. What
+    /// was in flight on it may be lost (a relay ending a circuit cuts it
+    /// mid-message), so the two reconcile again.
+    ConnectionLost {
         /// The peer.
         peer: PeerId,
     },
@@ -374,6 +383,7 @@ impl<S: RecordStore> Coordinator<S> {
         match input {
             Input::Connected { peer } => self.on_connected(peer, now_ms),
             Input::Disconnected { peer } => self.on_disconnected(peer, now_ms),
+            Input::ConnectionLost { peer } => self.on_connection_lost(peer),
             Input::PeerSubscribed { peer, topic } => self.on_topic_joined(peer, topic, now_ms),
             Input::PeerUnsubscribed { peer, topic } => self.on_topic_left(peer, topic),
             Input::Gossip {

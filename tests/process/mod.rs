@@ -334,8 +334,13 @@ impl Drop for Node {
             for line in &self.transcript {
                 eprintln!("{line}");
             }
-            eprintln!("---- {} stderr (tail):", self.name);
             let stderr = self.stderr();
+            // `NODE_LOG_DIR` keeps each failed test's node logs whole.
+            if let Some(dir) = std::env::var_os("NODE_LOG_DIR") {
+                let path = Path::new(&dir).join(format!("{}.log", self.name));
+                let _ = std::fs::write(path, &stderr);
+            }
+            eprintln!("---- {} stderr (tail):", self.name);
             let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
             for line in tail.into_iter().rev() {
                 eprintln!("{line}");
