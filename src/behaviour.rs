@@ -18,8 +18,8 @@ use futures_timer::Delay;
 
 use self::pacer::{Pacer, TopicChange};
 use libp2p::gossipsub::{
-    self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageId, PublishError,
-    TopicHash,
+    self, IdentTopic, IdentityTransform, MaxCountSubscriptionFilter, MessageAcceptance, MessageId,
+    PublishError, TopicHash,
 };
 use libp2p::identity::Keypair;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -48,10 +48,12 @@ mod gossip_config;
 mod network;
 mod pacer;
 mod probe;
+mod spare_links;
 
 use self::dht_links::DhtLinks;
 use self::gossip_config::{build_gossipsub, RecordTopics};
 use self::probe::Probe;
+use self::spare_links::SpareLinks;
 
 /// Bytes an `Answer` adds around its `Operate`: field tags, the embedded
 /// length varint (at most 5 bytes) and the status.
@@ -163,6 +165,8 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     verify_threads_lent: Arc<AtomicUsize>,
     /// Connections the DHT dialed, closed once they have lingered.
     dht_links: DhtLinks,
+    /// Connections whose gossipsub handler may not notice queued messages.
+    spare_links: SpareLinks,
     /// Metrics (feature `metrics`), or hooks that do nothing.
     probe: Probe,
 }
@@ -249,6 +253,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
             peer_streams: HashMap::new(),
             verify_threads_lent: Arc::default(),
             dht_links,
+            spare_links: SpareLinks::default(),
             probe: Probe::default(),
         };
         pointer.execute();
@@ -496,8 +501,12 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
                 peer,
                 acceptance,
             } => {
+                let forwarded = acceptance == MessageAcceptance::Accept;
                 self.gossipsub
                     .report_message_validation_result(&message, &peer, acceptance);
+                if forwarded {
+                    self.wake_spare_links();
+                }
             }
             Output::Ask { peer, id, request } => self.send_ask(peer, id, request),
             Output::Reply { id, reply } => {
@@ -542,6 +551,19 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         Ok(())
     }
 
+    /// Makes the tasks of spare connections poll their gossipsub handler,
+    /// which may otherwise leave what was just queued unsent (see
+    /// [`SpareLinks`]).
+    fn wake_spare_links(&mut self) {
+        for (peer_id, connection) in self.spare_links.all() {
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id,
+                handler: NotifyHandler::One(connection),
+                event: Either::Left(Either::Right(HandlerIn::Wake)),
+            });
+        }
+    }
+
     /// `Duplicate` means the network already has these exact bytes, so it
     /// is success.
     /// With shard topics, a write is reported failed only if its shard
@@ -551,7 +573,8 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         let reported = why == Publication::Write
             && (self.core.topic_shards() == 0 || matches!(topic, Topic::Shard { .. }));
         match self.gossipsub.publish(IdentTopic::new(topic.name()), data) {
-            Ok(_) | Err(PublishError::Duplicate) => {}
+            Ok(_) => self.wake_spare_links(),
+            Err(PublishError::Duplicate) => {}
             Err(error) => match reported {
                 true => {
                     let event = Event::PublishFailed { key, error };
@@ -613,6 +636,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// already see the peer.
     fn on_connection_established(&mut self, peer: PeerId, connection: ConnectionId) {
         let list = self.connections.entry(peer).or_default();
+        self.spare_links.opened(peer, connection, list);
         list.push(connection);
         if list.len() == 1 {
             self.core.handle(Input::Connected { peer }, now_ms());
@@ -641,6 +665,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         let now = now_ms();
         if let Some(list) = self.connections.get_mut(&peer) {
             list.retain(|c| *c != connection);
+            self.spare_links.closed(peer, connection, list);
             if list.is_empty() {
                 self.connections.remove(&peer);
                 self.core.handle(Input::Disconnected { peer }, now);

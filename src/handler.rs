@@ -77,6 +77,10 @@ pub enum HandlerIn {
     /// [`HandlerOut::Answered`] with the same `id`, which must be unique
     /// among this connection's asks in flight.
     Ask { id: u64, request: Request },
+    /// Nothing for this handler: the event makes the connection's task
+    /// poll every handler on it, gossipsub's among them (see the
+    /// behaviour's `spare_links`).
+    Wake,
 }
 
 /// An event for the behaviour.
@@ -376,6 +380,7 @@ impl ConnectionHandler for Handler {
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         match event {
             HandlerIn::Ask { id, request } => self.on_ask(id, request),
+            HandlerIn::Wake => {}
         }
     }
 

@@ -5,6 +5,8 @@
 //! the generated protobuf types, the exchange types and records from the
 //! library.
 
+// `HandlerIn::Wake` is the behaviour's to send; these tests drive asks.
+#[allow(dead_code)]
 #[path = "../src/handler.rs"]
 mod handler;
 #[path = "../src/protocol.rs"]
