@@ -1,15 +1,21 @@
-//! The crate's layers name only themselves and the layers below them.
+//! The crate's layers name only themselves and the layers below them,
+//! and its modules name one another in no cycle.
 //!
 //! Each top-level folder of `src/` (with its `<folder>.rs`, if any) is a
-//! layer; [`PLACED`] puts the few files directly in `src/` into one. This
-//! test reads every `.rs` file under `src/`, collects each `crate::<name>`
+//! layer; [`PLACED`] puts the few files directly in `src/` into one. These
+//! tests read every `.rs` file under `src/` and collect each `crate::` path
 //! it names outside comments and strings (paths and `use` statements,
-//! grouped ones included), and fails when a file names a layer above its
-//! own, giving the file, the line and the path. Unit tests are left out
+//! grouped ones included). A file that names a layer above its own fails
+//! the first, with the file, the line and the path; two modules (a
+//! layer's files and folders, `core::record`, `wire::exchange`...) that
+//! name each other, directly or around a loop, fail the second. Inside
+//! the crate a path starts with its layer (`crate::core::record`), not
+//! with the names `lib.rs` re-exports for users. Unit tests are left out
 //! (files `tests.rs` and `*_tests.rs`, and `#[cfg(test)] mod` blocks): they
 //! are not part of the library, and may drive a layer from above. `lib.rs`
-//! is left out too: it declares the layers and re-exports from all of them.
+//! is left out too: it declares the layers and re-exports from them.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -42,51 +48,6 @@ const PLACED: &[(&str, &str)] = &[
     ("event", "coordinator"),
     // Generated protobuf types, declared in `lib.rs`.
     ("proto", "wire"),
-    // Modules re-exported at the root under their older paths.
-    ("accept", "core"),
-    ("order", "core"),
-    ("reconcile", "core"),
-    ("record", "core"),
-    ("topic", "core"),
-    ("validator", "core"),
-    ("exchange", "wire"),
-    ("misbehaviour", "coordinator"),
-    ("replica", "coordinator"),
-    ("discovery", "behaviour"),
-    ("protocol", "behaviour"),
-    // Types re-exported at the root.
-    ("Author", "core"),
-    ("AllowList", "core"),
-    ("DecodeError", "core"),
-    ("KeyRefused", "core"),
-    ("Op", "core"),
-    ("Open", "core"),
-    ("OwnedKeys", "core"),
-    ("Record", "core"),
-    ("Topic", "core"),
-    ("TOPIC_PREFIX", "core"),
-    ("Validator", "core"),
-    ("InboundFailure", "wire"),
-    ("OutboundFailure", "wire"),
-    ("MemoryStore", "store"),
-    ("MemoryStoreConfig", "store"),
-    ("RecordStore", "store"),
-    ("RedbStore", "store"),
-    ("RedbStoreConfig", "store"),
-    ("Config", "coordinator"),
-    ("ConfigBuilder", "coordinator"),
-    ("ConfigError", "coordinator"),
-    ("Event", "coordinator"),
-    ("GetOutcome", "coordinator"),
-    ("Misbehaviour", "coordinator"),
-    ("PointerEvent", "coordinator"),
-    ("QueryId", "coordinator"),
-    ("Refusal", "coordinator"),
-    ("Source", "coordinator"),
-    ("WriteError", "coordinator"),
-    ("Behaviour", "behaviour"),
-    ("BuildError", "behaviour"),
-    ("Pointer", "behaviour"),
 ];
 
 /// The rank of a layer, or of a name [`PLACED`] in one.
@@ -98,48 +59,89 @@ fn rank(name: &str) -> Option<usize> {
     ORDER.iter().position(|l| *l == layer)
 }
 
-#[test]
-fn each_layer_names_only_itself_and_the_layers_below() {
+/// A library file of `src/` and the `crate::` paths it names.
+struct Source {
+    /// Its path under `src/`.
+    path: String,
+    /// The first one or two names of its module: `core::record`,
+    /// `wire` (for `wire.rs`), `coordinator` (for `coordinator/mod.rs`).
+    module: String,
+    /// Its layer's name (the first name of `module`, unless [`PLACED`]).
+    top: String,
+    /// Each path, with its line (from 1), as written, without `crate::`.
+    paths: Vec<(usize, Vec<String>)>,
+    text: String,
+}
+
+impl Source {
+    fn line(&self, line: usize) -> &str {
+        self.text.lines().nth(line - 1).unwrap_or("").trim()
+    }
+}
+
+/// Every library file of `src/`: `lib.rs` and unit tests left out.
+fn sources() -> Vec<Source> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     assert!(files.len() > 20, "found the sources: {}", files.len());
-    let mut offences = Vec::new();
+    let mut sources = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&src).expect("under src");
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if relative == Path::new("lib.rs") || stem == "tests" || stem.ends_with("_tests") {
             continue;
         }
-        let top = relative
+        let mut names: Vec<String> = relative
+            .with_extension("")
             .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-            .expect("a path")
-            .trim_end_matches(".rs");
-        let Some(own) = rank(top) else {
+            .map(|c| c.as_os_str().to_str().expect("utf-8").to_owned())
+            .collect();
+        if names.last().is_some_and(|n| n == "mod") {
+            names.pop();
+        }
+        names.truncate(2);
+        let text = fs::read_to_string(file).expect("readable");
+        let code = library_code(&text);
+        let paths = crate_paths(&code)
+            .into_iter()
+            .map(|(at, path)| (code[..at].matches('\n').count() + 1, path))
+            .collect();
+        sources.push(Source {
+            path: format!("src/{}", relative.display()),
+            module: names.join("::"),
+            top: names[0].clone(),
+            paths,
+            text,
+        });
+    }
+    sources
+}
+
+#[test]
+fn each_layer_names_only_itself_and_the_layers_below() {
+    let mut offences = Vec::new();
+    for source in sources() {
+        let Some(own) = rank(&source.top) else {
             offences.push(format!(
-                "src/{}: `{top}` is in no layer; add it to ORDER or PLACED",
-                relative.display()
+                "{}: `{}` is in no layer; add it to ORDER or PLACED",
+                source.path, source.top
             ));
             continue;
         };
-        let text = fs::read_to_string(file).expect("readable");
-        for (line, name) in crate_paths(&library_code(&text)) {
-            let shown = text.lines().nth(line).unwrap_or("").trim();
-            match rank(&name) {
+        for (line, path) in &source.paths {
+            let shown = source.line(*line);
+            let named = format!("crate::{}", path.join("::"));
+            match rank(&path[0]) {
                 Some(theirs) if theirs <= own => {}
                 Some(theirs) => offences.push(format!(
-                    "src/{}:{}: layer `{}` names `crate::{name}` of layer `{}`, above it: {shown}",
-                    relative.display(),
-                    line + 1,
-                    ORDER[own],
-                    ORDER[theirs],
+                    "{}:{line}: layer `{}` names `{named}` of layer `{}`, above it: {shown}",
+                    source.path, ORDER[own], ORDER[theirs],
                 )),
                 None => offences.push(format!(
-                    "src/{}:{}: `crate::{name}` is in no layer; add it to PLACED: {shown}",
-                    relative.display(),
-                    line + 1,
+                    "{}:{line}: `{named}` names no layer (write the path from its \
+                     layer, or add the name to PLACED): {shown}",
+                    source.path,
                 )),
             }
         }
@@ -149,6 +151,71 @@ fn each_layer_names_only_itself_and_the_layers_below() {
         "layers, lowest first: {}\n{}",
         ORDER.join(" < "),
         offences.join("\n")
+    );
+}
+
+#[test]
+fn no_modules_name_each_other_around_a_loop() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let sources = sources();
+    // Module -> (module it names, where), the first place it names it.
+    let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for source in &sources {
+        for (line, path) in &source.paths {
+            // `crate::a::b...` names the module `a::b` when `b` is one
+            // (a file or folder of `src/a/`), else `a`.
+            let mut target = path[0].clone();
+            if let Some(second) = path.get(1) {
+                let dir = src.join(&path[0]);
+                if dir.join(format!("{second}.rs")).is_file() || dir.join(second).is_dir() {
+                    target = format!("{}::{second}", path[0]);
+                }
+            }
+            if target != source.module {
+                edges
+                    .entry(source.module.clone())
+                    .or_default()
+                    .entry(target)
+                    .or_insert_with(|| format!("{}:{line}: {}", source.path, source.line(*line)));
+            }
+        }
+    }
+    // A depth-first search; a module met again on the current path closes
+    // a loop.
+    fn visit(
+        module: &str,
+        edges: &BTreeMap<String, BTreeMap<String, String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        loops: &mut Vec<String>,
+    ) {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut shown = Vec::new();
+            for (i, from) in path[at..].iter().enumerate() {
+                let to = path.get(at + i + 1).map_or(module, String::as_str);
+                shown.push(format!("  {from} -> {to} ({})", edges[from][to]));
+            }
+            loops.push(shown.join("\n"));
+            return;
+        }
+        if !done.insert(module.to_owned()) {
+            return;
+        }
+        path.push(module.to_owned());
+        for next in edges.get(module).into_iter().flat_map(BTreeMap::keys) {
+            visit(next, edges, path, done, loops);
+        }
+        path.pop();
+    }
+    let mut done = BTreeSet::new();
+    let mut loops = Vec::new();
+    for module in edges.keys() {
+        visit(module, &edges, &mut Vec::new(), &mut done, &mut loops);
+    }
+    assert!(
+        loops.is_empty(),
+        "modules in a loop:\n{}",
+        loops.join("\n\n")
     );
 }
 
@@ -304,11 +371,11 @@ fn is_ident(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
-/// Each `crate::<name>` in `code`, with its line (from 0): the name after
-/// `crate::`, or each first name of a `crate::{a::.., b, ..}` group.
-fn crate_paths(code: &str) -> Vec<(usize, String)> {
+/// Each `crate::` path in `code`, with the offset where it starts, without
+/// `crate::`; a group (`crate::core::{order, record::Record}`) gives one
+/// path per item, at the item.
+fn crate_paths(code: &str) -> Vec<(usize, Vec<String>)> {
     let b = code.as_bytes();
-    let line_of = |at: usize| code[..at].matches('\n').count();
     let mut found = Vec::new();
     let mut from = 0;
     while let Some(at) = code[from..].find("crate::") {
@@ -317,41 +384,57 @@ fn crate_paths(code: &str) -> Vec<(usize, String)> {
         if start > 0 && (is_ident(b[start - 1]) || b[start - 1] == b'$') {
             continue;
         }
-        let rest = &code[from..];
-        if let Some(group) = rest.strip_prefix('{') {
-            // Split the group at its top-level commas.
-            let mut depth = 0;
-            let mut item_start = 0;
-            let mut items = Vec::new();
-            for (i, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => {
-                        items.push(&group[item_start..i]);
-                        break;
-                    }
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => {
-                        items.push(&group[item_start..i]);
-                        item_start = i + 1;
-                    }
-                    _ => {}
-                }
+        use_tree(code, from, start, Vec::new(), &mut found);
+    }
+    found
+}
+
+/// Reads the path (or group of paths) at `at`, after `prefix`; returns
+/// where it ends.
+fn use_tree(
+    code: &str,
+    mut at: usize,
+    start: usize,
+    prefix: Vec<String>,
+    found: &mut Vec<(usize, Vec<String>)>,
+) -> usize {
+    let skip_space = |at: usize| at + (code.len() - at - code[at..].trim_start().len());
+    if code[at..].starts_with('{') {
+        at += 1;
+        loop {
+            at = skip_space(at);
+            if at >= code.len() || code[at..].starts_with('}') {
+                return at + 1;
             }
-            for item in items {
-                let name = leading_ident(item.trim_start());
-                if !name.is_empty() {
-                    found.push((line_of(start), name.to_owned()));
-                }
-            }
-        } else {
-            let name = leading_ident(rest);
-            if !name.is_empty() {
-                found.push((line_of(start), name.to_owned()));
+            let item = at;
+            at = use_tree(code, at, item, prefix.clone(), found);
+            at = skip_space(at);
+            if code[at..].starts_with(',') {
+                at += 1;
+            } else if !code[at..].starts_with('}') {
+                // Not a use tree after all.
+                return at;
             }
         }
     }
-    found
+    let name = leading_ident(&code[at..]);
+    if name.is_empty() {
+        if !prefix.is_empty() {
+            found.push((start, prefix));
+        }
+        return at;
+    }
+    let mut path = prefix;
+    path.push(name.to_owned());
+    at += name.len();
+    if code[at..].starts_with("::") {
+        let next = &code[at + 2..];
+        if next.starts_with('{') || !leading_ident(next).is_empty() {
+            return use_tree(code, at + 2, start, path, found);
+        }
+    }
+    found.push((start, path));
+    at
 }
 
 fn leading_ident(s: &str) -> &str {
