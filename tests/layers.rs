@@ -71,6 +71,8 @@ struct Source {
     /// Each path, with its line (from 1), as written, without `crate::`.
     paths: Vec<(usize, Vec<String>)>,
     text: String,
+    /// `text` without comments, literals and unit tests.
+    code: String,
 }
 
 impl Source {
@@ -113,6 +115,7 @@ fn sources() -> Vec<Source> {
             top: names[0].clone(),
             paths,
             text,
+            code,
         });
     }
     sources
@@ -217,6 +220,55 @@ fn no_modules_name_each_other_around_a_loop() {
         "modules in a loop:\n{}",
         loops.join("\n\n")
     );
+}
+
+/// Files below the shell that may start threads, and why.
+const THREADS_BELOW_THE_SHELL: &[(&str, &str)] = &[(
+    "src/core/parallel_verify.rs",
+    "the public `Replica::with_verify_threads` and `Record::verify_each` \
+     check a burst of signatures on threads of their own",
+)];
+
+#[test]
+fn nothing_below_the_shell_names_swarm_types_or_starts_threads() {
+    let shell = rank("behaviour").expect("a layer");
+    let mut offences = Vec::new();
+    for source in sources() {
+        if rank(&source.top).is_none_or(|own| own >= shell) {
+            continue;
+        }
+        let line_of = |at: usize| source.code[..at].matches('\n').count() + 1;
+        for (at, path) in paths_after(&source.code, "libp2p::") {
+            if ["swarm", "Swarm", "Stream", "StreamProtocol"].contains(&path[0].as_str()) {
+                let line = line_of(at);
+                offences.push(format!(
+                    "{}:{line}: names `libp2p::{}` below the shell: {}",
+                    source.path,
+                    path.join("::"),
+                    source.line(line)
+                ));
+            }
+        }
+        if THREADS_BELOW_THE_SHELL
+            .iter()
+            .any(|(p, _)| *p == source.path)
+        {
+            continue;
+        }
+        for call in ["thread::spawn", "thread::scope", "thread::Builder"] {
+            let mut from = 0;
+            while let Some(at) = source.code[from..].find(call) {
+                let line = line_of(from + at);
+                from += at + call.len();
+                offences.push(format!(
+                    "{}:{line}: starts threads below the shell ({call}): {}",
+                    source.path,
+                    source.line(line)
+                ));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "{}", offences.join("\n"));
 }
 
 /// The `.rs` files under `dir`, in a stable order.
@@ -375,12 +427,18 @@ fn is_ident(c: u8) -> bool {
 /// `crate::`; a group (`crate::core::{order, record::Record}`) gives one
 /// path per item, at the item.
 fn crate_paths(code: &str) -> Vec<(usize, Vec<String>)> {
+    paths_after(code, "crate::")
+}
+
+/// Each path in `code` that starts with `root` (`"crate::"`, `"libp2p::"`),
+/// as [`crate_paths`] reads them.
+fn paths_after(code: &str, root: &str) -> Vec<(usize, Vec<String>)> {
     let b = code.as_bytes();
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(at) = code[from..].find("crate::") {
+    while let Some(at) = code[from..].find(root) {
         let start = from + at;
-        from = start + "crate::".len();
+        from = start + root.len();
         if start > 0 && (is_ident(b[start - 1]) || b[start - 1] == b'$') {
             continue;
         }
