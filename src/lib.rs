@@ -149,7 +149,8 @@
 
 // The layers, lowest first; each names only itself and the layers below
 // it (`tests/layers.rs` checks): the record and its rules, the wire, the
-// stores, the sans-IO coordinator, metrics, the libp2p shell, the simulator.
+// stores, the sans-IO coordinator, metrics, the libp2p shell, the simulator,
+// and the test utilities (`testing/`, mounted at `store::conformance`).
 // `config` and `event` belong with the coordinator.
 mod behaviour;
 pub mod config;
