@@ -29,25 +29,28 @@ use libp2p::swarm::{
 use libp2p::PeerId;
 use smallvec::SmallVec;
 
-use crate::accept::{KeyRefused, RejectReason};
+use crate::behaviour::discovery::{Discovery, NoDiscovery};
+use crate::behaviour::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use crate::config::Config;
+use crate::coordinator::misbehaviour::Banned;
+use crate::coordinator::replica::{Refusal, WriteError};
 use crate::coordinator::{Coordinator, Input, Output, Publication, Timer};
-use crate::discovery::{Discovery, NoDiscovery};
+use crate::core::accept::{KeyRefused, RejectReason};
+use crate::core::record::{signing_key, Record};
+use crate::core::topic::Topic;
+use crate::core::validator::{OwnedKeys, Validator};
 use crate::event::{Event, QueryId};
-use crate::handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
-use crate::misbehaviour::Banned;
-use crate::protocol::OutboundFailure;
-use crate::record::{signing_key, Record};
-use crate::replica::{Refusal, WriteError};
 use crate::store::{MemoryStore, RecordStore};
-use crate::topic::Topic;
-use crate::validator::{OwnedKeys, Validator};
+use crate::wire::failure::OutboundFailure;
 
 mod dht_links;
+pub mod discovery;
 mod gossip_config;
+pub(crate) mod handler;
 mod network;
 mod pacer;
 mod probe;
+pub mod protocol;
 mod spare_links;
 
 use self::dht_links::DhtLinks;
@@ -133,7 +136,7 @@ impl Timers {
 /// A decentralized key-value store inside a libp2p swarm.
 ///
 /// See the [crate documentation](crate) for an example. `D` finds the
-/// followers of a key beyond our connections ([`crate::discovery`]);
+/// followers of a key beyond our connections ([`crate::behaviour::discovery`]);
 /// without one a node learns from its connected peers only.
 pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     gossipsub: Gossip,
@@ -143,7 +146,7 @@ pub struct Behaviour<S: RecordStore = MemoryStore, D: Discovery = NoDiscovery> {
     /// The connection each `Ask` in flight went out on.
     asks: HashMap<u64, (PeerId, ConnectionId)>,
     /// Inbound asks waiting for the coordinator's reply.
-    replies: HashMap<u64, oneshot::Sender<crate::exchange::Reply>>,
+    replies: HashMap<u64, oneshot::Sender<crate::wire::exchange::Reply>>,
     next_reply: u64,
     /// What the swarm told us outside `poll`, handled in the next `poll`
     /// with the clock read there.
@@ -203,7 +206,7 @@ impl<S: RecordStore> Behaviour<S> {
 
 impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
     /// [`Behaviour::new`], finding followers beyond its connections through
-    /// `discovery` (for example [`discovery::Kad`](crate::discovery)).
+    /// `discovery` (for example [`discovery::Kad`](crate::behaviour::discovery)).
     pub fn with_discovery(
         keypair: &Keypair,
         store: S,
@@ -279,7 +282,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         &self.discovery
     }
 
-    /// The discovery, mutably (for [`discovery::Kad`](crate::discovery):
+    /// The discovery, mutably (for [`discovery::Kad`](crate::behaviour::discovery):
     /// add addresses, bootstrap, run your own queries).
     pub fn discovery_mut(&mut self) -> &mut D {
         &mut self.discovery
@@ -587,7 +590,7 @@ impl<S: RecordStore, D: Discovery> Behaviour<S, D> {
         }
     }
 
-    fn send_ask(&mut self, peer: PeerId, id: u64, request: crate::exchange::Request) {
+    fn send_ask(&mut self, peer: PeerId, id: u64, request: crate::wire::exchange::Request) {
         let Some(&connection) = self.connections.get(&peer).and_then(|c| c.first()) else {
             let result = Err(OutboundFailure::ConnectionClosed);
             self.inputs.push_back(Input::Answered { id, result });

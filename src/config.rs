@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::accept::Limits;
+use crate::core::accept::Limits;
 
 /// Settings of a [`Behaviour`](crate::Behaviour). Build one with
 /// [`Config::builder`]; [`Config::default`] gives the defaults listed on
@@ -76,9 +76,9 @@ impl Default for Config {
             get_grace: Duration::from_millis(500),
             fetch_fanout: 3,
             max_keys_per_ask: 256,
-            author_key_cache: crate::replica::DEFAULT_AUTHOR_KEY_CACHE,
-            refused_record_cache: crate::replica::DEFAULT_REFUSED_CACHE,
-            collected_delete_memory: crate::replica::DEFAULT_COLLECTED_DELETE_MEMORY,
+            author_key_cache: crate::coordinator::replica::DEFAULT_AUTHOR_KEY_CACHE,
+            refused_record_cache: crate::coordinator::replica::DEFAULT_REFUSED_CACHE,
+            collected_delete_memory: crate::coordinator::replica::DEFAULT_COLLECTED_DELETE_MEMORY,
             max_inbound_fetch_streams: 32,
             max_outbound_fetch_streams: 32,
             max_inbound_fetch_streams_total: 256,

@@ -3,10 +3,10 @@
 use libp2p::gossipsub::PublishError;
 use libp2p::PeerId;
 
-use crate::accept::RejectReason;
-use crate::protocol::{InboundFailure, OutboundFailure};
-use crate::record::Record;
+use crate::core::accept::RejectReason;
+use crate::core::record::Record;
 use crate::store;
+use crate::wire::failure::{InboundFailure, OutboundFailure};
 
 /// Identifies one [`Behaviour::get`](crate::Behaviour::get).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,7 +113,7 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
         /// What it did.
-        reason: crate::misbehaviour::Misbehaviour,
+        reason: crate::coordinator::misbehaviour::Misbehaviour,
         /// When the ban ends.
         until_ms: i64,
     },
@@ -126,7 +126,7 @@ pub enum Event {
         error: InboundFailure,
     },
     /// An event of the Kademlia behaviour inside
-    /// [`discovery::Kad`](crate::discovery::Kad) that is not about
+    /// [`discovery::Kad`](crate::behaviour::discovery::Kad) that is not about
     /// Pointer's own lookups: routing updates, inbound requests, the
     /// results of your own queries.
     #[cfg(feature = "kad")]

@@ -147,40 +147,29 @@
 
 #![warn(missing_docs)]
 
-pub mod accept;
-mod author_keys;
+// The layers, lowest first; each names only itself and the layers below
+// it (`tests/layers.rs` checks): the record and its rules, the wire, the
+// stores, the sans-IO coordinator, metrics, the libp2p shell, the simulator,
+// and the test utilities (`testing/`, mounted at `store::conformance`).
+// `config` and `event` belong with the coordinator.
 mod behaviour;
 pub mod config;
 pub mod coordinator;
-mod cost;
-mod decode_error;
-pub mod discovery;
-mod dispatch;
+mod core;
 pub mod event;
-pub mod exchange;
-mod graveyard;
-mod handler;
 #[cfg(feature = "metrics")]
 pub mod metrics;
-pub mod misbehaviour;
-pub mod order;
-mod parallel_verify;
-mod peer_index;
-pub mod protocol;
-mod query;
-pub mod reconcile;
-pub mod record;
-mod refused;
-pub mod replica;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
-mod token_bucket;
-pub mod topic;
-mod trickle;
-pub mod validator;
 #[doc(hidden)]
 pub mod wire;
+
+// The modules under the paths they had before the layers were folders.
+pub use crate::behaviour::{discovery, protocol};
+pub use crate::coordinator::{misbehaviour, replica};
+pub use crate::core::{accept, order, reconcile, record, topic, validator};
+pub use crate::wire::exchange;
 
 /// Rust types generated from `proto/pointer.proto` by pb-rs at build time.
 /// Hidden: the wire format is specified in `docs/spec.md`; these types are
@@ -206,7 +195,7 @@ pub use behaviour::{topic, Behaviour, BuildError};
 pub use config::{Config, ConfigBuilder, ConfigError};
 // A record refused as malformed says why with it; `wire`, where it lived,
 // is hidden.
-pub use decode_error::DecodeError;
+pub use crate::core::decode_error::DecodeError;
 pub use event::{Event, GetOutcome, QueryId, Source};
 
 /// [`Behaviour`] under the name the design card gives it: `Pointer`

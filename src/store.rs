@@ -11,13 +11,17 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::record::Record;
+use crate::core::record::Record;
 
 mod memory;
 #[cfg(feature = "redb")]
 mod redb;
 
+// The checks run a replica over the store, so they live with the test
+// utilities, above the coordinator; they are published here, where a
+// store's author looks for them.
 #[cfg(any(test, feature = "test-utils"))]
+#[path = "testing/conformance.rs"]
 pub mod conformance;
 
 #[cfg(feature = "redb")]

@@ -7,7 +7,7 @@
 //! time and authorization are checked by the accept path.
 //!
 //! The `Ask`/`Answer` of the fetch protocol are converted here too, to and
-//! from the [`exchange`](crate::exchange) types the coordinator handles.
+//! from the [`exchange`](crate::wire::exchange) types the coordinator handles.
 //! Many keys travel in one `Ask` and many records in one `Answer`, invisibly
 //! to peers that know only the original schema: the first key travels in
 //! `Ask.key` and its answer in `Answer.status`/`Answer.op`, as before;
@@ -19,19 +19,26 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 use quick_protobuf::sizeofs::sizeof_len;
 use quick_protobuf::{BytesReader, MessageRead, MessageWrite, Writer};
 
-use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version, VERSION_SIGNATURE_BYTES};
+use crate::core::record::{Author, Op, Record, Signature};
 use crate::proto::pointer as pb;
-use crate::record::{Author, Op, Record, Signature};
+use crate::wire::exchange::{
+    AskKey, Entry, Reply, Request, Response, Version, VERSION_SIGNATURE_BYTES,
+};
 
 // Relative to this file's directory, so that a test crate that includes
 // this file by path finds it too.
 #[path = "wire/ranges.rs"]
 mod ranges;
 
+#[path = "wire/exchange.rs"]
+pub mod exchange;
+#[path = "wire/failure.rs"]
+pub mod failure;
+
 #[allow(unused_imports)] // Used by the replica; a test crate may not.
 pub use ranges::{item_cost, range_ask_cost};
 
-pub use crate::decode_error::DecodeError;
+pub use crate::core::decode_error::DecodeError;
 
 /// The gossipsub message id of `data` published on `topic` (spec §2):
 /// SHA-256 over the topic's length in bytes (4 bytes, big-endian), the
@@ -453,7 +460,7 @@ fn decode<'a, M: MessageRead<'a>>(bytes: &'a [u8], limit: usize) -> Result<M, De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::{Fingerprint, Item, KeyRange, RangeAsk, RangeReply};
+    use crate::core::reconcile::{Fingerprint, Item, KeyRange, RangeAsk, RangeReply};
     use ed25519_dalek::SigningKey;
 
     fn record(op: Op, value: &str) -> Record {

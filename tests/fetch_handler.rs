@@ -7,18 +7,21 @@
 
 // `HandlerIn::Wake` is the behaviour's to send; these tests drive asks.
 #[allow(dead_code)]
-#[path = "../src/handler.rs"]
+#[path = "../src/behaviour/handler.rs"]
 mod handler;
-#[path = "../src/protocol.rs"]
+#[path = "../src/behaviour/protocol.rs"]
 mod protocol;
 // Only the fetch conversions are used here; the rest of the module is not.
 #[allow(dead_code)]
 #[path = "../src/wire.rs"]
 mod wire;
-pub use pointer::{exchange, proto, reconcile, record};
-/// The library's type, so that answers built here and there agree.
-mod decode_error {
-    pub use pointer::wire::DecodeError;
+pub use pointer::proto;
+/// The library's lowest layer, so that records built here and there agree.
+mod core {
+    pub use pointer::{order, reconcile, record};
+    pub mod decode_error {
+        pub use pointer::wire::DecodeError;
+    }
 }
 
 use std::{
@@ -41,10 +44,10 @@ use libp2p::{
 };
 use libp2p_swarm_test::SwarmExt as _;
 
-use exchange::{AskKey, Entry, Reply, Request, Version};
+use crate::core::record::{Op, Record};
 use handler::{FetchLimits, Handler, HandlerIn, HandlerOut};
 use protocol::{Answered, InboundFailure, OutboundFailure, PROTOCOL};
-use record::{Op, Record};
+use wire::exchange::{AskKey, Entry, Reply, Request, Version};
 
 #[path = "fetch_handler/limits_and_hostile_input.rs"]
 mod limits_and_hostile_input;
@@ -477,7 +480,7 @@ async fn an_answers_records_arrive_with_their_signatures_checked() {
             "v".into(),
             honest.time(),
             *honest.author(),
-            record::Signature::from_bytes(signature),
+            crate::core::record::Signature::from_bytes(signature),
         );
         let mut b = Fetch::new(limits(), Mode::Answer);
         b.store.insert("honest".into(), honest.clone());

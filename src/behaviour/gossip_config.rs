@@ -10,7 +10,7 @@ use libp2p::gossipsub::{
 
 use super::{parse_topic, BuildError, Gossip};
 use crate::config::Config;
-use crate::topic::Topic;
+use crate::core::topic::Topic;
 use crate::wire;
 
 /// Keeps only the subscriptions a Pointer node can use: record topics whose

@@ -15,12 +15,12 @@ use libp2p::swarm::{
 use libp2p::PeerId;
 
 use super::{now_ms, Behaviour, Gossip};
+use crate::behaviour::discovery::{Discovered, Discovery};
+use crate::behaviour::handler::Handler;
 use crate::coordinator::Input;
-use crate::discovery::{Discovered, Discovery};
+use crate::core::topic::Topic;
 use crate::event::Event;
-use crate::handler::Handler;
 use crate::store::RecordStore;
-use crate::topic::Topic;
 
 impl<S: RecordStore + 'static, D: Discovery> NetworkBehaviour for Behaviour<S, D> {
     type ConnectionHandler =

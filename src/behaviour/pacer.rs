@@ -27,8 +27,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures_timer::Delay;
 
-use crate::token_bucket::TokenBucket;
-use crate::topic::Topic;
+use crate::coordinator::token_bucket::TokenBucket;
+use crate::core::topic::Topic;
 
 /// A join or a leave of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,8 @@ mod off {
 
     use crate::coordinator::{Coordinator, Input, Output, Timer};
     use crate::event::QueryId;
-    use crate::protocol::InboundFailure;
     use crate::store::RecordStore;
+    use crate::wire::failure::InboundFailure;
 
     /// Hooks that do nothing: the crate is built without metrics.
     #[derive(Default)]

@@ -294,7 +294,7 @@ impl ConfigBuilder {
 
     /// How many DHT operations (advertising a followed key, looking up the
     /// followers of one) the node starts per second at most, when a
-    /// [`Discovery`](crate::discovery::Discovery) is attached. A `get`'s
+    /// [`Discovery`](crate::behaviour::discovery::Discovery) is attached. A `get`'s
     /// lookup goes first and is never held back; background work (keys
     /// followed in bulk, re-lookups) waits its turn, so following 100,000
     /// keys spreads over 100,000 / rate seconds instead of a burst of

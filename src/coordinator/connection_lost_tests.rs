@@ -6,10 +6,10 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output};
-use crate::exchange::{Entry, Response};
+use crate::core::topic::Topic;
+use crate::core::validator::Open;
 use crate::store::MemoryStore;
-use crate::topic::Topic;
-use crate::validator::Open;
+use crate::wire::exchange::{Entry, Response};
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;

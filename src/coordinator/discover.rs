@@ -2,7 +2,7 @@
 //! when to look followers up, whom of those found to dial, and how a `get`
 //! waits for them.
 //!
-//! The coordinator only decides; a [`Discovery`](crate::discovery::Discovery)
+//! The coordinator only decides; a [`Discovery`](crate::behaviour::discovery::Discovery)
 //! in the shell (libp2p-kad provider records by default) carries it out.
 //! Every background DHT operation draws on one token bucket of
 //! [`discovery_rate`](crate::ConfigBuilder::discovery_rate) per second, so
@@ -21,11 +21,11 @@ use libp2p::PeerId;
 
 use super::guard::ms;
 use super::{Coordinator, Output, Timer};
+use crate::coordinator::query::Finished;
+use crate::coordinator::token_bucket::TokenBucket;
+use crate::core::topic::{shard_index, Topic};
 use crate::event::QueryId;
-use crate::query::Finished;
 use crate::store::RecordStore;
-use crate::token_bucket::TokenBucket;
-use crate::topic::{shard_index, Topic};
 
 /// How often queued DHT work is looked at while any waits.
 const TICK_MS: i64 = 1000;

@@ -8,9 +8,9 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
+use crate::core::topic::Topic;
+use crate::core::validator::Open;
 use crate::store::MemoryStore;
-use crate::topic::Topic;
-use crate::validator::Open;
 use crate::{Config, ConfigBuilder};
 
 const T0: i64 = 1_800_000_000_000;

@@ -6,11 +6,11 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
+use crate::core::topic::Topic;
+use crate::core::validator::Open;
 use crate::event::{Event, GetOutcome};
-use crate::exchange::{Entry, Response};
 use crate::store::MemoryStore;
-use crate::topic::Topic;
-use crate::validator::Open;
+use crate::wire::exchange::{Entry, Response};
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;
@@ -196,7 +196,7 @@ fn connected_followers_never_take_a_lookups_last_dial() {
     for _ in 0..3 {
         let sybil = PeerId::random();
         c.handle(Input::Connected { peer: sybil }, T0);
-        let topic = crate::topic::Topic::Key("k".into());
+        let topic = crate::core::topic::Topic::Key("k".into());
         c.handle(Input::PeerSubscribed { peer: sybil, topic }, T0);
     }
     drain(&mut c);
@@ -321,7 +321,7 @@ fn a_get_waits_for_its_lookup_and_asks_the_follower_that_connects() {
     c.handle(
         Input::PeerSubscribed {
             peer: far,
-            topic: crate::topic::Topic::Key("k".into()),
+            topic: crate::core::topic::Topic::Key("k".into()),
         },
         T0 + 80,
     );

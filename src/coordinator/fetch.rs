@@ -8,11 +8,11 @@ use libp2p::PeerId;
 use rand::seq::SliceRandom;
 
 use super::{Coordinator, Output};
-use crate::cost;
+use crate::coordinator::cost;
 use crate::event::{Event, QueryId, Source};
-use crate::exchange::{AskKey, Entry, Reply, Request, Response, Version};
-use crate::protocol::OutboundFailure;
 use crate::store::RecordStore;
+use crate::wire::exchange::{AskKey, Entry, Reply, Request, Response, Version};
+use crate::wire::failure::OutboundFailure;
 use crate::wire::{self, DecodeError};
 
 /// One key to ask one peer about: a catch-up, or part of a `get`.
@@ -321,7 +321,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// read and copy at most a message's worth of records and one more.
     ///
     /// The answer and the asks back are charged to the peer (the cost
-    /// model, [`crate::cost`]).
+    /// model, [`crate::coordinator::cost`]).
     pub(super) fn answer_ask(&mut self, peer: PeerId, id: u64, request: Request, now_ms: i64) {
         let Request { mut keys, ranges } = request;
         keys.truncate(self.config.max_keys_per_ask);

@@ -66,7 +66,7 @@ impl<S: RecordStore> Coordinator<S> {
 
     /// A round of `get` `id` is over: ask more peers if it found nothing,
     /// else wait for discovery or finish.
-    fn end_round(&mut self, id: QueryId, done: crate::query::Finished) {
+    fn end_round(&mut self, id: QueryId, done: crate::coordinator::query::Finished) {
         if self.replica.get(&done.key).is_none() {
             let more = self.ask_round(&done.key, Some(id), &done.asked);
             if !more.is_empty() {

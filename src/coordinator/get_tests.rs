@@ -6,10 +6,10 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
+use crate::core::validator::Open;
 use crate::event::{Event, GetOutcome};
-use crate::exchange::{Entry, Response};
 use crate::store::MemoryStore;
-use crate::validator::Open;
+use crate::wire::exchange::{Entry, Response};
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;
@@ -48,7 +48,7 @@ fn grace_set(outputs: &[Output]) -> bool {
     })
 }
 
-fn answer(entry: Entry) -> Result<Response, crate::protocol::OutboundFailure> {
+fn answer(entry: Entry) -> Result<Response, crate::wire::failure::OutboundFailure> {
     Ok(Response {
         entries: vec![Ok(entry)],
         ranges: Vec::new(),

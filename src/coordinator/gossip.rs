@@ -7,14 +7,14 @@ use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
 
 use super::{Coordinator, Output};
-use crate::accept::RejectReason;
+use crate::coordinator::replica::Refusal;
+use crate::core::accept::RejectReason;
+use crate::core::order::Version;
+use crate::core::record::{Op, Record};
+use crate::core::topic::Topic;
 use crate::event::{Event, Source};
-use crate::exchange::Version;
-use crate::protocol::OutboundFailure;
-use crate::record::{Op, Record};
-use crate::replica::Refusal;
 use crate::store::RecordStore;
-use crate::topic::Topic;
+use crate::wire::failure::OutboundFailure;
 
 impl<S: RecordStore> Coordinator<S> {
     /// Anti-entropy on connection: with a node that watches many keys, a

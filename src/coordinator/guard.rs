@@ -1,6 +1,6 @@
 //! What a remote peer may make us hold or spend: invalid records charged
 //! to its budget, subscriptions within their limits, and the ban that
-//! follows either (see [`crate::misbehaviour`]).
+//! follows either (see [`crate::coordinator::misbehaviour`]).
 
 use std::time::Duration;
 
@@ -8,9 +8,9 @@ use libp2p::gossipsub::MessageAcceptance;
 use libp2p::PeerId;
 
 use super::{Coordinator, Output};
-use crate::accept::RejectReason;
+use crate::coordinator::misbehaviour::{blames_sender, Misbehaviour};
+use crate::core::accept::RejectReason;
 use crate::event::Event;
-use crate::misbehaviour::{blames_sender, Misbehaviour};
 use crate::store::RecordStore;
 
 /// A duration in whole milliseconds, saturating.

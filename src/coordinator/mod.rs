@@ -15,6 +15,17 @@
 //! fingerprints), and calls [`wire`](crate::wire) for the gossip payload
 //! bytes.
 
+pub(crate) mod cost;
+pub(crate) mod dispatch;
+pub(crate) mod graveyard;
+pub mod misbehaviour;
+pub(crate) mod peer_index;
+pub(crate) mod query;
+pub(crate) mod refused;
+pub mod replica;
+pub(crate) mod token_bucket;
+pub(crate) mod trickle;
+
 #[cfg(test)]
 mod connection_lost_tests;
 mod discover;
@@ -49,22 +60,22 @@ use libp2p::PeerId;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-use crate::accept::{KeyRefused, RejectReason};
 use crate::config::Config;
-use crate::cost::Ledger;
-use crate::dispatch::Dispatch;
+use crate::coordinator::cost::Ledger;
+use crate::coordinator::dispatch::Dispatch;
+use crate::coordinator::misbehaviour::Penalties;
+use crate::coordinator::peer_index::PeerIndex;
+use crate::coordinator::query::Queries;
+use crate::coordinator::replica::{Refusal, Replica, WriteError};
+use crate::coordinator::trickle::Trickle;
+use crate::core::accept::{KeyRefused, RejectReason};
+use crate::core::record::{Op, Record};
+use crate::core::topic::Topic;
+use crate::core::validator::{OwnedKeys, Validator};
 use crate::event::{Event, GetOutcome, QueryId, Source};
-use crate::exchange::{Reply, Request, Response};
-use crate::misbehaviour::Penalties;
-use crate::peer_index::PeerIndex;
-use crate::protocol::OutboundFailure;
-use crate::query::Queries;
-use crate::record::{Op, Record};
-use crate::replica::{Refusal, Replica, WriteError};
 use crate::store::RecordStore;
-use crate::topic::Topic;
-use crate::trickle::Trickle;
-use crate::validator::{OwnedKeys, Validator};
+use crate::wire::exchange::{Reply, Request, Response};
+use crate::wire::failure::OutboundFailure;
 
 use self::fetch::{Fetch, Wanted};
 use self::guard::ms;
@@ -329,7 +340,7 @@ impl<S: RecordStore> Coordinator<S> {
             .with_refused_cache(config.refused_record_cache)
             .with_collected_delete_memory(config.collected_delete_memory)
             .with_verify_threads(config.verify_threads);
-        let local_peer = crate::record::Author::from(&signer)
+        let local_peer = crate::core::record::Author::from(&signer)
             .peer_id()
             .unwrap_or_else(PeerId::random);
         let mut coordinator = Coordinator {
@@ -457,7 +468,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// comes as [`Event::GetFinished`].
     pub fn get(&mut self, key: &str, now_ms: i64) -> QueryId {
         let id = QueryId(self.next_id());
-        if crate::accept::check_sizes(key, "", &self.config.limits).is_err() {
+        if crate::core::accept::check_sizes(key, "", &self.config.limits).is_err() {
             // No node stores a key over the limit: nothing to follow or ask.
             self.finish_get(id, key.to_owned(), GetOutcome::NotFound);
             return id;
@@ -472,7 +483,7 @@ impl<S: RecordStore> Coordinator<S> {
         if asked.is_empty() {
             // Nobody to ask (yet): unless it waits for a lookup, what we
             // hold is all there is (`NotFound` when nothing).
-            let done = crate::query::Finished {
+            let done = crate::coordinator::query::Finished {
                 key: key.to_owned(),
                 answered: true,
                 asked: Vec::new(),
@@ -490,7 +501,7 @@ impl<S: RecordStore> Coordinator<S> {
     /// Follows `key`: joins its topic and catches up from peers. Returns
     /// `false` if it was already followed.
     pub fn subscribe(&mut self, key: &str) -> Result<bool, RejectReason> {
-        crate::accept::check_sizes(key, "", &self.config.limits)?;
+        crate::core::accept::check_sizes(key, "", &self.config.limits)?;
         if !self.join(key) {
             return Ok(false);
         }
@@ -510,7 +521,7 @@ impl<S: RecordStore> Coordinator<S> {
         let keys: Vec<K> = keys.into_iter().collect();
         for key in &keys {
             let key = key.as_ref();
-            crate::accept::check_sizes(key, "", &self.config.limits).map_err(|reason| {
+            crate::core::accept::check_sizes(key, "", &self.config.limits).map_err(|reason| {
                 KeyRefused {
                     key: key.to_owned(),
                     reason,

@@ -12,13 +12,13 @@ use std::collections::VecDeque;
 use libp2p::PeerId;
 
 use super::Coordinator;
-use crate::cost;
+use crate::coordinator::cost;
+use crate::core::reconcile::{every_key, Index, KeyRange, Learnt, RangeAsk, RangeReply};
 use crate::event::Event;
-use crate::exchange::{Request, Response};
-use crate::protocol::OutboundFailure;
-use crate::reconcile::{every_key, Index, KeyRange, Learnt, RangeAsk, RangeReply};
 use crate::store::RecordStore;
 use crate::wire;
+use crate::wire::exchange::{Request, Response};
+use crate::wire::failure::OutboundFailure;
 
 /// A reconciliation with one peer: the ranges still to compare.
 #[derive(Debug)]

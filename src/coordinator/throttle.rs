@@ -1,4 +1,4 @@
-//! The cost model at work ([`crate::cost`]): a peer's `Ask` is answered
+//! The cost model at work ([`crate::coordinator::cost`]): a peer's `Ask` is answered
 //! while its account is in credit and waits while it is in debt; what its
 //! input would make us ask back is charged to it, and skipped in debt.
 
@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 use libp2p::PeerId;
 
 use super::{ms, Coordinator, Output, Timer};
-use crate::cost;
-use crate::exchange::{Reply, Request};
+use crate::coordinator::cost;
 use crate::store::RecordStore;
+use crate::wire::exchange::{Reply, Request};
 
 /// An `Ask` from a peer in debt, waiting for its account to refill.
 #[derive(Debug)]

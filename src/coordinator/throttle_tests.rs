@@ -8,9 +8,9 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
-use crate::exchange::{AskKey, Entry, Request};
+use crate::core::validator::Open;
 use crate::store::MemoryStore;
-use crate::validator::Open;
+use crate::wire::exchange::{AskKey, Entry, Request};
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;

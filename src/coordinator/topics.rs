@@ -7,12 +7,12 @@ use libp2p::gossipsub::MessageAcceptance;
 use libp2p::PeerId;
 
 use super::{Coordinator, Output, Publication};
-use crate::accept::RejectReason;
+use crate::coordinator::replica::Refusal;
+use crate::core::accept::RejectReason;
+use crate::core::record::Record;
+use crate::core::topic::{shard_index, Topic};
 use crate::event::Source;
-use crate::record::Record;
-use crate::replica::Refusal;
 use crate::store::RecordStore;
-use crate::topic::{shard_index, Topic};
 use crate::wire;
 
 impl<S: RecordStore> Coordinator<S> {

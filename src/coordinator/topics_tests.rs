@@ -5,9 +5,9 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 
 use super::{Coordinator, Input, Output, Timer};
+use crate::core::topic::{shard_index, Topic};
+use crate::core::validator::Open;
 use crate::store::MemoryStore;
-use crate::topic::{shard_index, Topic};
-use crate::validator::Open;
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;

@@ -6,8 +6,8 @@ use rand::RngExt;
 
 use super::guard::ms;
 use super::{Coordinator, Output, Publication, Timer};
+use crate::coordinator::trickle::Settled;
 use crate::store::RecordStore;
-use crate::trickle::Settled;
 
 impl<S: RecordStore> Coordinator<S> {
     pub(super) fn arm_republish(&mut self) {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 
 use super::{Coordinator, Input, Output, Publication, Timer};
+use crate::core::validator::Open;
 use crate::store::MemoryStore;
-use crate::validator::Open;
 use crate::Config;
 
 const T0: i64 = 1_800_000_000_000;

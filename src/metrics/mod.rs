@@ -81,10 +81,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Unit;
 
-use crate::accept::RejectReason;
+use crate::core::accept::RejectReason;
 use crate::event::{Event, GetOutcome, Source};
-use crate::exchange::Response;
-use crate::protocol::{InboundFailure, OutboundFailure};
+use crate::wire::exchange::Response;
+use crate::wire::failure::{InboundFailure, OutboundFailure};
 
 pub(crate) use self::probe::Probe;
 

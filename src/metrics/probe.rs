@@ -15,8 +15,8 @@ use futures_timer::Delay;
 use super::Metrics;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
 use crate::event::{Event, QueryId, Source};
-use crate::protocol::InboundFailure;
 use crate::store::RecordStore;
+use crate::wire::failure::InboundFailure;
 
 /// Catch-ups timed at once; following more keys at once times the first.
 pub(super) const MAX_CATCH_UPS: usize = 4096;

@@ -12,14 +12,14 @@ use libp2p::PeerId;
 
 use super::probe::{GAUGE_INTERVAL, MAX_CATCH_UPS};
 use super::{Metrics, Probe, Registry};
-use crate::accept::RejectReason;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, Input, Output, Timer};
+use crate::core::accept::RejectReason;
+use crate::core::record::{Op, Record};
 use crate::event::{Event, GetOutcome, QueryId, Source};
-use crate::exchange::{Request, Response};
-use crate::protocol::{InboundFailure, OutboundFailure};
-use crate::record::{Op, Record};
 use crate::store::MemoryStore;
+use crate::wire::exchange::{Request, Response};
+use crate::wire::failure::{InboundFailure, OutboundFailure};
 
 /// A probe with metrics on, and the registry they are in.
 fn probe() -> (Probe, Registry) {

@@ -12,13 +12,13 @@ use libp2p::PeerId;
 
 use super::network::{NetParams, Network, NodeSetup, Traffic};
 use super::scenario::{Forgery, Scenario, Step};
-use crate::accept::RejectReason;
 use crate::config::Config;
-use crate::order::precedence;
-use crate::record::{Op, Record};
-use crate::replica::WriteError;
+use crate::coordinator::replica::WriteError;
+use crate::core::accept::RejectReason;
+use crate::core::order::precedence;
+use crate::core::record::{Op, Record};
+use crate::core::validator::{AllowList, Validator};
 use crate::store::RecordStore;
-use crate::validator::{AllowList, Validator};
 
 /// How the nodes are configured and how long convergence may take.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ pub fn run_traced(
 }
 
 fn allowed_peers(scenario: &Scenario) -> Vec<PeerId> {
-    let net_peer = |s: &SigningKey| crate::record::Author::from(s).peer_id();
+    let net_peer = |s: &SigningKey| crate::core::record::Author::from(s).peer_id();
     (0..scenario.nodes())
         .filter(|i| !scenario.unauthorized.contains(i))
         .filter_map(|i| net_peer(&scenario.signers[i]))

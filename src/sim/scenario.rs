@@ -343,7 +343,7 @@ pub const SIM_SHARDS: u16 = 2;
 /// Each node's `reconcile_min_keys`, from a generator of its own (as
 /// [`shard_counts`]), so that the rest of a seed's schedule is unchanged.
 fn reconcile_min_keys(seed: u64, n: usize) -> Vec<usize> {
-    let default = crate::Config::default().reconcile_min_keys();
+    let default = crate::config::Config::default().reconcile_min_keys();
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5241_4e47_4553);
     match rng.random_range(0..3) {
         0 => vec![0; n],
@@ -357,7 +357,7 @@ fn reconcile_min_keys(seed: u64, n: usize) -> Vec<usize> {
 /// Each node's `settled_after`, from a generator of its own (as
 /// [`shard_counts`]), so that the rest of a seed's schedule is unchanged.
 fn settled_after(seed: u64, n: usize) -> Vec<Duration> {
-    let default = crate::Config::default().settled_after();
+    let default = crate::config::Config::default().settled_after();
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5345_5454_4c45);
     match rng.random_range(0..3) {
         0 => vec![Duration::ZERO; n],

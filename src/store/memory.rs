@@ -6,7 +6,7 @@ use std::iter;
 
 use super::{check_value_size, Error, RecordStore, Result};
 use super::{DEFAULT_MAX_RECORDS, DEFAULT_MAX_VALUE_BYTES};
-use crate::record::Record;
+use crate::core::record::Record;
 
 /// Limits of a [`MemoryStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]

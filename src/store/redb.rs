@@ -14,7 +14,7 @@ use ::redb::{
 
 use super::{check_value_size, Error, RecordStore, Result};
 use super::{DEFAULT_MAX_RECORDS, DEFAULT_MAX_VALUE_BYTES};
-use crate::record::Record;
+use crate::core::record::Record;
 use crate::wire;
 
 mod staged;

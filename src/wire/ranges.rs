@@ -1,5 +1,5 @@
 //! The range reconciliation messages of spec §18 (`Ask.ranges`,
-//! `Answer.ranges`), to and from the [`reconcile`](crate::reconcile) types.
+//! `Answer.ranges`), to and from the [`reconcile`](crate::core::reconcile) types.
 //!
 //! A range's open end travels as an empty `upper`: a range that ends at the
 //! empty key would hold nothing, so no range needs it. Likewise an empty
@@ -9,8 +9,8 @@ use quick_protobuf::sizeofs::sizeof_len;
 use quick_protobuf::MessageWrite;
 
 use super::{from_have, to_have, DecodeError};
+use crate::core::reconcile::{Fingerprint, Item, KeyRange, RangeAsk, RangeReply};
 use crate::proto::pointer as pb;
-use crate::reconcile::{Fingerprint, Item, KeyRange, RangeAsk, RangeReply};
 
 fn bad(what: &str) -> DecodeError {
     DecodeError::Protobuf(format!("reconciliation: {what}"))

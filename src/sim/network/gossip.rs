@@ -9,7 +9,7 @@ use rand::RngExt;
 
 use super::{ordered, Network, Scheduled};
 use crate::coordinator::Input;
-use crate::topic::Topic;
+use crate::core::topic::Topic;
 use crate::wire;
 
 impl Network {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::record::Record;
+use crate::core::record::Record;
 
 /// Most records held in memory before they are written (not yet durably).
 pub(super) const STAGE_BATCH: usize = 4096;

@@ -6,10 +6,10 @@ use ed25519_dalek::SigningKey;
 use tempfile::TempDir;
 
 use super::*;
-use crate::accept::Limits;
-use crate::record::Op;
-use crate::replica::{Refusal, Replica};
-use crate::validator::Open;
+use crate::coordinator::replica::{Refusal, Replica};
+use crate::core::accept::Limits;
+use crate::core::record::Op;
+use crate::core::validator::Open;
 
 fn rec(key: &str, op: Op, value: &str, time: i64) -> Record {
     Record::sign(key, op, value, time, &SigningKey::from_bytes(&[5; 32]))

@@ -18,7 +18,7 @@
 //! `per_second`; the defaults let a node catch up a million 100-byte
 //! records from one peer in about half a minute.
 //!
-//! Invalid records are priced apart ([`misbehaviour`](crate::misbehaviour)):
+//! Invalid records are priced apart ([`misbehaviour`](crate::coordinator::misbehaviour)):
 //! they prove malice and lead to a ban, whereas a peer in debt may simply
 //! be catching up.
 
@@ -26,9 +26,9 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 
-use crate::exchange::{Entry, Reply, Request};
-use crate::reconcile::RangeReply;
+use crate::core::reconcile::RangeReply;
 use crate::wire;
+use crate::wire::exchange::{Entry, Reply, Request};
 
 /// What a key's read costs us beyond the bytes of its answer: a store
 /// lookup and the entry's framing.
@@ -235,8 +235,13 @@ mod tests {
     fn a_record_answered_costs_its_bytes_and_a_read() {
         use ed25519_dalek::SigningKey;
         let key = SigningKey::from_bytes(&[7; 32]);
-        let record =
-            crate::record::Record::sign("k", crate::record::Op::Mut, &"v".repeat(1000), 1, &key);
+        let record = crate::core::record::Record::sign(
+            "k",
+            crate::core::record::Op::Mut,
+            &"v".repeat(1000),
+            1,
+            &key,
+        );
         let reply = Reply {
             entries: vec![Entry::Record(record.clone()), Entry::NotExist],
             ranges: Vec::new(),

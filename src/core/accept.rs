@@ -7,16 +7,16 @@
 //! 4. the Ed25519 signature, then the [`Validator`];
 //!
 //! so an identical or stale record costs [`judge`] a comparison, not a
-//! signature check. (A [`Replica`](crate::replica::Replica) then checks an
+//! signature check. (A [`Replica`](crate::coordinator::replica::Replica) then checks an
 //! `Older` record before reporting it, since the node reacts to one: spec
 //! §7.)
 
 use std::cmp::Ordering;
 
-pub use crate::decode_error::DecodeError;
-use crate::order::precedence;
-use crate::record::Record;
-use crate::validator::Validator;
+pub use crate::core::decode_error::DecodeError;
+use crate::core::order::precedence;
+use crate::core::record::Record;
+use crate::core::validator::Validator;
 
 /// Size and time limits every record must meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +172,8 @@ pub fn check_sizes(key: &str, value: &str, limits: &Limits) -> Result<(), Reject
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Op, Signature};
-    use crate::validator::{Open, OwnedKeys};
+    use crate::core::record::{Op, Signature};
+    use crate::core::validator::{Open, OwnedKeys};
     use ed25519_dalek::SigningKey;
 
     const NOW: i64 = 1_000_000;

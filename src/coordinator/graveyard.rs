@@ -12,8 +12,8 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 
-use crate::exchange::Version;
-use crate::record::Record;
+use crate::core::order::Version;
+use crate::core::record::Record;
 
 /// See the [module docs](self).
 #[derive(Debug, Default)]
@@ -77,7 +77,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
-    use crate::record::Op;
+    use crate::core::record::Op;
 
     fn record(key: &str, op: Op, time: i64) -> Record {
         let value = if op == Op::Mut { "v" } else { "" };

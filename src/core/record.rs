@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use libp2p::{identity, PeerId};
 
-use crate::parallel_verify;
-
 /// Domain separation tag that starts every signed byte string.
 pub const SIGNING_DOMAIN: &[u8] = b"pointer/record/v1\0";
 
@@ -256,16 +254,6 @@ impl Record {
             Ok(key) => self.verify_strict_with(&key),
             Err(_) => false,
         }
-    }
-
-    /// Checks each of `records` as [`Record::verify`] does, spread over up
-    /// to `threads` threads (a lot of fewer than 16 records on the calling
-    /// thread), decompressing each author's key once per thread; each
-    /// record remembers its outcome ([`Record::checked`]). The outcomes are
-    /// those of the checks one by one: no batch verification, which can
-    /// accept signatures `verify_strict` refuses.
-    pub fn verify_each(records: &[&Record], threads: usize) {
-        parallel_verify::verify_all(records, threads);
     }
 
     /// The outcome of this record's signature check ([`Record::verify`]),

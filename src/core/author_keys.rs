@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::record::{Author, Record};
+use crate::core::record::{Author, Record};
 
 /// A bounded cache of authors' decompressed keys.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl AuthorKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Op, Signature};
+    use crate::core::record::{Op, Signature};
     use ed25519_dalek::SigningKey;
 
     fn signed(seed: u8, time: i64) -> Record {

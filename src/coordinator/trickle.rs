@@ -108,12 +108,12 @@ mod tests {
 
     /// The item hash of a Mut of `key` at `time`, as the index holds it.
     fn hash_at(key: &str, time: i64) -> u128 {
-        let version = crate::exchange::Version {
+        let version = crate::wire::exchange::Version {
             time,
-            op: crate::record::Op::Mut,
+            op: crate::core::record::Op::Mut,
             signature: [3; 16],
         };
-        crate::reconcile::item_hash(key, &version)
+        crate::core::reconcile::item_hash(key, &version)
     }
 
     #[test]

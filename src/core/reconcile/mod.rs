@@ -18,7 +18,7 @@ mod index;
 
 pub use index::{item_hash, Index};
 
-use crate::exchange::Version;
+use crate::core::order::Version;
 
 /// A range this small (in records held) is listed item by item rather than
 /// cut into parts.
@@ -292,7 +292,7 @@ impl<C: Fn(&Item) -> usize> Listing<'_, C> {
 
 /// Whether version `a` wins over `b` in the precedence order.
 fn later(a: &Version, b: &Version) -> bool {
-    crate::order::precedence_of(
+    crate::core::order::precedence_of(
         (a.time, a.op, &a.signature[..]),
         (b.time, b.op, &b.signature[..]),
     ) == std::cmp::Ordering::Greater

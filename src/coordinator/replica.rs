@@ -8,17 +8,17 @@ use std::collections::BTreeSet;
 
 use ed25519_dalek::SigningKey;
 
-use crate::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
-use crate::author_keys::AuthorKeys;
-use crate::exchange::Version;
-use crate::graveyard::Graveyard;
-use crate::order::precedence;
-use crate::parallel_verify::{verify_all, MIN_PARALLEL};
-use crate::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
-use crate::record::{Author, Op, Record};
-use crate::refused::Refused;
+use crate::coordinator::graveyard::Graveyard;
+use crate::coordinator::refused::Refused;
+use crate::core::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
+use crate::core::author_keys::AuthorKeys;
+use crate::core::order::precedence;
+use crate::core::order::Version;
+use crate::core::parallel_verify::{verify_all, MIN_PARALLEL};
+use crate::core::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
+use crate::core::record::{Author, Op, Record};
+use crate::core::validator::Validator;
 use crate::store::{self, RecordStore};
-use crate::validator::Validator;
 use crate::wire;
 
 /// Why a received record was not stored. Nothing changed in the store.
@@ -497,8 +497,8 @@ impl<S: RecordStore> Replica<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::validator::{Open, OwnedKeys};
     use crate::store::{MemoryStore, MemoryStoreConfig};
-    use crate::validator::{Open, OwnedKeys};
     use proptest::prelude::*;
 
     const LIMITS: Limits = Limits {

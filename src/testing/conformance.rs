@@ -1,5 +1,5 @@
 //! The behaviour every [`RecordStore`] must show, as one generic test
-//! suite (feature `test-utils`). [`MemoryStore`](super::MemoryStore) and
+//! suite (feature `test-utils`). [`MemoryStore`](crate::store::MemoryStore) and
 //! `RedbStore` pass it; a store of your own (on sled, SQLite, RocksDB…)
 //! runs the same checks by calling [`run`] from a test with a constructor
 //! that honours the [`Limits`] it is given. A check that fails panics with
@@ -22,11 +22,11 @@ use std::borrow::Cow;
 
 use ed25519_dalek::SigningKey;
 
-use super::{Error, RecordStore};
-use crate::accept::Limits as AcceptLimits;
-use crate::record::{Op, Record};
-use crate::replica::{Refusal, Replica};
-use crate::validator::Open;
+use crate::coordinator::replica::{Refusal, Replica};
+use crate::core::accept::Limits as AcceptLimits;
+use crate::core::record::{Op, Record};
+use crate::core::validator::Open;
+use crate::store::{Error, RecordStore};
 
 /// The limits a store under test must be built with: the checks fill it
 /// to them and expect [`Error::MaxRecords`] and [`Error::ValueTooLarge`] past

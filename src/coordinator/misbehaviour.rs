@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use libp2p::PeerId;
 
-use crate::accept::RejectReason;
-use crate::token_bucket::TokenBucket;
+use crate::coordinator::token_bucket::TokenBucket;
+use crate::core::accept::RejectReason;
 use crate::wire::DecodeError;
 
 /// Why a peer was disconnected and refused for a while

@@ -10,7 +10,7 @@
 
 use std::cmp::Ordering;
 
-use crate::record::{Op, Record};
+use crate::core::record::{Op, Record};
 
 /// Compares two records of the same key by precedence: `Greater` means `a`
 /// wins over `b`. `Equal` only for records with the same time, op and
@@ -24,7 +24,7 @@ pub fn precedence(a: &Record, b: &Record) -> Ordering {
 
 /// [`precedence`] on the parts that decide it: time, operation and
 /// signature bytes (or a prefix of them, as a
-/// [`Version`](crate::exchange::Version) keeps).
+/// [`Version`](crate::wire::exchange::Version) keeps).
 pub fn precedence_of(a: (i64, Op, &[u8]), b: (i64, Op, &[u8])) -> Ordering {
     a.0.cmp(&b.0)
         .then_with(|| op_rank(a.1).cmp(&op_rank(b.1)))
@@ -40,6 +40,49 @@ fn op_rank(op: Op) -> u8 {
     match op {
         Op::Mut => 0,
         Op::Del => 1,
+    }
+}
+
+/// Bytes of the signature a [`Version`] keeps: enough that two different
+/// writes of one key collide only if an author grinds 2^64 signatures.
+pub const VERSION_SIGNATURE_BYTES: usize = 16;
+
+/// A compact stand-in for a record in the precedence order: its time, its
+/// operation and a prefix of its signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// The record's time, in milliseconds since the Unix epoch.
+    pub time: i64,
+    /// Whether the record is a value or a tombstone.
+    pub op: Op,
+    /// The first bytes of the record's signature.
+    pub signature: [u8; VERSION_SIGNATURE_BYTES],
+}
+
+impl Version {
+    /// The version of `record`.
+    pub fn of(record: &Record) -> Self {
+        let mut signature = [0; VERSION_SIGNATURE_BYTES];
+        signature.copy_from_slice(&record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES]);
+        Version {
+            time: record.time(),
+            op: record.op(),
+            signature,
+        }
+    }
+
+    /// How `record` compares with this version in the precedence order
+    /// ([`precedence`]): `Greater` means `record` wins. `Equal` means
+    /// the same write, or two writes a prefix cannot tell apart.
+    pub fn compare(&self, record: &Record) -> Ordering {
+        precedence_of(
+            (
+                record.time(),
+                record.op(),
+                &record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES],
+            ),
+            (self.time, self.op, &self.signature[..]),
+        )
     }
 }
 

@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use super::*;
-use crate::record::Op;
+use crate::core::record::Op;
 
 type Store = BTreeMap<String, Version>;
 

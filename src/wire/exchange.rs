@@ -1,7 +1,7 @@
 //! What one `Ask`/`Answer` exchange carries, as the coordinator sees it.
 //!
 //! The protobuf messages of `/pointer/fetch/0.0.1` live in [`wire`](crate::wire)
-//! and [`protocol`](crate::protocol); the coordinator and the behaviour only
+//! and [`protocol`](crate::behaviour::protocol); the coordinator and the behaviour only
 //! handle these types. An asker names each key with the [`Version`] it holds
 //! (if any); the answerer sends its record only when it is newer than that
 //! version, and otherwise says [`Entry::Current`], so two nodes that hold the
@@ -9,53 +9,12 @@
 
 use std::cmp::Ordering;
 
-use crate::order;
-use crate::reconcile::{RangeAsk, RangeReply};
-use crate::record::{Op, Record};
-use crate::wire::DecodeError;
+use crate::core::decode_error::DecodeError;
+use crate::core::reconcile::{RangeAsk, RangeReply};
+use crate::core::record::Record;
 
-/// Bytes of the signature a [`Version`] keeps: enough that two different
-/// writes of one key collide only if an author grinds 2^64 signatures.
-pub const VERSION_SIGNATURE_BYTES: usize = 16;
-
-/// A compact stand-in for a record in the precedence order: its time, its
-/// operation and a prefix of its signature.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Version {
-    /// The record's time, in milliseconds since the Unix epoch.
-    pub time: i64,
-    /// Whether the record is a value or a tombstone.
-    pub op: Op,
-    /// The first bytes of the record's signature.
-    pub signature: [u8; VERSION_SIGNATURE_BYTES],
-}
-
-impl Version {
-    /// The version of `record`.
-    pub fn of(record: &Record) -> Self {
-        let mut signature = [0; VERSION_SIGNATURE_BYTES];
-        signature.copy_from_slice(&record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES]);
-        Version {
-            time: record.time(),
-            op: record.op(),
-            signature,
-        }
-    }
-
-    /// How `record` compares with this version in the precedence order
-    /// ([`order::precedence`]): `Greater` means `record` wins. `Equal` means
-    /// the same write, or two writes a prefix cannot tell apart.
-    pub fn compare(&self, record: &Record) -> Ordering {
-        order::precedence_of(
-            (
-                record.time(),
-                record.op(),
-                &record.signature().as_bytes()[..VERSION_SIGNATURE_BYTES],
-            ),
-            (self.time, self.op, &self.signature[..]),
-        )
-    }
-}
+// `Version` is part of the order on records; the fetch messages carry it.
+pub use crate::core::order::{Version, VERSION_SIGNATURE_BYTES};
 
 /// One key of an `Ask`: the key, and the version the asker holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +95,8 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
+    use crate::core::order;
+    use crate::core::record::Op;
 
     fn record(op: Op, time: i64, seed: u8) -> Record {
         let value = if op == Op::Mut { "v" } else { "" };

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use libp2p::multihash::Multihash;
 use libp2p::PeerId;
 
-use crate::record::Author;
+use crate::core::record::Author;
 
 /// Decides whether `author` may write `key`.
 pub trait Validator: Send + 'static {
@@ -108,7 +108,7 @@ impl Validator for Open {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::signing_key;
+    use crate::core::record::signing_key;
     use libp2p::identity::Keypair;
 
     fn author_of(kp: &Keypair) -> Author {

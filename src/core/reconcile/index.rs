@@ -18,8 +18,8 @@ use std::ops::Bound;
 use sha2::{Digest, Sha256};
 
 use super::{Fingerprint, KeyRange};
-use crate::exchange::Version;
-use crate::record::Op;
+use crate::core::order::Version;
+use crate::core::record::Op;
 
 /// Pending changes are merged into the array once there are more than
 /// this many, or more than a sixteenth of the array.

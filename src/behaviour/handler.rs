@@ -34,11 +34,11 @@ use libp2p::{
     Stream, StreamProtocol,
 };
 
-use crate::{
-    exchange::{Entry, Reply, Request},
-    protocol::{self, Answered, InboundFailure, OutboundFailure, PROTOCOL},
-    record::Record,
-};
+// Siblings through `super`, so that a test crate that compiles this file
+// and `protocol.rs` as modules of its own finds them too.
+use super::protocol::{self, Answered, InboundFailure, OutboundFailure, PROTOCOL};
+use crate::core::record::Record;
+use crate::wire::exchange::{Entry, Reply, Request};
 
 /// Limits of the fetch protocol on one connection.
 #[derive(Debug, Clone)]
@@ -439,7 +439,7 @@ mod tests {
     use futures::task::noop_waker_ref;
 
     use super::*;
-    use crate::exchange::AskKey;
+    use crate::wire::exchange::AskKey;
 
     fn limits(max_outbound_streams: usize) -> FetchLimits {
         FetchLimits {

@@ -8,8 +8,8 @@
 //! verification: it can accept signatures `verify_strict` refuses), so the
 //! outcome is exactly the sequential one.
 
-use crate::author_keys::AuthorKeys;
-use crate::record::Record;
+use crate::core::author_keys::AuthorKeys;
+use crate::core::record::Record;
 
 /// Below this many records a burst is checked on the calling thread: a
 /// thread costs more to start than a few checks.
@@ -47,10 +47,24 @@ fn check(records: &[&Record]) {
     }
 }
 
+// Here rather than in `record.rs`, so that the record does not depend on
+// the threads that check it.
+impl Record {
+    /// Checks each of `records` as [`Record::verify`] does, spread over up
+    /// to `threads` threads (a lot of fewer than 16 records on the calling
+    /// thread), decompressing each author's key once per thread; each
+    /// record remembers its outcome ([`Record::checked`]). The outcomes are
+    /// those of the checks one by one: no batch verification, which can
+    /// accept signatures `verify_strict` refuses.
+    pub fn verify_each(records: &[&Record], threads: usize) {
+        verify_all(records, threads);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Op, Signature};
+    use crate::core::record::{Op, Signature};
     use ed25519_dalek::SigningKey;
 
     #[test]
