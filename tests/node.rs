@@ -4,17 +4,6 @@
 
 mod process;
 
-/// The node's own command parser, tested here because tests inside an
-/// example do not run under `cargo test`.
-#[path = "../examples/node/command.rs"]
-#[allow(dead_code)]
-mod command;
-
-/// The node's redial schedule, tested here for the same reason.
-#[path = "../examples/node/redial.rs"]
-#[allow(dead_code)]
-mod redial;
-
 use std::process::Command;
 
 use process::{connected_to, is, line_of, node_binary, text, updated, Node, LOOPBACK_TCP};
@@ -329,44 +318,6 @@ fn without_json_the_output_is_readable_text() {
     n.expect("the escaped key", |l| text(l) == escaped);
 }
 
-/// The parser behind the lines above: values keep their spaces, keys are
-/// one word, comments and blank lines are no commands.
-#[test]
-fn command_lines_parse() {
-    use command::{parse, Command as C};
-    let put = |k: &str, v: &str| C::Put {
-        key: k.into(),
-        value: v.into(),
-    };
-    assert_eq!(
-        parse("put k  two  words "),
-        Some(Ok(put("k", "two  words ")))
-    );
-    assert_eq!(parse("  get k"), Some(Ok(C::Get("k".into()))));
-    assert_eq!(parse("quit"), Some(Ok(C::Quit)));
-    assert_eq!(parse("exit"), Some(Ok(C::Quit)));
-    assert_eq!(parse("# a comment"), None);
-    assert_eq!(parse("   "), None);
-    assert_eq!(
-        parse("sub a  b"),
-        Some(Ok(C::Sub(vec!["a".into(), "b".into()])))
-    );
-    assert_eq!(
-        parse("sub-file /k.txt"),
-        Some(Ok(C::SubFile("/k.txt".into())))
-    );
-    assert_eq!(parse("unsub a"), Some(Ok(C::Unsub(vec!["a".into()]))));
-    let error = parse("sub").unwrap().unwrap_err();
-    assert_eq!(error.command, "sub");
-    assert!(parse("sub-file a b").unwrap().is_err());
-    assert_eq!(
-        command::keys_of_file("a\n\n  b  \n# c\n"),
-        Ok(vec!["a".to_owned(), "b".to_owned()])
-    );
-    assert!(command::keys_of_file("a b").is_err());
-    assert!(parse("dial /ip4/1.2.3.4/tcp/1").unwrap().is_ok());
-}
-
 /// `--max-records` and `--max-value-bytes` set the store's limits: past
 /// them a `put` gets an error line and nothing changes.
 #[test]
@@ -582,47 +533,6 @@ fn follows_survive_a_restart_even_of_keys_without_a_record() {
         !list.contains_key("dropped"),
         "an unfollowed key came: {list:?}"
     );
-}
-
-/// The redial schedule: a lost peer is dialed again after 1 s, a failed
-/// dial after a backoff that doubles up to a minute, and a connection
-/// resets it.
-#[test]
-fn lost_peers_are_dialed_again_with_a_doubling_backoff() {
-    use libp2p::swarm::ConnectionId;
-    use std::time::{Duration, Instant};
-    let peer = libp2p::PeerId::random();
-    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
-        .parse()
-        .expect("address");
-    let mut r = redial::Redial::default();
-    r.keep(addr.clone());
-    let t0 = Instant::now();
-    let first = ConnectionId::new_unchecked(1);
-    r.dialing(&addr, first);
-    r.connected(peer, first);
-    assert_eq!(r.next_due(), None, "connected: nothing to do");
-    r.lost(peer, t0);
-    assert_eq!(r.next_due(), Some(t0 + Duration::from_secs(1)));
-    assert!(r.due(t0).is_empty());
-    let mut at = t0 + Duration::from_secs(1);
-    let mut waits = Vec::new();
-    for n in 2..10 {
-        assert_eq!(r.due(at), vec![addr.clone()]);
-        assert_eq!(r.next_due(), None, "not due again while dialing");
-        let dial = ConnectionId::new_unchecked(n);
-        r.dialing(&addr, dial);
-        r.failed(dial, at);
-        let next = r.next_due().expect("due again");
-        waits.push((next - at).as_secs());
-        at = next;
-    }
-    assert_eq!(waits, vec![1, 2, 4, 5, 5, 5, 5, 5]);
-    // An inbound connection from the peer ends the backoff.
-    r.connected(peer, ConnectionId::new_unchecked(99));
-    assert_eq!(r.next_due(), None);
-    r.lost(peer, at);
-    assert_eq!(r.next_due(), Some(at + Duration::from_secs(1)));
 }
 
 /// A node redials the peers it was told to dial when they are lost: B

@@ -172,3 +172,44 @@ fn split_word(s: &str) -> (&str, &str) {
         None => (s, ""),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The parser behind the lines above: values keep their spaces, keys are
+    /// one word, comments and blank lines are no commands.
+    #[test]
+    fn command_lines_parse() {
+        use super::{keys_of_file, parse, Command as C};
+        let put = |k: &str, v: &str| C::Put {
+            key: k.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            parse("put k  two  words "),
+            Some(Ok(put("k", "two  words ")))
+        );
+        assert_eq!(parse("  get k"), Some(Ok(C::Get("k".into()))));
+        assert_eq!(parse("quit"), Some(Ok(C::Quit)));
+        assert_eq!(parse("exit"), Some(Ok(C::Quit)));
+        assert_eq!(parse("# a comment"), None);
+        assert_eq!(parse("   "), None);
+        assert_eq!(
+            parse("sub a  b"),
+            Some(Ok(C::Sub(vec!["a".into(), "b".into()])))
+        );
+        assert_eq!(
+            parse("sub-file /k.txt"),
+            Some(Ok(C::SubFile("/k.txt".into())))
+        );
+        assert_eq!(parse("unsub a"), Some(Ok(C::Unsub(vec!["a".into()]))));
+        let error = parse("sub").unwrap().unwrap_err();
+        assert_eq!(error.command, "sub");
+        assert!(parse("sub-file a b").unwrap().is_err());
+        assert_eq!(
+            keys_of_file("a\n\n  b  \n# c\n"),
+            Ok(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert!(keys_of_file("a b").is_err());
+        assert!(parse("dial /ip4/1.2.3.4/tcp/1").unwrap().is_ok());
+    }
+}

@@ -25,6 +25,7 @@ mod output;
 mod punch;
 mod redial;
 mod relisten;
+mod retry;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

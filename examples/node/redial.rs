@@ -13,24 +13,15 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
-/// The first wait before a redial.
-const FIRST: Duration = Duration::from_secs(1);
-/// The longest wait between redials: short, so that a network whose
-/// partition heals is joined up again within seconds (the fault suite
-/// wants agreement within 10 s of the heal); each try is one dial.
-/// `--redial-max-secs` sets it.
-pub const MOST: Duration = Duration::from_secs(5);
+use crate::retry::{self, Retry};
 
 /// One address to stay connected to.
 #[derive(Debug)]
 struct Target {
-    addr: Multiaddr,
+    retry: Retry,
     /// From the address's `/p2p/` suffix, or learnt from the first
     /// connection it made.
     peer: Option<PeerId>,
-    backoff: Duration,
-    /// When to dial next; `None` while connected or being dialed.
-    due: Option<Instant>,
 }
 
 /// See the [module docs](self).
@@ -45,7 +36,7 @@ pub struct Redial {
 
 impl Default for Redial {
     fn default() -> Self {
-        Redial::new(MOST)
+        Redial::new(retry::MOST)
     }
 }
 
@@ -61,7 +52,7 @@ impl Redial {
 
     /// Keeps `addr` connected from now on (once per address).
     pub fn keep(&mut self, addr: Multiaddr) {
-        if self.targets.iter().any(|t| t.addr == addr) {
+        if self.targets.iter().any(|t| t.retry.addr == addr) {
             return;
         }
         let peer = match addr.iter().last() {
@@ -69,17 +60,15 @@ impl Redial {
             _ => None,
         };
         self.targets.push(Target {
-            addr,
+            retry: Retry::new(addr),
             peer,
-            backoff: FIRST,
-            due: None,
         });
     }
 
     /// A dial of `addr` went out as `connection`.
     pub fn dialing(&mut self, addr: &Multiaddr, connection: ConnectionId) {
-        if let Some(i) = self.targets.iter().position(|t| t.addr == *addr) {
-            self.targets[i].due = None;
+        if let Some(i) = self.targets.iter().position(|t| t.retry.addr == *addr) {
+            self.targets[i].retry.trying();
             self.dialing.insert(connection, i);
         }
     }
@@ -90,8 +79,7 @@ impl Redial {
             self.targets[i].peer.get_or_insert(peer);
         }
         for target in self.targets.iter_mut().filter(|t| t.peer == Some(peer)) {
-            target.backoff = FIRST;
-            target.due = None;
+            target.retry.succeeded();
         }
     }
 
@@ -99,19 +87,16 @@ impl Redial {
     /// dialed again after their backoff.
     pub fn lost(&mut self, peer: PeerId, now: Instant) {
         for target in self.targets.iter_mut().filter(|t| t.peer == Some(peer)) {
-            target.due = Some(now + target.backoff);
+            target.retry.lost(now);
         }
     }
 
     /// The dial `connection` failed at `now`: tried again after a backoff
     /// twice as long.
     pub fn failed(&mut self, connection: ConnectionId, now: Instant) {
-        let Some(i) = self.dialing.remove(&connection) else {
-            return;
-        };
-        let target = &mut self.targets[i];
-        target.due = Some(now + target.backoff);
-        target.backoff = (target.backoff * 2).min(self.most);
+        if let Some(i) = self.dialing.remove(&connection) {
+            self.targets[i].retry.failed(now, self.most);
+        }
     }
 
     /// Addresses due for a dial at `now`; each is not due again until its
@@ -119,16 +104,56 @@ impl Redial {
     pub fn due(&mut self, now: Instant) -> Vec<Multiaddr> {
         self.targets
             .iter_mut()
-            .filter(|t| t.due.is_some_and(|due| due <= now))
-            .map(|t| {
-                t.due = None;
-                t.addr.clone()
-            })
+            .filter_map(|t| t.retry.take_if_due(now))
             .collect()
     }
 
     /// When the next dial is due, if any is.
     pub fn next_due(&self) -> Option<Instant> {
-        self.targets.iter().filter_map(|t| t.due).min()
+        self.targets.iter().filter_map(|t| t.retry.due()).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The redial schedule: a lost peer is dialed again after 1 s, a failed
+    /// dial after a backoff that doubles up to 5 s, and a connection
+    /// resets it.
+    #[test]
+    fn lost_peers_are_dialed_again_with_a_doubling_backoff() {
+        let peer = libp2p::PeerId::random();
+        let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer}")
+            .parse()
+            .expect("address");
+        let mut r = Redial::default();
+        r.keep(addr.clone());
+        let t0 = Instant::now();
+        let first = ConnectionId::new_unchecked(1);
+        r.dialing(&addr, first);
+        r.connected(peer, first);
+        assert_eq!(r.next_due(), None, "connected: nothing to do");
+        r.lost(peer, t0);
+        assert_eq!(r.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert!(r.due(t0).is_empty());
+        let mut at = t0 + Duration::from_secs(1);
+        let mut waits = Vec::new();
+        for n in 2..10 {
+            assert_eq!(r.due(at), vec![addr.clone()]);
+            assert_eq!(r.next_due(), None, "not due again while dialing");
+            let dial = ConnectionId::new_unchecked(n);
+            r.dialing(&addr, dial);
+            r.failed(dial, at);
+            let next = r.next_due().expect("due again");
+            waits.push((next - at).as_secs());
+            at = next;
+        }
+        assert_eq!(waits, vec![1, 2, 4, 5, 5, 5, 5, 5]);
+        // An inbound connection from the peer ends the backoff.
+        r.connected(peer, ConnectionId::new_unchecked(99));
+        assert_eq!(r.next_due(), None);
+        r.lost(peer, at);
+        assert_eq!(r.next_due(), Some(at + Duration::from_secs(1)));
     }
 }

@@ -12,34 +12,21 @@ use std::time::{Duration, Instant};
 use libp2p::core::transport::ListenerId;
 use libp2p::Multiaddr;
 
-/// The first wait before listening again.
-const FIRST: Duration = Duration::from_secs(1);
-/// The longest wait between tries: short for the same reason as the
-/// node's redials (one dial to the relay each).
-/// `--redial-max-secs` sets it.
-pub const MOST: Duration = Duration::from_secs(5);
-
-#[derive(Debug)]
-struct Target {
-    addr: Multiaddr,
-    backoff: Duration,
-    /// When to listen again; `None` while a listener is open or opening.
-    due: Option<Instant>,
-}
+use crate::retry::{self, Retry};
 
 /// See the [module docs](self).
 #[derive(Debug)]
 pub struct Relisten {
     /// The longest wait between tries.
     most: Duration,
-    targets: Vec<Target>,
+    targets: Vec<Retry>,
     /// Open listeners, to the target each is for.
     listeners: HashMap<ListenerId, usize>,
 }
 
 impl Default for Relisten {
     fn default() -> Self {
-        Relisten::new(MOST)
+        Relisten::new(retry::MOST)
     }
 }
 
@@ -58,68 +45,54 @@ impl Relisten {
         let i = match self.targets.iter().position(|t| t.addr == *addr) {
             Some(i) => i,
             None => {
-                self.targets.push(Target {
-                    addr: addr.clone(),
-                    backoff: FIRST,
-                    due: None,
-                });
+                self.targets.push(Retry::new(addr.clone()));
                 self.targets.len() - 1
             }
         };
-        self.targets[i].due = None;
+        self.targets[i].trying();
         self.listeners.insert(id, i);
     }
 
     /// Listener `id` has an address: the relay took the reservation.
     pub fn up(&mut self, id: ListenerId) {
         if let Some(&i) = self.listeners.get(&id) {
-            self.targets[i].backoff = FIRST;
+            self.targets[i].succeeded();
         }
     }
 
     /// Listener `id` closed at `now`: listened on again after the backoff,
     /// which doubles until a reservation is taken.
     pub fn closed(&mut self, id: ListenerId, now: Instant) {
-        let Some(i) = self.listeners.remove(&id) else {
-            return;
-        };
-        self.failed(i, now);
+        if let Some(i) = self.listeners.remove(&id) {
+            self.targets[i].failed(now, self.most);
+        }
     }
 
     /// Listening on `addr` could not start at `now`.
     pub fn refused(&mut self, addr: &Multiaddr, now: Instant) {
-        if let Some(i) = self.targets.iter().position(|t| t.addr == *addr) {
-            self.failed(i, now);
+        if let Some(target) = self.targets.iter_mut().find(|t| t.addr == *addr) {
+            target.failed(now, self.most);
         }
-    }
-
-    fn failed(&mut self, i: usize, now: Instant) {
-        let target = &mut self.targets[i];
-        target.due = Some(now + target.backoff);
-        target.backoff = (target.backoff * 2).min(self.most);
     }
 
     /// Addresses due to be listened on again at `now`.
     pub fn due(&mut self, now: Instant) -> Vec<Multiaddr> {
         self.targets
             .iter_mut()
-            .filter(|t| t.due.is_some_and(|due| due <= now))
-            .map(|t| {
-                t.due = None;
-                t.addr.clone()
-            })
+            .filter_map(|t| t.take_if_due(now))
             .collect()
     }
 
     /// When the next try is due, if any is.
     pub fn next_due(&self) -> Option<Instant> {
-        self.targets.iter().filter_map(|t| t.due).min()
+        self.targets.iter().filter_map(Retry::due).min()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::FIRST;
 
     fn circuit() -> Multiaddr {
         "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
