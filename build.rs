@@ -1,4 +1,9 @@
 //! Generates the Rust types of `proto/pointer.proto` with pb-rs at build time.
+//!
+//! The output is used exactly as pb-rs writes it. pb-rs 0.10 names the enum
+//! value `Status.Ok` `Ok_pb` in the enum but `Status::Ok` in `Default` and
+//! the writer; `src/lib.rs` gives `Status` an associated constant `Ok` equal
+//! to `Ok_pb`, so both names resolve without editing the generated text.
 
 use std::path::PathBuf;
 
@@ -16,16 +21,4 @@ fn main() {
         .dont_use_cow(true)
         .build();
     pb_rs::types::FileDescriptor::run(&configs).expect("generate Rust from proto/pointer.proto");
-    fix_reserved_variant(&out.join("pointer.rs"));
-}
-
-/// pb-rs 0.10 renames the enum variant `Ok` (a name the prelude already uses)
-/// to `Ok_pb` in the enum, but still writes `Status::Ok` in `Default` and in
-/// the writer. Point every use at the renamed variant; the wire is unchanged.
-fn fix_reserved_variant(file: &PathBuf) {
-    let code = std::fs::read_to_string(file).expect("read generated code");
-    let fixed = code
-        .replace("Status::Ok_pb", "Status::Ok")
-        .replace("Status::Ok", "Status::Ok_pb");
-    std::fs::write(file, fixed).expect("write generated code");
 }

@@ -187,6 +187,61 @@ pub mod proto {
     /// The `pointer` protobuf package.
     pub mod pointer {
         include!(concat!(env!("OUT_DIR"), "/proto/pointer.rs"));
+
+        /// pb-rs 0.10 takes `Ok` for the prelude's and names the variant
+        /// `Ok_pb`, but its `Default` and writers still say `Status::Ok`.
+        /// This constant is the name they mean, so the generated code is
+        /// used as pb-rs writes it; the wire is unchanged.
+        impl Status {
+            /// The proto value `Status.Ok` (0), the variant `Ok_pb`.
+            #[allow(non_upper_case_globals)]
+            pub const Ok: Status = Status::Ok_pb;
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::*;
+            use quick_protobuf::{BytesReader, MessageRead, MessageWrite, Writer};
+
+            #[test]
+            fn status_ok_is_the_proto_value_zero() {
+                assert_eq!(Status::Ok, Status::Ok_pb);
+                assert_eq!(Status::Ok as i32, 0);
+                assert_eq!(Status::default(), Status::Ok);
+                assert_eq!(Status::from(0), Status::Ok);
+                assert_eq!(Status::from(1), Status::NotExist);
+            }
+
+            #[test]
+            fn status_ok_is_omitted_on_the_wire_and_read_back() {
+                let encode = |answer: &Answer| {
+                    let mut bytes = Vec::new();
+                    answer
+                        .write_message(&mut Writer::new(&mut bytes))
+                        .expect("writes");
+                    bytes
+                };
+                let ok = Answer {
+                    status: Status::Ok,
+                    ..Answer::default()
+                };
+                // proto3: the default value is not written.
+                assert_eq!(encode(&ok), Vec::<u8>::new());
+                let not_exist = Answer {
+                    status: Status::NotExist,
+                    ..Answer::default()
+                };
+                let bytes = encode(&not_exist);
+                assert_eq!(bytes, vec![0x08, 0x01]);
+                let read = Answer::from_reader(&mut BytesReader::from_bytes(&bytes), &bytes)
+                    .expect("reads");
+                assert_eq!(read, not_exist);
+                let read =
+                    Answer::from_reader(&mut BytesReader::from_bytes(&[0x08, 0x00]), &[0x08, 0x00])
+                        .expect("reads");
+                assert_eq!(read.status, Status::Ok);
+            }
+        }
     }
 }
 

@@ -517,6 +517,62 @@ mod tests {
         assert!(read.is_err());
     }
 
+    /// The same for the other nested messages the `Safe*` readers cut out
+    /// first: the generated readers panic on an overrun inside an `Entry`,
+    /// a `Have`, or a `Have` inside the `Item` of a range or of a reply,
+    /// bytes the `Safe*` readers refuse as malformed. The panic is in
+    /// quick-protobuf's `BytesReader`, under every generated
+    /// `read_message`, so the readers stay until quick-protobuf bounds
+    /// nested reads.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn generated_readers_panic_on_every_nested_overrun() {
+        fn panics<M: for<'a> MessageRead<'a>>(body: &[u8]) -> bool {
+            std::panic::catch_unwind(|| {
+                let _ = M::from_reader(&mut BytesReader::from_bytes(body), body);
+            })
+            .is_err()
+        }
+        let framed = |body: &[u8]| [&[body.len() as u8][..], body].concat();
+        // A nested field (`outer`) claims 1 byte; inside, a length-delimited
+        // field (`inner`) whose length byte lies past the nested end, then an
+        // unknown fixed64.
+        let overrun =
+            |outer: u8, inner: u8| [outer, 0x01, inner, 0x00, 0x09, 0, 0, 0, 0, 0, 0, 0, 0];
+
+        let entry = overrun(0x12, 0x12);
+        let answer = [&[0x1a, entry.len() as u8][..], &entry].concat();
+        assert!(panics::<Answer>(&answer), "Answer.more[0].op");
+        assert!(matches!(
+            decode_answer(&framed(&answer), 64),
+            Err(Failure::Malformed(_))
+        ));
+
+        let ask = overrun(0x1a, 0x1a);
+        assert!(panics::<Ask>(&ask), "Ask.have[0]");
+        assert!(matches!(
+            decode_ask(&framed(&ask), 64),
+            Err(Failure::Malformed(_))
+        ));
+
+        let item = overrun(0x12, 0x1a);
+        let range = [&[0x32, item.len() as u8][..], &item].concat();
+        let ask = [&[0x22, range.len() as u8][..], &range].concat();
+        assert!(panics::<Ask>(&ask), "Ask.ranges[0].items[0].have");
+        assert!(matches!(
+            decode_ask(&framed(&ask), 64),
+            Err(Failure::Malformed(_))
+        ));
+
+        let reply = [&[0x1a, item.len() as u8][..], &item].concat();
+        let answer = [&[0x22, reply.len() as u8][..], &reply].concat();
+        assert!(panics::<Answer>(&answer), "Answer.ranges[0].items[0].have");
+        assert!(matches!(
+            decode_answer(&framed(&answer), 64),
+            Err(Failure::Malformed(_))
+        ));
+    }
+
     proptest! {
         #[test]
         fn arbitrary_frames_never_panic(
