@@ -160,15 +160,13 @@ mod behaviour;
 mod config;
 #[cfg(feature = "coordinator")]
 pub mod coordinator;
-// Without the features that publish them, a few accessors of the
-// coordinator and checks of the core serve only those who drive them.
+// Private, a few of the coordinator's accessors serve no one: they are
+// for those who drive it themselves.
 #[cfg(not(feature = "coordinator"))]
 #[allow(dead_code)]
 mod coordinator;
-#[cfg_attr(
-    not(all(feature = "coordinator", feature = "test-utils")),
-    allow(dead_code, unused_imports)
-)]
+// A few of the core's functions serve only the crate's own tests.
+#[cfg_attr(not(feature = "test-utils"), allow(dead_code, unused_imports))]
 mod core;
 mod event;
 #[cfg(feature = "metrics")]
