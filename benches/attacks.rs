@@ -26,8 +26,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::rogue::{topic_of, Rogue};
-use pointer::record::{signing_key, Author, Signature};
-use pointer::{wire, Op, Record};
+use pointer::internals::wire;
+use pointer::{signing_key, Author, Signature};
+use pointer::{Op, Record};
 use process::{connected_to, is, Node};
 use serde_json::Value;
 

@@ -11,11 +11,11 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ed25519_dalek::SigningKey;
 use libp2p::identity::Keypair;
-use pointer::accept::{judge, Limits, Verdict};
-use pointer::record::signing_key;
-use pointer::replica::Replica;
+use pointer::internals::accept::{judge, Limits, Verdict};
+use pointer::internals::replica::Replica;
+use pointer::internals::wire::{decode_operate, encode_operate};
+use pointer::signing_key;
 use pointer::store::{MemoryStore, RecordStore};
-use pointer::wire::{decode_operate, encode_operate};
 use pointer::{Config, Op, OwnedKeys, Record};
 
 const VALUE_BYTES: usize = 100;

@@ -67,10 +67,10 @@
 //! A [`put`](Behaviour::put) signs a [`Record`] (key, value, time, author,
 //! signature over all of them), stores it, follows the key and publishes
 //! it on the key's topic. Every node that receives it runs the same checks,
-//! cheapest first ([`accept`]): size and shape, time not too far ahead of
-//! its clock, newer than what it holds ([`order`]: greater time wins, then
-//! a delete over a value, then the greater signature), the signature, and
-//! the [`Validator`]. A record that passes is stored and gossipsub forwards
+//! cheapest first: size and shape ([`Limits`]), time not too far ahead of
+//! its clock, newer than what it holds (greater time wins, then a delete
+//! over a value, then the greater signature), the signature, and the
+//! [`Validator`]; a refusal says why with a [`RejectReason`]. A record that passes is stored and gossipsub forwards
 //! it; a stale one is ignored (not forwarded), an invalid one rejected
 //! (the sender pays, and is banned past a budget). A
 //! [`delete`](Behaviour::delete) is a signed tombstone that travels the
@@ -134,16 +134,15 @@
 //!
 //! # Layout
 //!
-//! The pure core has no I/O and no clock: [`record`] (signing),
-//! [`order`] (which record wins), [`accept`] (the checks, cheapest first),
-//! [`validator`] (who may write), [`store`] (pluggable storage),
-//! [`replica`] (the three joined) and [`coordinator`] (every decision: what
-//! to accept, when to republish, whom to ask). The libp2p shell
-//! ([`Behaviour`], the fetch [`protocol`] and its connection handler) only
-//! moves bytes and timers. [`discovery`] finds a key's followers beyond our
-//! connections. With the feature `metrics`,
-//! [`Behaviour::with_metrics`] records Prometheus metrics ([`metrics`]).
-//! The wire format is in `docs/spec.md`.
+//! The types are at the crate root. The modules are the places a user
+//! reaches into: [`store`] (the [`RecordStore`] trait, its errors and the
+//! built-in stores), [`discovery`] (finding a key's followers beyond our
+//! connections), `metrics` (feature `metrics`: Prometheus metrics, turned
+//! on with `Behaviour::with_metrics`), `sim` (feature `sim`: the
+//! deterministic simulator) and `coordinator` (feature `coordinator`: the
+//! sans-IO core that makes every decision, for driving it yourself). The
+//! libp2p shell, [`Behaviour`], only moves bytes and timers. The wire
+//! format is in `docs/spec.md`.
 
 #![warn(missing_docs)]
 
@@ -152,29 +151,36 @@
 // stores, the sans-IO coordinator, metrics, the libp2p shell, the simulator,
 // and the test utilities (`testing/`, mounted at `store::conformance`).
 // `config` and `event` belong with the coordinator.
+//
+// Users reach the types at the crate root; the modules public here are
+// the ones a user reaches into: the stores, discovery, metrics (feature
+// `metrics`), the simulator (feature `sim`) and the sans-IO coordinator
+// (feature `coordinator`).
 mod behaviour;
-pub mod config;
+mod config;
+#[cfg(feature = "coordinator")]
 pub mod coordinator;
+// Private, a few of the coordinator's accessors serve no one: they are
+// for those who drive it themselves.
+#[cfg(not(feature = "coordinator"))]
+#[allow(dead_code)]
+mod coordinator;
+// A few of the core's functions serve only the crate's own tests.
+#[cfg_attr(not(feature = "test-utils"), allow(dead_code, unused_imports))]
 mod core;
-pub mod event;
+mod event;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
-#[doc(hidden)]
-pub mod wire;
+mod wire;
 
-// The modules under the paths they had before the layers were folders.
-pub use crate::behaviour::{discovery, protocol};
-pub use crate::coordinator::{misbehaviour, replica};
-pub use crate::core::{accept, order, reconcile, record, topic, validator};
-pub use crate::wire::exchange;
+pub use crate::behaviour::discovery;
 
 /// Rust types generated from `proto/pointer.proto` by pb-rs at build time.
-/// Hidden: the wire format is specified in `docs/spec.md`; these types are
-/// for tests that speak it by hand.
-#[doc(hidden)]
+/// The wire format is specified in `docs/spec.md`; tests that speak it by
+/// hand reach these types through the `test-utils` feature.
 #[allow(
     non_camel_case_types,
     non_snake_case,
@@ -183,7 +189,7 @@ pub use crate::wire::exchange;
     missing_docs,
     clippy::all
 )]
-pub mod proto {
+mod proto {
     /// The `pointer` protobuf package.
     pub mod pointer {
         include!(concat!(env!("OUT_DIR"), "/proto/pointer.rs"));
@@ -245,13 +251,24 @@ pub mod proto {
     }
 }
 
-pub use accept::KeyRefused;
-pub use behaviour::{topic, Behaviour, BuildError};
-pub use config::{Config, ConfigBuilder, ConfigError};
-// A record refused as malformed says why with it; `wire`, where it lived,
-// is hidden.
+pub use crate::behaviour::protocol::PROTOCOL as FETCH_PROTOCOL;
+pub use crate::behaviour::{topic, Behaviour, BuildError};
+pub use crate::config::{
+    Config, ConfigBuilder, ConfigError, MAX_DURATION, MAX_GOSSIP_RPC_BYTES, MAX_MESSAGE_BYTES,
+    MAX_RECONCILE_RANGES, MAX_TOPIC_SHARDS, MAX_VERIFY_THREADS, OPERATE_OVERHEAD,
+};
+pub use crate::coordinator::misbehaviour::Misbehaviour;
+pub use crate::coordinator::replica::{Refusal, WriteError};
+pub use crate::core::accept::{KeyRefused, Limits, RejectReason};
 pub use crate::core::decode_error::DecodeError;
-pub use event::{Event, GetOutcome, QueryId, Source};
+pub use crate::core::record::{signing_key, Author, Op, Record, Signature};
+pub use crate::core::topic::{Topic, TOPIC_PREFIX};
+pub use crate::core::validator::{AllowList, Open, OwnedKeys, Validator};
+pub use crate::event::{Event, GetOutcome, QueryId, Source};
+pub use crate::wire::failure::{InboundFailure, OutboundFailure};
+pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};
+#[cfg(feature = "redb")]
+pub use store::{RedbStore, RedbStoreConfig};
 
 /// [`Behaviour`] under the name the design card gives it: `Pointer`
 /// reads well in a `#[derive(NetworkBehaviour)]` struct beside other
@@ -260,12 +277,27 @@ pub type Pointer<S = MemoryStore, D = discovery::NoDiscovery> = Behaviour<S, D>;
 
 /// [`Event`] under the name the design card gives it.
 pub type PointerEvent = Event;
-pub use misbehaviour::Misbehaviour;
-pub use protocol::{InboundFailure, OutboundFailure};
-pub use record::{Author, Op, Record};
-pub use replica::{Refusal, WriteError};
-pub use store::{MemoryStore, MemoryStoreConfig, RecordStore};
-#[cfg(feature = "redb")]
-pub use store::{RedbStore, RedbStoreConfig};
-pub use topic::{Topic, TOPIC_PREFIX};
-pub use validator::{AllowList, Open, OwnedKeys, Validator};
+
+/// The crate's internals, for its own tests and benchmarks (feature
+/// `test-utils`): the wire encoding, the generated protobuf types, the
+/// record checks and order. Not a stable API.
+#[cfg(feature = "test-utils")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::coordinator::replica;
+    pub use crate::core::{accept, order, reconcile, record, topic};
+    pub use crate::wire::exchange;
+
+    /// The protobuf conversions and the gossip payloads.
+    pub mod wire {
+        pub use crate::wire::*;
+    }
+
+    /// The generated protobuf types.
+    pub mod proto {
+        /// The `pointer` protobuf package.
+        pub mod pointer {
+            pub use crate::proto::pointer::*;
+        }
+    }
+}

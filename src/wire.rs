@@ -58,6 +58,7 @@ pub fn message_id(topic: &str, data: &[u8]) -> [u8; 32] {
 /// Protobuf tag of `Operate.op` (field 1, varint).
 const OPERATE_OP_TAG: u32 = 1 << 3;
 /// Protobuf tag of `StoreValue.op` (field 6, varint).
+#[cfg_attr(not(feature = "redb"), allow(dead_code))]
 const STORE_VALUE_OP_TAG: u32 = 6 << 3;
 
 /// The `Operate` message of a record.
@@ -128,6 +129,7 @@ pub fn decode_operate(key: &str, bytes: &[u8], limit: usize) -> Result<Record, D
 }
 
 /// The protobuf encoding of a record's `StoreValue`: what a store keeps.
+#[cfg_attr(not(feature = "redb"), allow(dead_code))]
 pub fn encode_store_value(record: &Record) -> Vec<u8> {
     encode(&pb::StoreValue {
         value: record.value().to_owned(),
@@ -139,6 +141,7 @@ pub fn encode_store_value(record: &Record) -> Vec<u8> {
 }
 
 /// Decodes a `StoreValue` kept under `key`.
+#[cfg_attr(not(feature = "redb"), allow(dead_code))]
 pub fn decode_store_value(key: &str, bytes: &[u8], limit: usize) -> Result<Record, DecodeError> {
     let msg: pb::StoreValue = decode(bytes, limit)?;
     check_op_field(bytes, STORE_VALUE_OP_TAG)?;

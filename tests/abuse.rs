@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::raw_peer::{length_prefix, RawPeer};
 use common::*;
 use libp2p_swarm_test::SwarmExt;
-use pointer::protocol::InboundFailure;
+use pointer::InboundFailure;
 use pointer::{Event, GetOutcome, RecordStore};
 
 /// Drives the server until it reports a broken inbound stream.
@@ -122,7 +122,7 @@ async fn an_ask_naming_a_key_twice_is_answered_up_to_the_repeat() {
     let more = ["b", "a", "b"]
         .into_iter()
         .chain(std::iter::repeat_n("a", 250));
-    let ask = pointer::proto::pointer::Ask {
+    let ask = pointer::internals::proto::pointer::Ask {
         key: "a".into(),
         more: more.map(String::from).collect(),
         ..Default::default()
@@ -148,7 +148,7 @@ async fn an_ask_of_records_that_fit_the_message_is_answered_whole() {
     }
     let asker = RawPeer::connected_to(&mut nodes[0]).await;
     tokio::spawn(nodes.pop().expect("the node").loop_on_next());
-    let ask = pointer::proto::pointer::Ask {
+    let ask = pointer::internals::proto::pointer::Ask {
         key: keys[0].clone(),
         more: keys[1..].to_vec(),
         ..Default::default()
@@ -187,7 +187,7 @@ async fn a_peer_asking_for_a_large_record_in_a_loop_is_served_at_its_budget() {
     let hog = Arc::new(RawPeer::connected_to(&mut nodes[0]).await);
     let honest = RawPeer::connected_to(&mut nodes[0]).await;
     tokio::spawn(nodes.pop().expect("the node").loop_on_next());
-    let ask = || pointer::proto::pointer::Ask {
+    let ask = || pointer::internals::proto::pointer::Ask {
         key: "big".into(),
         ..Default::default()
     };

@@ -17,9 +17,10 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Ask, Entry, Operate, Status};
-use pointer::protocol::OutboundFailure;
-use pointer::{wire, Event, GetOutcome, Op, Record};
+use pointer::internals::proto::pointer::{Answer, Ask, Entry, Operate, Status};
+use pointer::internals::wire;
+use pointer::OutboundFailure;
+use pointer::{Event, GetOutcome, Op, Record};
 
 /// How the raw peer answers an `Ask`.
 #[derive(Clone, Copy, PartialEq)]

@@ -133,7 +133,7 @@ async fn a_record_at_the_message_limit_is_served_over_fetch() {
     let config = || {
         test_config()
             .max_message_bytes(LIMIT)
-            .max_value_bytes(LIMIT - pointer::config::OPERATE_OVERHEAD)
+            .max_value_bytes(LIMIT - pointer::OPERATE_OVERHEAD)
             .build()
             .expect("valid config")
     };
@@ -145,7 +145,7 @@ async fn a_record_at_the_message_limit_is_served_over_fetch() {
         .rev()
         .find_map(|len| nodes[0].behaviour_mut().put("k", &"x".repeat(len)).ok())
         .expect("some value fits");
-    let encoded = pointer::wire::encode_operate(&written).len();
+    let encoded = pointer::internals::wire::encode_operate(&written).len();
     assert!(encoded > LIMIT - 8 && encoded <= LIMIT, "{encoded}");
 
     let (a, b) = nodes.split_at_mut(1);

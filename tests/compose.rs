@@ -9,7 +9,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, ping, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::protocol::PROTOCOL;
+use pointer::FETCH_PROTOCOL as PROTOCOL;
 use pointer::{Behaviour, Config, Event, GetOutcome, MemoryStore};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -183,11 +183,10 @@ async fn works_next_to_the_users_own_gossipsub() {
         .all(|(_, topics)| topics.iter().all(|t| !t.as_str().starts_with("/pointer/"))));
 }
 
-/// Code written against the old names still builds for one release (with
-/// deprecation warnings), and they name the same types.
+/// The design card's names, `Pointer` and `PointerEvent`, name the same
+/// types as `Behaviour` and `Event`.
 #[tokio::test]
-#[allow(deprecated)]
-async fn the_old_names_still_work() {
+async fn the_design_card_names_work() {
     #[derive(NetworkBehaviour)]
     struct Old {
         pointer: pointer::Pointer<MemoryStore>,
@@ -215,6 +214,4 @@ async fn the_old_names_still_work() {
     .await
     .expect("the get finishes");
     assert!(matches!(outcome, GetOutcome::Found(_)), "{outcome:?}");
-    let failure: pointer::protocol::FetchError = pointer::OutboundFailure::Timeout;
-    assert!(matches!(failure, pointer::protocol::FetchError::Timeout));
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::heal::{describe, healed_partition, hold};
 use common::*;
-use pointer::accept::RejectReason;
+use pointer::RejectReason;
 use pointer::{Event, GetOutcome, Op, Record, RecordStore, Source};
 
 const KEY: &str = "r/1";

@@ -15,12 +15,12 @@ mod protocol;
 #[allow(dead_code)]
 #[path = "../src/wire.rs"]
 mod wire;
-pub use pointer::proto;
+pub use pointer::internals::proto;
 /// The library's lowest layer, so that records built here and there agree.
 mod core {
-    pub use pointer::{order, reconcile, record};
+    pub use pointer::internals::{order, reconcile, record};
     pub mod decode_error {
-        pub use pointer::wire::DecodeError;
+        pub use pointer::DecodeError;
     }
 }
 

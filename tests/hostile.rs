@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::raw_peer::{RawPeer, Reply};
 use common::rogue::{topic_of, Rogue};
 use common::*;
-use pointer::accept::RejectReason;
-use pointer::record::signing_key;
-use pointer::wire;
+use pointer::internals::wire;
+use pointer::signing_key;
+use pointer::RejectReason;
 use pointer::{Config, Event, GetOutcome, Misbehaviour, Op, Record, Source};
 
 fn now_ms() -> i64 {
@@ -94,7 +94,7 @@ fn forged_at(rogue: &Rogue, key: &str, i: usize, time: i64) -> Record {
         good.value().to_owned(),
         good.time(),
         *good.author(),
-        pointer::record::Signature::from_bytes(sig),
+        pointer::Signature::from_bytes(sig),
     )
 }
 
@@ -460,7 +460,7 @@ async fn stale_forgeries_are_charged_and_never_answered() {
         matches!(
             reason,
             Misbehaviour::InvalidRecords {
-                last: pointer::accept::RejectReason::BadSignature,
+                last: pointer::RejectReason::BadSignature,
                 ..
             }
         ),

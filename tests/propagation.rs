@@ -80,7 +80,7 @@ async fn concurrent_puts_with_equal_time_converge_to_one_record() {
         time,
         &SigningKey::from_bytes(&[2; 32]),
     );
-    let winner = if pointer::order::supersedes(&a, &b) {
+    let winner = if pointer::internals::order::supersedes(&a, &b) {
         a.clone()
     } else {
         b.clone()

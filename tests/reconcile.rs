@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use pointer::sim::{NetParams, Network, Traffic};
-use pointer::validator::Open;
+use pointer::Open;
 use pointer::{Config, ConfigBuilder};
 
 const KEYS: usize = 3000;

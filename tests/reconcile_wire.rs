@@ -12,8 +12,8 @@ use common::raw_peer::{Outcome, RawPeer, Reply};
 use common::*;
 use libp2p::PeerId;
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Ask, Range, RangeReply, Reconciled, Status};
-use pointer::protocol::OutboundFailure;
+use pointer::internals::proto::pointer::{Answer, Ask, Range, RangeReply, Reconciled, Status};
+use pointer::OutboundFailure;
 use pointer::{Event, GetOutcome};
 
 fn whole(count: u64) -> Range {

@@ -13,9 +13,10 @@ use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{PeerId, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::accept::RejectReason;
-use pointer::record::{signing_key, Signature};
-use pointer::wire::{self, DecodeError};
+use pointer::internals::wire;
+use pointer::DecodeError;
+use pointer::RejectReason;
+use pointer::{signing_key, Signature};
 use pointer::{topic, Config, Event, Op, OwnedKeys, Record, Source, WriteError};
 use sha2::{Digest, Sha256};
 

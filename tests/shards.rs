@@ -10,11 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::rogue::Rogue;
 use common::*;
-use pointer::accept::RejectReason;
-use pointer::record::signing_key;
-use pointer::record::Signature;
-use pointer::topic::shard_index;
-use pointer::wire;
+use pointer::internals::topic::shard_index;
+use pointer::internals::wire;
+use pointer::signing_key;
+use pointer::RejectReason;
+use pointer::Signature;
 use pointer::{Config, Event, Op, Record, Source, Topic};
 
 fn now_ms() -> i64 {

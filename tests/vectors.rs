@@ -7,9 +7,10 @@
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use ed25519_dalek::SigningKey;
-use pointer::exchange::{self, Version};
-use pointer::proto::pointer::{Answer, Ask, Entry, Have, Operations, Status};
-use pointer::{wire, Author, Op, Record};
+use pointer::internals::exchange::{self, Version};
+use pointer::internals::proto::pointer::{Answer, Ask, Entry, Have, Operations, Status};
+use pointer::internals::wire;
+use pointer::{Author, Op, Record};
 use quick_protobuf::{deserialize_from_slice, MessageWrite, Writer};
 
 /// One vector, exactly as printed in the spec.

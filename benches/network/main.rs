@@ -66,7 +66,7 @@ use libp2p::kad::store::RecordStore as _;
 use libp2p::kad::{self, GetRecordOk, Mode, PeerRecord, QueryId, QueryResult, Quorum, RecordKey};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
-use pointer::record::signing_key;
+use pointer::signing_key;
 use pointer::store::RecordStore;
 use pointer::{Behaviour, Config, Event, MemoryStore, Op, OwnedKeys, Record};
 use serde_json::{json, Value};

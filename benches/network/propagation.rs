@@ -90,7 +90,7 @@ pub(crate) async fn propagation(s: &Settings, n: usize, rng: &mut Rng, report: &
             })
             .await;
         let record = record.expect("put");
-        payloads.push(pointer::wire::encode_operate(&record));
+        payloads.push(pointer::internals::wire::encode_operate(&record));
         let deadline = Instant::now() + s.round_timeout;
         let last = net
             .all_arrived(deadline, n - 1, |obs| match obs {
@@ -396,7 +396,7 @@ pub(crate) async fn warm_up(net: &mut Net, keys: &[String], s: &Settings) -> boo
         let id = node
             .call(move |sw, _| {
                 let r = sw.behaviour_mut().pointer.put(&key, &value).expect("put");
-                let bytes = pointer::wire::encode_operate(&r);
+                let bytes = pointer::internals::wire::encode_operate(&r);
                 sw.behaviour_mut().gossipsub.publish(raw_topic(&key), bytes)
             })
             .await;

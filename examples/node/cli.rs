@@ -186,7 +186,7 @@ const AUTO_SHARDS: u16 = 256;
 impl Args {
     /// The node's `pointer::Config`: the limits.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        let overhead = pointer::config::OPERATE_OVERHEAD + 2 * 1024;
+        let overhead = pointer::OPERATE_OVERHEAD + 2 * 1024;
         let message = self.max_value_bytes.saturating_add(overhead).max(64 * 1024);
         Config::builder()
             .max_value_bytes(self.max_value_bytes)

@@ -13,7 +13,6 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, Swarm};
-use pointer::accept::check_sizes;
 use pointer::discovery::Kad;
 use pointer::{OwnedKeys, RecordStore, WriteError};
 
@@ -353,7 +352,7 @@ impl<S: RecordStore + 'static> Node<S> {
 
     fn write_error(&self, key: &str, error: WriteError) -> String {
         match error {
-            WriteError::Invalid(pointer::accept::RejectReason::Unauthorized) => format!(
+            WriteError::Invalid(pointer::RejectReason::Unauthorized) => format!(
                 "this node may not write {key} (validator {})",
                 self.validator
             ),
@@ -366,7 +365,7 @@ impl<S: RecordStore + 'static> Node<S> {
         let key = self.full_key(key);
         // `pointer::Behaviour::get` does not check the key: a key no peer could hold
         // would still be followed and asked for.
-        if let Err(e) = check_sizes(&key, "", self.pointer().config().limits()) {
+        if let Err(e) = self.pointer().config().limits().check(&key, "") {
             return self.print(&Line::error("get", e));
         }
         self.pointer_mut().get(&key);

@@ -26,18 +26,6 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/pointer/fetch/0.0.1")
 // that the coordinator names them without naming the shell.
 pub use crate::wire::failure::{InboundFailure, OutboundFailure};
 
-/// The old name of [`OutboundFailure`].
-// `tests/fetch_handler.rs` compiles this file as a module of its own,
-// where nothing names the old names.
-#[allow(dead_code)]
-#[deprecated(since = "0.2.0", note = "renamed to `pointer::OutboundFailure`")]
-pub type FetchError = OutboundFailure;
-
-/// The old name of [`InboundFailure`].
-#[allow(dead_code)]
-#[deprecated(since = "0.2.0", note = "renamed to `pointer::InboundFailure`")]
-pub type InboundError = InboundFailure;
-
 /// The stream of an `Ask` we read, waiting for our answer.
 pub(crate) struct Responder {
     framed: Framed<Stream, Codec<Answer, SafeAsk>>,

@@ -12,7 +12,7 @@
 //!
 //! The coordinator never names a protobuf type: it sees records,
 //! [`Request`]s and [`Reply`]s (keys with versions, key ranges with
-//! fingerprints), and calls [`wire`](crate::wire) for the gossip payload
+//! fingerprints), and calls `wire` for the gossip payload
 //! bytes.
 
 pub(crate) mod cost;
@@ -74,6 +74,9 @@ use crate::core::topic::Topic;
 use crate::core::validator::{OwnedKeys, Validator};
 use crate::event::{Event, GetOutcome, QueryId, Source};
 use crate::store::RecordStore;
+/// The fetch exchange's messages, as a coordinator takes and gives them.
+#[cfg(feature = "coordinator")]
+pub use crate::wire::exchange;
 use crate::wire::exchange::{Reply, Request, Response};
 use crate::wire::failure::OutboundFailure;
 

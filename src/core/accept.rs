@@ -29,6 +29,15 @@ pub struct Limits {
     pub max_clock_skew_ms: i64,
 }
 
+impl Limits {
+    /// Checks a key and a value against the length limits, as every node
+    /// does to a record it receives: a key no node would accept can be
+    /// refused before it is followed or asked for.
+    pub fn check(&self, key: &str, value: &str) -> Result<(), RejectReason> {
+        check_sizes(key, value, self)
+    }
+}
+
 /// Why a record was refused. Carried by `Event::RecordRejected` and by
 /// the errors of local writes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

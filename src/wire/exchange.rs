@@ -1,7 +1,7 @@
 //! What one `Ask`/`Answer` exchange carries, as the coordinator sees it.
 //!
-//! The protobuf messages of `/pointer/fetch/0.0.1` live in [`wire`](crate::wire)
-//! and [`protocol`](crate::behaviour::protocol); the coordinator and the behaviour only
+//! The protobuf messages of `/pointer/fetch/0.0.1` live in `wire`
+//! and `protocol`; the coordinator and the behaviour only
 //! handle these types. An asker names each key with the [`Version`] it holds
 //! (if any); the answerer sends its record only when it is newer than that
 //! version, and otherwise says [`Entry::Current`], so two nodes that hold the

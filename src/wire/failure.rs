@@ -1,6 +1,6 @@
 //! Why one fetch exchange failed, on either side.
 //!
-//! The shell's stream I/O ([`protocol`](crate::behaviour::protocol)) names these; the
+//! The shell's stream I/O (`protocol`) names these; the
 //! coordinator, the events and the metrics only read them, so they sit
 //! here, below all of them, beside the fetch messages.
 

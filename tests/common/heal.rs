@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pointer::order::precedence;
+use pointer::internals::order::precedence;
 use pointer::{MemoryStore, Record, RecordStore};
 
 use super::partition::{plan, Write, BRIDGE, SIDES, X};
@@ -204,7 +204,7 @@ pub mod simulated {
     use std::time::Duration;
 
     use ed25519_dalek::SigningKey;
-    use pointer::order::precedence;
+    use pointer::internals::order::precedence;
     use pointer::sim::{NetParams, Network};
     use pointer::{Config, Open, Record};
 

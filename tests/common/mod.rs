@@ -17,7 +17,7 @@ use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::Swarm;
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Entry, Operate, Status};
+use pointer::internals::proto::pointer::{Answer, Entry, Operate, Status};
 use pointer::{Behaviour, Config, Event, MemoryStore, Open, RecordStore, Validator};
 
 pub type Node<S = MemoryStore> = Swarm<Behaviour<S>>;

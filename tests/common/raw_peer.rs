@@ -12,9 +12,9 @@ use asynchronous_codec::Framed;
 use futures::{AsyncReadExt, AsyncWriteExt, SinkExt, StreamExt};
 use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Ask};
-use pointer::protocol::PROTOCOL;
+use pointer::internals::proto::pointer::{Answer, Ask};
 use pointer::RecordStore;
+use pointer::FETCH_PROTOCOL as PROTOCOL;
 use quick_protobuf_codec::Codec;
 
 use super::{Node, PATIENCE};

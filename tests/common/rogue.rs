@@ -16,8 +16,8 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, Valida
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{PeerId, Stream, Swarm};
 use libp2p_swarm_test::SwarmExt;
-use pointer::proto::pointer::{Answer, Ask, Entry, Operate};
-use pointer::protocol::PROTOCOL;
+use pointer::internals::proto::pointer::{Answer, Ask, Entry, Operate};
+use pointer::FETCH_PROTOCOL as PROTOCOL;
 use quick_protobuf_codec::Codec;
 
 use super::{answer_of, entry_for, Node};
@@ -152,7 +152,10 @@ fn raw_gossipsub() -> gossipsub::Behaviour {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .message_id_fn(|m: &gossipsub::Message| {
-            MessageId::new(&pointer::wire::message_id(m.topic.as_str(), &m.data))
+            MessageId::new(&pointer::internals::wire::message_id(
+                m.topic.as_str(),
+                &m.data,
+            ))
         })
         .max_transmit_size(16 * 1024 * 1024)
         .max_control_message_size(16 * 1024 * 1024)
@@ -288,7 +291,7 @@ impl Rogue {
     /// From now on answers asks for `record`'s key with `record` (an old
     /// one, to serve stale data).
     pub fn serve(&self, record: &pointer::Record) {
-        let op = pointer::wire::to_operate(record);
+        let op = pointer::internals::wire::to_operate(record);
         self.stale
             .lock()
             .expect("lock")
