@@ -149,21 +149,13 @@ impl Net {
         for (me, other) in [(a, b), (b, a)] {
             let peer = self.nodes[other].peer;
             let input = Input::Connected { peer };
-            self.queue.push_back(Delivery::Input {
-                to: me,
-                from: Some(other),
-                input,
-            });
+            self.send(me, Some(other), input);
         }
         for (me, other) in [(a, b), (b, a)] {
             let peer = self.nodes[other].peer;
             for topic in self.nodes[other].joined.clone() {
                 let input = Input::PeerSubscribed { peer, topic };
-                self.queue.push_back(Delivery::Input {
-                    to: me,
-                    from: Some(other),
-                    input,
-                });
+                self.send(me, Some(other), input);
             }
         }
     }
@@ -247,6 +239,12 @@ impl Net {
         self.now = until;
     }
 
+    /// Queues `input` for node `to`, from a linked peer or (`None`) the
+    /// shell.
+    fn send(&mut self, to: usize, from: Option<usize>, input: Input) {
+        self.queue.push_back(Delivery::Input { to, from, input });
+    }
+
     fn is_linked(&self, a: usize, b: usize) -> bool {
         self.links.contains(&ordered(a, b))
     }
@@ -303,11 +301,7 @@ impl Net {
                 let Some(to) = to else {
                     let result = Err(OutboundFailure::ConnectionClosed);
                     let input = Input::Answered { id, result };
-                    self.queue.push_back(Delivery::Input {
-                        to: i,
-                        from: None,
-                        input,
-                    });
+                    self.send(i, None, input);
                     return;
                 };
                 if !request.ranges.is_empty() {
@@ -327,11 +321,7 @@ impl Net {
                     id: answer,
                     request,
                 };
-                self.queue.push_back(Delivery::Input {
-                    to,
-                    from: Some(i),
-                    input,
-                });
+                self.send(to, Some(i), input);
             }
             Output::Reply { id, reply } => {
                 let Some((asker, ask, keys, ranges)) = self.nodes[i].answering.remove(&id) else {
@@ -343,11 +333,7 @@ impl Net {
                 let result = wire::from_answer(answer, &keys, ranges)
                     .map_err(|e| OutboundFailure::Malformed(e.to_string()));
                 let input = Input::Answered { id: ask, result };
-                self.queue.push_back(Delivery::Input {
-                    to: asker,
-                    from: Some(i),
-                    input,
-                });
+                self.send(asker, Some(i), input);
             }
             Output::SetTimer { timer, after } => {
                 let after = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
@@ -386,11 +372,7 @@ impl Net {
             } else {
                 Input::PeerUnsubscribed { peer, topic }
             };
-            self.queue.push_back(Delivery::Input {
-                to,
-                from: Some(i),
-                input,
-            });
+            self.send(to, Some(i), input);
         }
     }
 

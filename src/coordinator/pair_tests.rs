@@ -212,24 +212,27 @@ fn ranges(_: usize) -> (Config, Box<dyn Validator>) {
     (config, Box::new(Open))
 }
 
-/// Two unlinked nodes that follow the same 61 keys write 30 each, and
-/// both write "shared" (B later); then they link. Returns the net
-/// settled after the link.
+/// Two unlinked nodes diverge: A writes `a/00`..`a/29` and stops
+/// following them (it still holds and serves them), B writes
+/// `b/00`..`b/29`; B follows every key, A the `b/` keys; both write
+/// "shared", B later. Then they link. Returns the net settled after the
+/// link. No subscription of A names an `a/` key: only a reconciliation
+/// of what the two hold brings those to B.
 fn diverged(make: fn(usize) -> (Config, Box<dyn Validator>)) -> Net {
     let mut net = Net::new(2, make);
-    let keys = (0..30)
-        .flat_map(|n| [format!("a/{n:02}"), format!("b/{n:02}")])
-        .chain(["shared".to_owned()]);
-    let keys: Vec<String> = keys.collect();
-    for i in 0..2 {
-        net.with(i, |c, _| c.subscribe_many(&keys))
-            .expect("valid keys");
+    let names = |p: &'static str| (0..30).map(move |n| format!("{p}/{n:02}"));
+    let b_keys: Vec<String> = names("b").chain(["shared".to_owned()]).collect();
+    let every: Vec<String> = names("a").chain(b_keys.iter().cloned()).collect();
+    net.with(0, |c, _| c.subscribe_many(&b_keys))
+        .expect("valid keys");
+    net.with(1, |c, _| c.subscribe_many(&every))
+        .expect("valid keys");
+    for key in names("a") {
+        net.with(0, |c, now| c.put(&key, "x", now)).expect("put");
+        assert!(net.with(0, |c, _| c.unsubscribe(&key)));
     }
-    for n in 0..30 {
-        net.with(0, |c, now| c.put(&format!("a/{n:02}"), "x", now))
-            .expect("put");
-        net.with(1, |c, now| c.put(&format!("b/{n:02}"), "y", now))
-            .expect("put");
+    for key in names("b") {
+        net.with(1, |c, now| c.put(&key, "y", now)).expect("put");
     }
     net.with(0, |c, now| c.put("shared", "from a", now))
         .expect("put");
@@ -261,4 +264,16 @@ fn two_diverged_nodes_converge_by_ranges_on_link() {
     assert_eq!(a, b, "the two stores hold the same records");
     assert_eq!(net.core(0).value("shared").as_deref(), Some("from b"));
     assert!(net.nodes[0].range_asks > 0 && net.nodes[1].range_asks > 0);
+}
+
+#[test]
+fn key_by_key_the_keys_a_writer_stopped_following_stay_apart() {
+    // The contrast, below `reconcile_min_keys`: B asks only about keys
+    // it learns A follows, so only the `a/` keys stay with A.
+    let net = diverged(open);
+    assert_eq!(net.core(1).value("shared").as_deref(), Some("from b"));
+    assert_eq!(net.core(0).value("shared").as_deref(), Some("from b"));
+    assert_eq!(all_records(&net, 0).len(), 61);
+    assert_eq!(all_records(&net, 1).len(), 31);
+    assert_eq!(net.nodes[0].range_asks + net.nodes[1].range_asks, 0);
 }
