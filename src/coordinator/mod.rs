@@ -39,6 +39,10 @@ mod get;
 mod get_tests;
 mod gossip;
 mod guard;
+#[cfg(test)]
+mod harness_tests;
+#[cfg(test)]
+mod pair_tests;
 mod reconcile;
 mod throttle;
 #[cfg(test)]
