@@ -147,14 +147,7 @@ fn start(net: &Net, dirs: &[std::path::PathBuf], i: usize, skew: i64, dials: &[S
     for dial in dials {
         command.args(["--dial", dial]);
     }
-    let mut node = Node::spawn(&format!("n{i}"), command, true);
-    node.started = node.expect("started", |l| l["event"] == "started");
-    node.peer_id = node.started["peer_id"]
-        .as_str()
-        .expect("peer id")
-        .to_owned();
-    node.expect("listening", |l| l["event"] == "listening");
-    node
+    Node::start_command(&format!("n{i}"), command)
 }
 
 /// The addresses node `i` dials: node `i - 1`, and in a ring the last

@@ -106,15 +106,7 @@ impl Namespaces {
     pub fn start_node(&self, name: &str, node: &str, args: &[&str]) -> Node {
         let mut command = self.command(name, node_binary());
         command.arg("--json").args(args);
-        let mut node = Node::spawn(node, command, true);
-        node.started = node.expect("started", |l| l["event"] == "started");
-        node.peer_id = node.started["peer_id"]
-            .as_str()
-            .expect("peer id")
-            .to_owned();
-        let listening = node.expect("listening", |l| l["event"] == "listening");
-        node.addr = listening["address"].as_str().unwrap_or_default().to_owned();
-        node
+        Node::start_command(node, command)
     }
 
     /// A command that runs `program` inside namespace `name`.
