@@ -1,4 +1,4 @@
-//! Partition heal (scenario 2 of `tests/convergence.rs`): sides {A1, A2} and {B1, B2}, each
+//! Partition heal (scenario 2 of `tests/swarm/convergence.rs`): sides {A1, A2} and {B1, B2}, each
 //! pair linked, joined only by a bridge X that holds every key. X goes
 //! down; both sides write (deletes on one side, later writes on the other,
 //! keys touched by one side only, keys nobody touches; the plan is

@@ -46,7 +46,7 @@ use crate::wire::failure::OutboundFailure;
 mod dht_links;
 pub mod discovery;
 mod gossip_config;
-pub(crate) mod handler;
+pub mod handler;
 mod network;
 mod pacer;
 mod probe;

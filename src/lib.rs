@@ -147,7 +147,7 @@
 #![warn(missing_docs)]
 
 // The layers, lowest first; each names only itself and the layers below
-// it (`tests/layers.rs` checks): the record and its rules, the wire, the
+// it (`tests/core/layers.rs` checks): the record and its rules, the wire, the
 // stores, the sans-IO coordinator, metrics, the libp2p shell, the simulator,
 // and the test utilities (`testing/`, mounted at `store::conformance`).
 // `config` and `event` belong with the coordinator.
@@ -280,10 +280,12 @@ pub type PointerEvent = Event;
 
 /// The crate's internals, for its own tests and benchmarks (feature
 /// `test-utils`): the wire encoding, the generated protobuf types, the
-/// record checks and order. Not a stable API.
+/// record checks and order, and the fetch protocol's connection handler.
+/// Not a stable API.
 #[cfg(feature = "test-utils")]
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::behaviour::{handler, protocol};
     pub use crate::coordinator::replica;
     pub use crate::core::{accept, order, reconcile, record, topic};
     pub use crate::wire::exchange;

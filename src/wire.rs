@@ -25,17 +25,11 @@ use crate::wire::exchange::{
     AskKey, Entry, Reply, Request, Response, Version, VERSION_SIGNATURE_BYTES,
 };
 
-// Relative to this file's directory, so that a test crate that includes
-// this file by path finds it too.
-#[path = "wire/ranges.rs"]
 mod ranges;
 
-#[path = "wire/exchange.rs"]
 pub mod exchange;
-#[path = "wire/failure.rs"]
 pub mod failure;
 
-#[allow(unused_imports)] // Used by the replica; a test crate may not.
 pub use ranges::{item_cost, range_ask_cost};
 
 pub use crate::core::decode_error::DecodeError;

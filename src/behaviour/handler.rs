@@ -76,7 +76,12 @@ pub enum HandlerIn {
     /// Send the remote one `Ask` for `request`. The result comes back as
     /// [`HandlerOut::Answered`] with the same `id`, which must be unique
     /// among this connection's asks in flight.
-    Ask { id: u64, request: Request },
+    Ask {
+        /// Names the ask in its [`HandlerOut::Answered`].
+        id: u64,
+        /// The keys and ranges to ask for.
+        request: Request,
+    },
     /// Nothing for this handler: the event makes the connection's task
     /// poll every handler on it, gossipsub's among them (see the
     /// behaviour's `spare_links`).
@@ -89,16 +94,23 @@ pub enum HandlerOut {
     /// The remote sent `request`. Send the answer on `reply`; dropping
     /// `reply` closes the stream without an answer.
     InboundAsk {
+        /// What the remote asks for.
         request: Request,
+        /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
     /// The outcome of [`HandlerIn::Ask`] `id`.
     Answered {
+        /// The `id` of the ask.
         id: u64,
+        /// The answer, or why there is none.
         result: Result<Answered, OutboundFailure>,
     },
     /// Serving an inbound stream failed; the stream is closed.
-    InboundFailed { error: InboundFailure },
+    InboundFailed {
+        /// What went wrong.
+        error: InboundFailure,
+    },
 }
 
 /// An ask that still needs a negotiated stream.
@@ -135,7 +147,7 @@ pub struct Handler {
 
 impl Handler {
     /// A handler for one connection, enforcing `limits`.
-    pub(crate) fn new(limits: FetchLimits) -> Self {
+    pub fn new(limits: FetchLimits) -> Self {
         let timeout = limits.timeout;
         let delay = move || futures_bounded::Delay::futures_timer(timeout);
         let (asks_tx, asks_rx) = mpsc::channel(0);

@@ -34,7 +34,7 @@ pub(crate) struct Responder {
 
 /// What one `Ask` learnt: an entry per key answered, in the order asked,
 /// and a reply per range answered.
-pub(crate) type Answered = Response;
+pub type Answered = Response;
 
 /// Sends one `Ask` for `request` on a fresh outbound stream and reads the
 /// `Answer` (see [`wire`] for how several keys share one exchange).

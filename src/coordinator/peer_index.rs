@@ -18,7 +18,7 @@ use libp2p::PeerId;
 use smallvec::SmallVec;
 
 /// What one (peer, key) entry costs the node, as measured under a
-/// subscription flood (`tests/flood_nodes.rs`): the key about four times
+/// subscription flood (`tests/nodes/flood.rs`): the key about four times
 /// (ours, gossipsub's, and what decoding and allocator slack leave
 /// resident) plus this much of index and set state.
 pub(crate) const ENTRY_OVERHEAD: usize = 256;

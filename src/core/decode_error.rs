@@ -1,6 +1,6 @@
-//! Why bytes could not be turned into a record; re-exported as
-//! [`wire::DecodeError`](crate::wire::DecodeError). Its own file so that
-//! test crates that compile `wire.rs` by path share the library's type.
+//! Why bytes could not be turned into a record; re-exported at the crate
+//! root and as [`wire::DecodeError`](crate::wire::DecodeError). It sits in
+//! the lowest layer because the record's own checks return it too.
 
 /// Why bytes could not be turned into a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Scenario 2 on real swarms: the partition of [`super::partition`] healed
 //! by a bridge restarted on its store, timed from the bridge's return. Used
-//! by `tests/convergence.rs` and `benches/heal.rs`.
+//! by `tests/swarm/convergence.rs` and `benches/heal.rs`.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The partition of scenario 2 in `tests/convergence.rs`: two sides joined only by a
+//! The partition of scenario 2 in `tests/swarm/convergence.rs`: two sides joined only by a
 //! bridge, and what each side writes to key `i` while the bridge is down.
 //! Shared by the real-swarm tests, the process tests and the heal bench, so
 //! all three measure the same plan. Plain data: no harness needed.
