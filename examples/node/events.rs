@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use libp2p::gossipsub::PublishError;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{identify, mdns, ping, Multiaddr, PeerId};
@@ -12,6 +13,7 @@ use pointer::{Event, RecordStore, Source};
 use crate::net::NodeEvent;
 use crate::node::Node;
 use crate::output::{dialable, Line, RecordLine};
+use crate::punch::is_relayed;
 
 impl<S: RecordStore + 'static> Node<S> {
     pub(crate) fn on_swarm_event(&mut self, event: SwarmEvent<NodeEvent>) {
@@ -29,6 +31,7 @@ impl<S: RecordStore + 'static> Node<S> {
                 address,
                 listener_id,
             } => {
+                self.unaddressed.remove(&listener_id);
                 self.relisten.up(listener_id);
                 if self.listen_is_external {
                     self.swarm.add_external_address(address.clone());
@@ -46,7 +49,12 @@ impl<S: RecordStore + 'static> Node<S> {
                 ..
             } => {
                 tracing::info!("listener closed: {reason:?}");
+                self.unaddressed.remove(&listener_id);
                 self.relisten.closed(listener_id, std::time::Instant::now());
+            }
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                tracing::debug!(%address, "observed at");
+                self.punch.observed(&address, std::time::Instant::now());
             }
             SwarmEvent::ListenerError { error, .. } => {
                 self.print(&Line::network_error(format!("listener failed: {error}")))
@@ -90,6 +98,7 @@ impl<S: RecordStore + 'static> Node<S> {
                 self.peers.remove(&peer_id);
                 self.redial.lost(peer_id, std::time::Instant::now());
                 self.punch.lost(&peer_id);
+                self.relay_quic.lost(&peer_id);
                 self.print(&Line::Disconnected {
                     peer_id: peer_id.to_string(),
                 });
@@ -162,6 +171,7 @@ impl<S: RecordStore + 'static> Node<S> {
         let identify::Event::Received { peer_id, info, .. } = event else {
             return;
         };
+        self.reach_relay_over_quic(peer_id, &info.listen_addrs);
         if !info.protocols.contains(&pointer::discovery::PROTOCOL) {
             return;
         }
@@ -169,6 +179,28 @@ impl<S: RecordStore + 'static> Node<S> {
             for addr in info.listen_addrs {
                 kad.add_address(&peer_id, addr);
             }
+        }
+    }
+
+    /// A relay of ours reached over TCP only is dialed over QUIC too (see
+    /// [`RelayQuic`](crate::relay_quic::RelayQuic)).
+    fn reach_relay_over_quic(&mut self, peer: PeerId, listen: &[Multiaddr]) {
+        let over_quic = self.peers.get(&peer).is_some_and(|links| {
+            links
+                .iter()
+                .any(|(_, addr)| !is_relayed(addr) && addr.iter().any(|p| p == Protocol::QuicV1))
+        });
+        let addrs = self.relay_quic.identified(peer, listen, over_quic);
+        if addrs.is_empty() {
+            return;
+        }
+        tracing::info!(%peer, ?addrs, "dialing the relay over QUIC too, for hole punching");
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::Always)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, "not dialing the relay over QUIC: {e}");
         }
     }
 

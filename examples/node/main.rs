@@ -24,6 +24,7 @@ mod node;
 mod output;
 mod punch;
 mod redial;
+mod relay_quic;
 mod relisten;
 mod retry;
 
@@ -164,7 +165,15 @@ async fn run<S: RecordStore + 'static>(
             url: format!("http://{bound}/metrics"),
         });
     }
-    for addr in args.listen_addrs() {
+    // The node's own ports first, and their addresses, before it listens
+    // through a relay or dials (see `Node::await_listen_addrs`).
+    let (relayed, direct): (Vec<_>, Vec<_>) =
+        args.listen_addrs().into_iter().partition(punch::is_relayed);
+    for addr in direct {
+        node.listen(addr)?;
+    }
+    node.await_listen_addrs().await;
+    for addr in relayed {
         node.listen(addr)?;
     }
     for addr in &args.bootstrap {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::channel::mpsc::Receiver;
 use futures::{FutureExt, StreamExt};
+use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -24,11 +25,16 @@ use crate::net::Behaviour;
 use crate::output::{dialable, HelpLine, Line, PeerLine, Printer, RecordLine};
 use crate::punch::Punch;
 use crate::redial::Redial;
+use crate::relay_quic::RelayQuic;
 use crate::relisten::Relisten;
 use crate::Error;
 
 /// How long `quit` waits for connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Longest wait at start for the node's own listeners to have an address
+/// before it dials anyone (see [`Node::await_listen_addrs`]).
+const LISTEN_ADDRS_WAIT: Duration = Duration::from_secs(2);
 
 /// Most swarm events handled after each input line before the next line is
 /// read (see `Node::handle_ready_events`).
@@ -56,6 +62,9 @@ pub struct Node<S: RecordStore + 'static> {
     pub(crate) redial: Redial,
     pub(crate) relisten: Relisten,
     pub(crate) punch: Punch,
+    pub(crate) relay_quic: RelayQuic,
+    /// Listeners opened at start that have no address yet.
+    pub(crate) unaddressed: HashSet<ListenerId>,
 }
 
 impl<S: RecordStore + 'static> Node<S> {
@@ -72,6 +81,8 @@ impl<S: RecordStore + 'static> Node<S> {
             redial: Redial::default(),
             relisten: Relisten::default(),
             punch: Punch::default(),
+            relay_quic: RelayQuic::default(),
+            unaddressed: HashSet::new(),
         }
     }
 
@@ -132,9 +143,37 @@ impl<S: RecordStore + 'static> Node<S> {
             .listen_on(addr.clone())
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+            self.relay_quic.note(&addr);
             self.relisten.listening(&addr, id);
+        } else {
+            self.unaddressed.insert(id);
         }
         Ok(())
+    }
+
+    /// Handles swarm events until every listener opened so far on a port
+    /// of the node's own has an address, or `LISTEN_ADDRS_WAIT` passed.
+    /// Until then TCP does not dial from the listen port (a listener on
+    /// 0.0.0.0 registers its port for reuse only when its interfaces are
+    /// reported), and identify has no listen port to translate an
+    /// ephemeral one to: a relay dialed first observes the ephemeral
+    /// port, and that port, which no later dial uses, is the only TCP
+    /// address DCUtR gives for hole punching. Behind a NAT both sides'
+    /// SYNs are then dropped and no direct connection ever forms.
+    pub async fn await_listen_addrs(&mut self) {
+        let deadline = tokio::time::Instant::now() + LISTEN_ADDRS_WAIT;
+        while !self.unaddressed.is_empty() {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(event) => self.on_swarm_event(event),
+                Err(_) => {
+                    tracing::warn!(
+                        listeners = self.unaddressed.len(),
+                        "listeners without an address after {LISTEN_ADDRS_WAIT:?}; dialing anyway"
+                    );
+                    self.unaddressed.clear();
+                }
+            }
+        }
     }
 
     /// Listens again through a relay whose listener closed.
@@ -154,6 +193,7 @@ impl<S: RecordStore + 'static> Node<S> {
     /// Dials `addr`; the outcome comes as `connected` or an `error` line.
     /// `command` names what asked for it, for that error line.
     pub fn dial(&mut self, addr: Multiaddr, command: &str) {
+        self.relay_quic.note(&addr);
         let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
         let id = opts.connection_id();
         match self.swarm.dial(opts) {

@@ -6,10 +6,12 @@
 //! the relay therefore opens a fresh relayed connection to a peer it
 //! reaches only through relays, after a wait that doubles from 30 s to
 //! 16 times that (`--punch-retry-secs`; 0 turns the tries off), and DCUtR
-//! tries again on it. A direct connection ends the
-//! tries; losing the peer ends them too (the redials take over).
+//! tries again on it. The first address the node is observed at on a
+//! transport (TCP, QUIC) makes every try due at once: DCUtR offers it on
+//! the next relayed connection. A direct connection ends the tries;
+//! losing the peer ends them too (the redials take over).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::multiaddr::Protocol;
@@ -35,6 +37,15 @@ pub struct Punch {
     /// The first wait; `None`: no tries.
     first: Option<Duration>,
     targets: HashMap<PeerId, Target>,
+    /// The transports the node has been observed on.
+    observed: HashSet<Transport>,
+}
+
+/// A transport DCUtR can punch through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Transport {
+    Tcp,
+    Quic,
 }
 
 impl Default for Punch {
@@ -54,6 +65,7 @@ impl Punch {
         Punch {
             first,
             targets: HashMap::new(),
+            observed: HashSet::new(),
         }
     }
 
@@ -78,6 +90,26 @@ impl Punch {
             backoff: first,
             due: now + first,
         });
+    }
+
+    /// The node was observed at `addr`. If it is the first address of
+    /// its transport (TCP or QUIC) the node was observed at, DCUtR can now
+    /// offer what it could not when the relayed connections opened (a
+    /// relay reached over QUIC after the circuit, or an identify answer
+    /// that came after it): every try is due at `now`, the waits unchanged.
+    pub fn observed(&mut self, addr: &Multiaddr, now: Instant) {
+        let transport = if addr.iter().any(|p| p == Protocol::QuicV1) {
+            Transport::Quic
+        } else if addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
+            Transport::Tcp
+        } else {
+            return;
+        };
+        if self.observed.insert(transport) {
+            for target in self.targets.values_mut() {
+                target.due = target.due.min(now);
+            }
+        }
     }
 
     /// Every connection to `peer` closed.
@@ -168,6 +200,27 @@ mod tests {
             None,
             "a lost peer is the redials' business"
         );
+    }
+
+    #[test]
+    fn the_first_address_observed_of_a_transport_makes_the_tries_due_now() {
+        let mut punch = Punch::default();
+        let peer = PeerId::random();
+        let addr = circuit(&peer);
+        let now = Instant::now();
+        punch.connected(peer, Some(&addr), &addr, now);
+        let tcp: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().expect("valid");
+        let quic: Multiaddr = "/ip4/10.0.0.2/udp/4001/quic-v1".parse().expect("valid");
+        let later = now + Duration::from_secs(1);
+        punch.observed(&tcp, later);
+        assert_eq!(punch.next_due(), Some(later), "TCP is new");
+        assert_eq!(punch.due(later), vec![(peer, addr.clone())]);
+        let due = punch.next_due();
+        punch.observed(&tcp, later);
+        punch.observed(&"/ip4/10.0.0.2/tcp/4002".parse().expect("valid"), later);
+        assert_eq!(punch.next_due(), due, "TCP again is nothing new");
+        punch.observed(&quic, later);
+        assert_eq!(punch.next_due(), Some(later), "QUIC is new");
     }
 
     #[test]
