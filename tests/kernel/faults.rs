@@ -11,8 +11,8 @@
 //! wrote. Nobody dials for the nodes: they find each other again
 //! themselves (each redials the neighbours it was started with).
 //!
-//! Needs root, iproute2's `ip`, nftables' `nft` and libfaketime's
-//! `faketime`; `.ci/run` installs them and runs it as root:
+//! Needs root, iproute2's `ip`, nftables' `nft` and libfaketime (Debian's
+//! `faketime` package); `.ci/run` installs them and runs it as root:
 //! `cargo test --all-features --test kernel faults:: -- --ignored --nocapture`.
 //! Without them it says it is skipped. `POINTER_FAULT_SEEDS=1,2,3,4,5`
 //! (the default) picks the seeds; each prints its own, so a failure
@@ -21,7 +21,7 @@
 #![cfg(feature = "redb")]
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::process::netns::{can_make_namespaces, has_nft, Namespaces};
@@ -118,25 +118,61 @@ impl Net {
     }
 }
 
-/// Whether this process can run the suite: root, `ip`, `nft`, `faketime`.
+/// Whether this process can run the suite: root, `ip`, `nft`, libfaketime.
 fn can_run() -> bool {
-    let faketime = Command::new("faketime")
-        .args(["-f", "+1s", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    can_make_namespaces() && has_nft() && faketime
+    can_make_namespaces() && has_nft() && libfaketime().is_some()
+}
+
+/// libfaketime's library, where Debian and others install it, preloaded
+/// into the node directly rather than through the `faketime` wrapper (see
+/// [`sweep_faketime_leftovers`]).
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let name = "faketime/libfaketime.so.1";
+    let mut dirs = vec![
+        std::path::PathBuf::from("/usr/lib"),
+        "/usr/local/lib".into(),
+        "/usr/lib64".into(),
+    ];
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        // Debian's multiarch folders, such as `x86_64-linux-gnu`.
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// libfaketime (0.9.10) keeps a semaphore and a shared memory object per
+/// process in `/dev/shm`, named by the process id, and a `kill -9` leaves
+/// them behind; a later process that gets the same id then fails to start
+/// ("sem_open: File exists", seen once the folder held a thousand such
+/// leftovers). Those of processes no longer running are removed before
+/// each node starts.
+fn sweep_faketime_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .strip_prefix("sem.faketime_sem_")
+            .or_else(|| name.strip_prefix("faketime_shm_"));
+        if let Some(pid) = pid {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Node `i`, started in its namespace on its data directory with its
 /// clock `skew` seconds off, dialing `dials`.
 fn start(net: &Net, dirs: &[std::path::PathBuf], i: usize, skew: i64, dials: &[String]) -> Node {
-    let mut command = net
-        .spaces
-        .command(&format!("n{i}"), std::path::Path::new("faketime"));
+    sweep_faketime_leftovers();
+    let mut command = net.spaces.command(&format!("n{i}"), node_binary());
     command
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .args(["-f", &format!("{skew:+}s")])
-        .arg(node_binary());
+        .env("LD_PRELOAD", libfaketime().expect("checked by can_run"))
+        .env("FAKETIME", format!("{skew:+}s"))
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     let listen = format!("/ip4/0.0.0.0/tcp/{PORT}");
     let data = dirs[i].to_str().expect("UTF-8 path");
     command.args(["--json", "--no-mdns", "--no-dht", "--validator", "open"]);
@@ -361,5 +397,6 @@ fn lines_and_rings_of_nodes_under_kernel_faults_agree_after_the_last_heal() {
     }
     for seed in env_list("POINTER_FAULT_SEEDS", "1,2,3,4,5") {
         run(seed.parse().expect("POINTER_FAULT_SEEDS: numbers"));
+        sweep_faketime_leftovers();
     }
 }

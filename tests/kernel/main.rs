@@ -13,9 +13,10 @@ mod process;
 mod faults;
 mod nat;
 
-/// The tests here run one at a time, each with the machine to itself:
-/// their bounds are on timing, and two NAT scenarios side by side once
-/// saw no hole punch within 5 s where alone it takes 0.1 s.
+/// The tests that hold this run one at a time: each starts and cuts
+/// several node processes on a two-core machine and bounds how fast they
+/// agree or punch through. The one that mostly waits (for a relay's
+/// circuit limit) runs beside them.
 pub static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Holds [`ONE_AT_A_TIME`] for a test; a test that failed while holding it
