@@ -49,6 +49,7 @@ mod gossip_config;
 pub mod handler;
 mod network;
 mod pacer;
+mod parallel_verify;
 mod probe;
 pub mod protocol;
 mod spare_links;

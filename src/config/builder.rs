@@ -444,8 +444,9 @@ impl ConfigBuilder {
     /// checked; the threads beyond that task are shared by all connections
     /// (at most `threads - 1` run at once in the node). A
     /// [`Coordinator`](crate::coordinator::Coordinator) driven directly
-    /// spreads the checks of answers it is given unchecked over these
-    /// threads itself. A fresh node catching up many keys is bound by
+    /// checks the records of an answer one by one as it judges them
+    /// ([`Record::verify_each`](crate::Record::verify_each) spreads them
+    /// over threads beforehand). A fresh node catching up many keys is bound by
     /// these checks. Default: the machine's available parallelism; 1 keeps
     /// each answer's checks on its connection's task alone.
     pub fn verify_threads(mut self, threads: usize) -> Self {

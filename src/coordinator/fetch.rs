@@ -234,12 +234,6 @@ impl<S: RecordStore> Coordinator<S> {
             self.fail(peer, unanswered, OutboundFailure::ConnectionClosed);
         }
         self.dispatch.finished(peer);
-        // The records' signatures are checked together, on several threads.
-        let records = entries.iter().filter_map(|entry| match entry {
-            Ok(Entry::Record(record)) => Some(record),
-            _ => None,
-        });
-        self.replica.precheck(records, now_ms);
         for ((wanted, sent), entry) in fetch.wanted.into_iter().zip(fetch.sent).zip(entries) {
             self.on_entry(peer, wanted, sent, entry, now_ms);
         }

@@ -345,8 +345,7 @@ impl<S: RecordStore> Coordinator<S> {
         let replica = Replica::new(store, validator, config.limits, config.max_message_bytes)
             .with_author_key_cache(config.author_key_cache)
             .with_refused_cache(config.refused_record_cache)
-            .with_collected_delete_memory(config.collected_delete_memory)
-            .with_verify_threads(config.verify_threads);
+            .with_collected_delete_memory(config.collected_delete_memory);
         let local_peer = crate::core::record::Author::from(&signer)
             .peer_id()
             .unwrap_or_else(PeerId::random);

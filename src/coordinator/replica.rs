@@ -3,18 +3,15 @@
 //! the network; tests and simulations drive it directly.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use ed25519_dalek::SigningKey;
 
 use crate::coordinator::graveyard::Graveyard;
 use crate::coordinator::refused::Refused;
-use crate::core::accept::{check_shape, check_sizes, judge_with, Limits, RejectReason, Verdict};
+use crate::core::accept::{check_sizes, judge_with, Limits, RejectReason, Verdict};
 use crate::core::author_keys::AuthorKeys;
-use crate::core::order::precedence;
 use crate::core::order::Version;
-use crate::core::parallel_verify::{verify_all, MIN_PARALLEL};
 use crate::core::reconcile::{self, Index, KeyRange, RangeAsk, RangeReply};
 use crate::core::record::{Author, Op, Record};
 use crate::core::validator::Validator;
@@ -76,7 +73,6 @@ pub struct Replica<S> {
     limits: Limits,
     max_message_bytes: usize,
     author_keys: AuthorKeys,
-    verify_threads: usize,
     /// Records our validator refused lately, by signature.
     refused: Refused,
     /// Deletes whose tombstones were collected, remembered a while.
@@ -115,7 +111,6 @@ impl<S: RecordStore> Replica<S> {
             limits,
             max_message_bytes,
             author_keys: AuthorKeys::new(DEFAULT_AUTHOR_KEY_CACHE),
-            verify_threads: 1,
             refused: Refused::new(DEFAULT_REFUSED_CACHE),
             graveyard: Graveyard::new(DEFAULT_COLLECTED_DELETE_MEMORY),
             index: Index::default(),
@@ -232,38 +227,6 @@ impl<S: RecordStore> Replica<S> {
         let store = &self.store;
         let version_of = |k: &str| Self::version_of(store, k);
         reconcile::learn(&self.index, ask, reply, version_of, max_items, candidates)
-    }
-
-    /// Checks the signatures of a burst on up to `threads` threads
-    /// ([`Replica::precheck`]); 1 checks each as it is received.
-    pub fn with_verify_threads(mut self, threads: usize) -> Self {
-        self.verify_threads = threads.max(1);
-        self
-    }
-
-    /// Checks ahead, on `verify_threads` threads, the signatures of those
-    /// of `records` that would reach the signature check (right shape,
-    /// newer than what is held) and were not checked yet; each record
-    /// remembers its outcome, which [`Replica::receive`] then uses. Deciding
-    /// as `receive` would alone, only sooner: a record's check is the same
-    /// `verify_strict`, and its outcome is the record's own.
-    pub fn precheck<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>, now_ms: i64) {
-        if self.verify_threads < 2 {
-            return;
-        }
-        let candidates: Vec<&Record> = records
-            .into_iter()
-            .filter(|r| r.checked().is_none())
-            .filter(|r| check_shape(r, now_ms, &self.limits).is_ok())
-            .filter(|r| {
-                Self::held(&self.store, &self.index, self.stale, r.key())
-                    .is_none_or(|held| precedence(r, &held) == Ordering::Greater)
-            })
-            .collect();
-        if candidates.len() < MIN_PARALLEL {
-            return;
-        }
-        verify_all(&candidates, self.verify_threads);
     }
 
     /// Remembers the signatures of up to `records` records our validator

@@ -8,7 +8,6 @@ pub mod accept;
 pub(crate) mod author_keys;
 pub(crate) mod decode_error;
 pub mod order;
-pub(crate) mod parallel_verify;
 pub mod reconcile;
 pub mod record;
 pub mod topic;

@@ -1,12 +1,14 @@
-//! Signature checks of a burst, spread over threads.
+//! Signature checks of a burst, spread over threads: the shell's part of
+//! checking an answer (the check itself is the core's [`Record::verify`]).
 //!
 //! A fresh node catching up receives answers of up to `max_keys_per_ask`
 //! records at once, and the Ed25519 check of each (about 33 µs) is most of
-//! what a record costs. The checks of one answer are independent, so they
-//! run on `threads` scoped threads; each decides with
-//! [`Record::verify`]'s own `verify_strict`, record by record (no batch
-//! verification: it can accept signatures `verify_strict` refuses), so the
-//! outcome is exactly the sequential one.
+//! what a record costs. The checks of one answer are independent, so the
+//! handler runs them on `threads` scoped threads before the answer reaches
+//! the coordinator; each decides with [`Record::verify`]'s own
+//! `verify_strict`, record by record (no batch verification: it can accept
+//! signatures `verify_strict` refuses), so the outcome is exactly the
+//! sequential one, and the coordinator uses it (each record remembers it).
 
 use crate::core::author_keys::AuthorKeys;
 use crate::core::record::Record;
@@ -47,15 +49,18 @@ fn check(records: &[&Record]) {
     }
 }
 
-// Here rather than in `record.rs`, so that the record does not depend on
-// the threads that check it.
+// Here rather than in `record.rs`, so that the record's layer starts no
+// threads.
 impl Record {
     /// Checks each of `records` as [`Record::verify`] does, spread over up
     /// to `threads` threads (a lot of fewer than 16 records on the calling
     /// thread), decompressing each author's key once per thread; each
     /// record remembers its outcome ([`Record::checked`]). The outcomes are
     /// those of the checks one by one: no batch verification, which can
-    /// accept signatures `verify_strict` refuses.
+    /// accept signatures `verify_strict` refuses. The behaviour does this
+    /// for every answer; who drives a
+    /// [`Coordinator`](crate::coordinator::Coordinator) directly can do the
+    /// same before handing it an answer.
     pub fn verify_each(records: &[&Record], threads: usize) {
         verify_all(records, threads);
     }
