@@ -238,7 +238,7 @@ fn behind_dropping_nats_the_laptops_punch_a_direct_connection() {
 
 #[test]
 #[ignore = "needs root, iproute2 and nftables; .ci/run runs it"]
-fn behind_resetting_nats_the_laptops_punch_a_direct_quic_connection() {
+fn behind_resetting_nats_the_laptops_punch_a_direct_connection_mostly_quic() {
     let _alone = crate::alone();
     if skip() {
         return;
