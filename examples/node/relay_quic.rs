@@ -17,6 +17,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
+/// Most QUIC ports of one relay dialed: a relay could list any number
+/// in its identify answer, and one connection is all the node wants.
+const MOST_PORTS: usize = 4;
+
 /// See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct RelayQuic {
@@ -52,6 +56,7 @@ impl RelayQuic {
         let ports: BTreeSet<u16> = listen.iter().filter_map(|l| quic_port(l, host)).collect();
         ports
             .into_iter()
+            .take(MOST_PORTS)
             .map(|port| {
                 Multiaddr::empty()
                     .with(host.clone())
@@ -166,6 +171,16 @@ mod tests {
         assert!(other
             .identified(relay(), &relay_listens(), false)
             .is_empty());
+    }
+
+    #[test]
+    fn at_most_a_few_ports_of_a_relay_listing_many() {
+        let mut quic = RelayQuic::default();
+        quic.note(&addr("/ip4/10.0.1.1/tcp/4001/p2p/RELAY/p2p-circuit"));
+        let many: Vec<Multiaddr> = (5000..6000)
+            .map(|port| addr(&format!("/ip4/10.0.1.1/udp/{port}/quic-v1")))
+            .collect();
+        assert_eq!(quic.identified(relay(), &many, false).len(), MOST_PORTS);
     }
 
     #[test]
