@@ -6,11 +6,11 @@
 //! once both sides have sent: behind such routers the two laptops of
 //! `tests/kernel/nat.rs` stayed on the relay until it ended the circuit.
 //!
-//! So once a relay named in a circuit address (`--listen`, `--dial`,
-//! `--bootstrap`) has identified itself, the node dials the relay's QUIC
-//! address too, at the host the user gave for it. Identify on that
-//! connection reports the node's UDP address, and DCUtR offers it (see
-//! [`crate::punch`] for the try that follows a new kind of address).
+//! So once a relay named in a circuit address (`--listen`, `--dial`) has
+//! identified itself, the node dials the relay's QUIC address too, at the
+//! host the user gave for it. Identify on that connection reports the
+//! node's UDP address, and DCUtR offers it (see [`crate::punch`] for the
+//! try that follows a new kind of address).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -103,10 +103,8 @@ fn quic_port(listen: &Multiaddr, host: &Protocol) -> Option<u16> {
     };
     let reachable = match (host, &ip) {
         (Protocol::Ip4(_) | Protocol::Ip6(_), _) => *host == ip,
-        (Protocol::Dns4(_), Protocol::Ip4(a)) => !a.is_loopback(),
-        (Protocol::Dns6(_), Protocol::Ip6(a)) => !a.is_loopback(),
-        (Protocol::Dns(_), Protocol::Ip4(a)) => !a.is_loopback(),
-        (Protocol::Dns(_), Protocol::Ip6(a)) => !a.is_loopback(),
+        (Protocol::Dns4(_) | Protocol::Dns(_), Protocol::Ip4(a)) => !a.is_loopback(),
+        (Protocol::Dns6(_) | Protocol::Dns(_), Protocol::Ip6(a)) => !a.is_loopback(),
         _ => false,
     };
     reachable.then_some(port)
