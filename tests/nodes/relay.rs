@@ -2,7 +2,7 @@
 //! over a circuit (libp2p circuit relay v2), as two laptops behind home
 //! routers would through a public relay. Loopback only; no sleeps.
 
-use crate::process::{connected_to, is, updated, Node, LOOPBACK_TCP};
+use crate::process::{connected_to, is, updated, Node, LOOPBACK_TCP, PATIENCE};
 
 #[test]
 fn two_nodes_behind_a_relay_exchange_records_over_a_circuit() {
@@ -59,4 +59,70 @@ fn two_nodes_behind_a_relay_exchange_records_over_a_circuit() {
     // Both follow the key now: an update goes by gossip over the circuit.
     a.send("put lamp off");
     b.expect("off by gossip", updated("lamp", "off", "gossip"));
+}
+
+/// The remote addresses of `node`'s connections to `peer`, from `peers`.
+fn connections_to(node: &mut Node, peer: &str) -> Vec<String> {
+    node.send("peers");
+    let peers = node.expect("peers", |l| l["event"] == "peers");
+    peers["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["peer_id"] == peer)
+        .flat_map(|p| p["connections"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_node_listening_through_a_relay_over_tcp_reaches_it_over_quic_too() {
+    let mut relay = Node::start(
+        "R",
+        &[
+            "--relay-server",
+            "--validator",
+            "open",
+            "--listen",
+            LOOPBACK_TCP,
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ],
+    );
+    let tcp = if relay.addr.contains("/tcp/") {
+        relay.addr.clone()
+    } else {
+        let line = relay.expect("R's TCP address", |l| {
+            l["event"] == "listening" && l["address"].as_str().is_some_and(|a| a.contains("/tcp/"))
+        });
+        line["address"].as_str().unwrap_or_default().to_owned()
+    };
+    let circuit = format!("{tcp}/p2p-circuit");
+    let mut a = Node::start(
+        "A",
+        &[
+            "--listen",
+            LOOPBACK_TCP,
+            "--listen",
+            &circuit,
+            "--validator",
+            "open",
+        ],
+    );
+    relay.expect("A reserved a circuit", connected_to(&a.peer_id));
+    // Once the relay has identified itself, A dials its QUIC address, so
+    // that the relay observes A's UDP address for DCUtR. `peers` is a
+    // state, not an event: asked every 50 ms.
+    let started = std::time::Instant::now();
+    let links = loop {
+        let links = connections_to(&mut a, &relay.peer_id);
+        if links.iter().any(|l| l.contains("/quic-v1")) || started.elapsed() > PATIENCE {
+            break links;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        links.iter().any(|l| l.contains("/quic-v1")) && links.iter().any(|l| l.contains("/tcp/")),
+        "A holds a TCP and a QUIC connection to the relay: {links:?}"
+    );
 }
