@@ -180,29 +180,19 @@ fn laptops(net: &Namespaces, b_flags: &[&str]) -> (Node, Node, Node) {
 /// The remote address of a connection `node` has to `peer` that is not
 /// relayed, if it has one.
 fn direct_to(node: &mut Node, peer: &str) -> Option<String> {
-    node.send("peers");
-    let peers = node.expect("peers", |l| l["event"] == "peers");
-    let list = peers["peers"].as_array()?;
-    let links = list.iter().find(|p| p["peer_id"] == peer)?;
-    links["connections"]
-        .as_array()?
-        .iter()
-        .filter_map(|a| a.as_str())
-        .find(|a| !a.contains("p2p-circuit"))
-        .map(str::to_owned)
+    node.connections_to(peer)
+        .into_iter()
+        .find(|a| !is_relayed(a))
 }
 
 /// Waits up to `within` for `node` to hold a direct connection to `peer`.
 fn direct_within(node: &mut Node, peer: &str, within: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if direct_to(node, peer).is_some() {
-            return Some(started.elapsed());
-        }
-        // `peers` is a state, not an event: asked every 100 ms.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    node.connection_within(peer, within, |a| !is_relayed(a))
+        .map(|(took, _)| took)
+}
+
+fn is_relayed(addr: &str) -> bool {
+    addr.contains("p2p-circuit")
 }
 
 /// `updated` to `value` of `key`, by gossip or by fetch.

@@ -11,17 +11,7 @@ fn two_nodes_behind_a_relay_exchange_records_over_a_circuit() {
 
     // A is reachable through the relay (and on its own loopback port,
     // which B is not told about).
-    let mut a = Node::start(
-        "A",
-        &[
-            "--listen",
-            LOOPBACK_TCP,
-            "--listen",
-            &circuit,
-            "--validator",
-            "open",
-        ],
-    );
+    let mut a = listening_through(&circuit);
     let relayed = a.expect("A listens through the relay", |l| {
         l["event"] == "listening"
             && l["address"]
@@ -61,18 +51,19 @@ fn two_nodes_behind_a_relay_exchange_records_over_a_circuit() {
     b.expect("off by gossip", updated("lamp", "off", "gossip"));
 }
 
-/// The remote addresses of `node`'s connections to `peer`, from `peers`.
-fn connections_to(node: &mut Node, peer: &str) -> Vec<String> {
-    node.send("peers");
-    let peers = node.expect("peers", |l| l["event"] == "peers");
-    peers["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["peer_id"] == peer)
-        .flat_map(|p| p["connections"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a.as_str().map(str::to_owned))
-        .collect()
+/// A node listening on loopback and through the relay at `circuit`.
+fn listening_through(circuit: &str) -> Node {
+    Node::start(
+        "A",
+        &[
+            "--listen",
+            LOOPBACK_TCP,
+            "--listen",
+            circuit,
+            "--validator",
+            "open",
+        ],
+    )
 }
 
 #[test]
@@ -98,29 +89,12 @@ fn a_node_listening_through_a_relay_over_tcp_reaches_it_over_quic_too() {
         line["address"].as_str().unwrap_or_default().to_owned()
     };
     let circuit = format!("{tcp}/p2p-circuit");
-    let mut a = Node::start(
-        "A",
-        &[
-            "--listen",
-            LOOPBACK_TCP,
-            "--listen",
-            &circuit,
-            "--validator",
-            "open",
-        ],
-    );
+    let mut a = listening_through(&circuit);
     relay.expect("A reserved a circuit", connected_to(&a.peer_id));
     // Once the relay has identified itself, A dials its QUIC address, so
-    // that the relay observes A's UDP address for DCUtR. `peers` is a
-    // state, not an event: asked every 50 ms.
-    let started = std::time::Instant::now();
-    let links = loop {
-        let links = connections_to(&mut a, &relay.peer_id);
-        if links.iter().any(|l| l.contains("/quic-v1")) || started.elapsed() > PATIENCE {
-            break links;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    // that the relay observes A's UDP address for DCUtR.
+    a.connection_within(&relay.peer_id, PATIENCE, |l| l.contains("/quic-v1"));
+    let links = a.connections_to(&relay.peer_id);
     assert!(
         links.iter().any(|l| l.contains("/quic-v1")) && links.iter().any(|l| l.contains("/tcp/")),
         "A holds a TCP and a QUIC connection to the relay: {links:?}"

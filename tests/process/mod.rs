@@ -399,6 +399,41 @@ pub fn connected_to(peer: &str) -> impl Fn(&Value) -> bool {
 
 #[allow(dead_code)]
 impl Node {
+    /// The remote address of each connection to `peer`, oldest first, as
+    /// `peers` lists them.
+    pub fn connections_to(&mut self, peer: &str) -> Vec<String> {
+        self.send("peers");
+        let peers = self.expect("peers", |l| l["event"] == "peers");
+        peers["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["peer_id"] == peer)
+            .flat_map(|p| p["connections"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits up to `within` for a connection to `peer` whose remote
+    /// address `matches` accepts: how long it took, and that address.
+    /// `peers` is a state, not an event: asked every 100 ms.
+    pub fn connection_within(
+        &mut self,
+        peer: &str,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<(Duration, String)> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            let found = self.connections_to(peer).into_iter().find(|a| matches(a));
+            if let Some(addr) = found {
+                return Some((started.elapsed(), addr));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
     /// Hands `done` every line not yet taken, then every new line, each
     /// taken, until `done` returns `true`. For following a node's state
     /// through its events (every line counts, not only the first match).
